@@ -1,0 +1,211 @@
+"""The `newswatch` command: parses arguments, calls the core, prints. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from . import __version__
+from .config import Config, load_config
+from .errors import ConfigError, NewswatchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except NewswatchError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newswatch", description=__doc__)
+    p.add_argument("--version", action="version", version=f"newswatch {__version__}")
+    p.add_argument("--log-level", default="WARNING",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_, description=help_)
+        c.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or "
+                                        "config/newswatch.yaml)")
+        c.set_defaults(func=func)
+        return c
+
+    run = command("run", _run, "poll, classify and deliver (embedded Redis if none configured)")
+    run.add_argument("--once", action="store_true",
+                     help="poll every feed once, deliver, print a summary, exit")
+    run.add_argument("--timeout", type=float, default=300.0,
+                     help="with --once: longest wait for deliveries, in seconds")
+    run.add_argument("--concurrency", type=int, default=4)
+    command("check", _check, "validate the config; every problem as FILE:LINE: path: message")
+    classify = command("classify", _classify, "JSONL items in, topic matches out")
+    classify.add_argument("file", nargs="?", default="-")
+    explain = command("explain", _explain, "why a text matches a topic or not, clause by clause")
+    explain.add_argument("--topic", required=True)
+    explain.add_argument("text", nargs="+")
+    stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
+    stories.add_argument("file", nargs="?", default="-")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    config = load_config(args.config)
+    if not args.once:
+        level = "INFO" if args.log_level == "WARNING" else args.log_level
+        runner.run_forever(config, concurrency=args.concurrency, loglevel=level)
+        return 0
+    summary = runner.run_once(config, timeout=args.timeout, concurrency=args.concurrency)
+    print(runner.format_summary(summary, config))
+    return 0 if summary.ok else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{config.path}: OK: {len(config.feeds)} feeds, {len(config.topics)} topics, "
+          f"{len(config.subscribers)} subscribers")
+    return 0
+
+
+class Item(BaseModel):
+    """One JSONL input item (untrusted)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str | int
+    title: str = ""
+    summary: str | None = None
+    content: str | None = None
+    link: str | None = None
+    published: str | None = None
+    source: str | None = None
+
+
+def _items(path: str) -> Iterator[tuple[int, Item | str]]:
+    """(line number, item or error message) for each non-blank line."""
+    stream: IO[str] = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    with stream:
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, Item.model_validate_json(line)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(map(str, first["loc"])) or "line"
+                yield n, f"{path}:{n}: {where}: {first['msg']}"
+
+
+def _item_text(item: Item) -> tuple[str, str]:
+    from .parse import html_to_text
+
+    summary = " ".join(html_to_text(x) for x in (item.summary, item.content) if x)
+    return html_to_text(item.title), summary
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .classify import Classifier
+
+    config = load_config(args.config)
+    classifier = Classifier(config.topics)
+    failures = 0
+    for _, item in _items(args.file):
+        if isinstance(item, str):
+            failures += 1
+            print(item, file=sys.stderr)
+            print(json.dumps({"id": None, "topics": [], "matches": [], "error": item}))
+            continue
+        matches = classifier.classify(*_item_text(item))
+        print(json.dumps({
+            "id": item.id, "topics": [m.topic_id for m in matches],
+            "matches": [{"topic": m.topic_id, "score": m.score, "evidence": list(m.evidence)}
+                        for m in matches],
+        }, ensure_ascii=False))
+    return 1 if failures else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .classify import join_text, snippets
+    from .classify.explain import explain
+    from .classify.query import Doc, parse_query
+
+    config = load_config(args.config)
+    topic = _topic(config, args.topic)
+    doc = Doc.of(join_text(" ".join(args.text), ""))
+    query = parse_query(topic.query)
+    hits = query.match(doc)
+    print(f"topic {args.topic} ({topic.name}): query {topic.query}")
+    print("\n".join(explain(query, doc, 1)))
+    excluded = False
+    if topic.exclude:
+        print(f"exclude: {topic.exclude}")
+        exclude = parse_query(topic.exclude)
+        excluded = exclude.match(doc) is not None
+        print("\n".join(explain(exclude, doc, 1)))
+    matched = hits is not None and not excluded
+    verdict = "MATCHES" if matched else ("excluded" if hits is not None else "no match")
+    print(f"=> {verdict}")
+    if matched and hits:
+        for s in snippets(doc, hits):
+            print(f"   {s}")
+    return 0 if matched else 1
+
+
+def _topic(config: Config, topic_id: str) -> Any:
+    if topic_id not in config.topics:
+        known = ", ".join(sorted(config.topics))
+        raise NewswatchError(f"unknown topic {topic_id!r} (known: {known})")
+    return config.topics[topic_id]
+
+
+def _stories(args: argparse.Namespace) -> int:
+    from .models import Entry, parse_iso
+    from .parse import canonical_url
+    from .stories import cluster
+
+    config = load_config(args.config)
+    rows: list[tuple[str, Entry] | str] = []
+    for n, item in _items(args.file):
+        if isinstance(item, str):
+            rows.append(item)
+            continue
+        title, summary = _item_text(item)
+        try:
+            published = parse_iso(item.published) if item.published else None
+        except ValueError:
+            published = None
+        link = canonical_url(item.link) if item.link else None
+        rows.append((str(item.id), Entry("offline", str(n), title, summary, link, published,
+                                         item.source or "")))
+    good = [r for r in rows if not isinstance(r, str)]
+    ids = iter(cluster(good, window_hours=config.settings.story_window_hours))
+    failures = 0
+    for row in rows:
+        if isinstance(row, str):
+            failures += 1
+            print(row, file=sys.stderr)
+            print(json.dumps({"id": None, "story": None, "error": row}))
+        else:
+            print(json.dumps({"id": row[0], "story": next(ids)}, ensure_ascii=False))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Typed configuration: YAML -> pydantic, with every error as `FILE:LINE: path: message`.
+
+The YAML is composed (not just loaded) so that each value keeps the line it came from; pydantic
+then validates the plain data and its error locations are mapped back to those lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .classify.query import parse_query
+from .errors import ConfigError, QueryError
+
+DEFAULT_CONFIG = Path("config/newswatch.yaml")
+ENV_PREFIX = "NEWSWATCH_"
+_TOPIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Path_ = tuple[str | int, ...]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    """One feed; `url` may be http(s), file://, or a path relative to the config file."""
+
+    url: str | None = None
+    opml: str | None = None
+    name: str | None = None
+    id: str | None = None
+    interval: int | None = Field(default=None, ge=10, description="seconds between polls")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeedConfig:
+        if (self.url is None) == (self.opml is None):
+            raise ValueError("a feed needs exactly one of 'url' or 'opml'")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str | None) -> str | None:
+        if url is not None:
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in ("http", "https", "file", ""):
+                raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or file)")
+        return url
+
+
+class TopicConfig(_Model):
+    name: str
+    query: str
+    exclude: str | None = None
+    description: str | None = None
+    examples: tuple[str, ...] = ()
+
+    @field_validator("query", "exclude")
+    @classmethod
+    def _parses(cls, query: str | None) -> str | None:
+        if query is not None:
+            parse_query(query)      # raises QueryError, reported with its column
+        return query
+
+
+class SubscriberConfig(_Model):
+    id: str
+    topics: tuple[str, ...] = Field(min_length=1)
+    email: str | None = None
+    webhook: str | None = None
+    secret: str | None = None
+    outbox: str | None = None
+    digest: Literal["none", "hourly", "daily"] = "none"
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> SubscriberConfig:
+        channels = [c for c in ("email", "webhook", "outbox") if getattr(self, c)]
+        if len(channels) != 1:
+            raise ValueError("a subscriber needs exactly one of 'email', 'webhook' or 'outbox'"
+                             + (f" (has {', '.join(channels)})" if channels else ""))
+        if self.webhook and not self.secret:
+            raise ValueError("a webhook subscriber needs a 'secret' (whsec_...)")
+        return self
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"webhook must be an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            raw = value.removeprefix("whsec_")
+            try:
+                if len(base64.b64decode(raw, validate=True)) < 16:
+                    raise ValueError
+            except ValueError:
+                raise ValueError("secret must be 'whsec_' + base64 of at least 16 bytes") from None
+        return value
+
+    @property
+    def channel(self) -> str:
+        return "email" if self.email else "webhook" if self.webhook else "outbox"
+
+    @property
+    def target(self) -> str:
+        return self.email or self.webhook or self.outbox or ""
+
+
+class Settings(_Model):
+    """Every setting can also come from the environment as NEWSWATCH_<NAME>."""
+
+    redis_url: str | None = None            # none: `newswatch run` starts an embedded Redis
+    broker_url: str | None = None           # Celery broker; defaults to redis_url
+    smtp_url: str | None = None
+    from_address: str = "newswatch@localhost"
+    allow_private_networks: bool = False
+    poll_interval: int = Field(default=300, ge=10)
+    fetch_timeout: float = Field(default=20.0, gt=0)
+    max_feed_bytes: int = Field(default=10_000_000, gt=0)
+    user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch)"
+    data_dir: str | None = None             # unset: ./var; relative: to the config file
+    key_prefix: str = "nw"
+    seen_ttl_days: int = Field(default=30, ge=1)
+    story_window_hours: int = Field(default=72, ge=1)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("smtp", "smtps"):
+            raise ValueError("smtp_url must start with smtp:// or smtps://")
+        return value
+
+
+class ConfigModel(_Model):
+    feeds: tuple[FeedConfig, ...] = ()
+    topics: dict[str, TopicConfig] = Field(default_factory=dict)
+    subscribers: tuple[SubscriberConfig, ...] = ()
+    settings: Settings = Field(default_factory=Settings)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A resolved feed: OPML expanded, relative paths turned into file:// URLs."""
+
+    id: str
+    url: str
+    name: str
+    interval: int
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    feeds: tuple[Feed, ...]
+    topics: dict[str, TopicConfig]
+    subscribers: tuple[SubscriberConfig, ...]
+    settings: Settings
+
+    def feed(self, feed_id: str) -> Feed:
+        for feed in self.feeds:
+            if feed.id == feed_id:
+                return feed
+        raise KeyError(feed_id)
+
+    def subscriber(self, subscriber_id: str) -> SubscriberConfig:
+        for sub in self.subscribers:
+            if sub.id == subscriber_id:
+                return sub
+        raise KeyError(subscriber_id)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the embedded Redis and beat keep their files."""
+        if self.settings.data_dir:
+            return self.resolve_path(self.settings.data_dir)
+        return Path("var").resolve()
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read, substitute, validate and resolve a config file; ConfigError lists every problem."""
+    file = config_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read config: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{file}: not UTF-8: {exc}"]) from None
+    return _build(file, text)
+
+
+def _build(file: Path, text: str) -> Config:
+    problems: list[str] = []
+    lines: dict[Path_, int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{file}:{line}: YAML: {getattr(exc, 'problem', exc)}"]) from None
+    data = _plain(node, (), lines, problems, file) if node is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}:1: (top): expected a mapping with feeds, topics, subscribers"])
+    _apply_env(data, problems)
+
+    def where(loc: Path_) -> str:
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in lines:
+                return f"{file}:{lines[loc[:n]]}"
+        return f"{file}:1"
+
+    try:
+        model = ConfigModel.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            ctx_error = (err.get("ctx") or {}).get("error")
+            msg = str(ctx_error) if isinstance(ctx_error, QueryError) else err["msg"]
+            msg = msg.removeprefix("Value error, ")
+            origin = _env_origin(loc)
+            prefix = f"env {origin}" if origin else where(loc)
+            problems.append(f"{prefix}: {_dotted(loc)}: {msg}")
+        raise ConfigError(problems) from None
+    problems += _cross_check(model, where)
+    if problems:
+        raise ConfigError(problems)
+    feeds = _resolve_feeds(model, file, where, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(file.resolve(), feeds, model.topics, model.subscribers, model.settings)
+
+
+def _plain(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str],
+           file: Path) -> Any:
+    """YAML node -> plain data, recording each path's line and substituting ${VAR}."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                problems.append(f"{file}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: "
+                                "duplicate key")
+            out[key] = _plain(value_node, (*path, key), lines, problems, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(v, (*path, i), lines, problems, file) for i, v in enumerate(node.value)]
+    value = yaml.SafeLoader("").construct_object(node)
+    if isinstance(value, str) and "${" in value:
+        def substitute(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{file}:{lines[path]}: {_dotted(path)}: "
+                            f"environment variable {name} is not set")
+            return ""
+        value = _VAR.sub(substitute, value)
+    return value
+
+
+def _apply_env(data: dict[str, Any], problems: list[str]) -> None:
+    settings = data.get("settings")
+    if settings is None:
+        settings = data["settings"] = {}
+    if not isinstance(settings, dict):
+        return
+    for name in Settings.model_fields:
+        value = os.environ.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            settings[name] = value
+
+
+def _env_origin(loc: Path_) -> str | None:
+    if len(loc) >= 2 and loc[0] == "settings" and isinstance(loc[1], str):
+        env = ENV_PREFIX + loc[1].upper()
+        if env in os.environ:
+            return env
+    return None
+
+
+def _dotted(loc: Path_) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _cross_check(model: ConfigModel, where: Any) -> list[str]:
+    problems = []
+    for topic_id in model.topics:
+        if not _TOPIC_ID.match(topic_id):
+            problems.append(f"{where(('topics', topic_id))}: topics.{topic_id}: topic ids are "
+                            "lowercase letters, digits, '-' and '_'")
+    seen: set[str] = set()
+    for i, sub in enumerate(model.subscribers):
+        if sub.id in seen:
+            problems.append(f"{where(('subscribers', i, 'id'))}: subscribers[{i}].id: "
+                            f"duplicate subscriber id {sub.id!r}")
+        seen.add(sub.id)
+        for j, topic in enumerate(sub.topics):
+            if topic not in model.topics:
+                known = ", ".join(sorted(model.topics)) or "none"
+                problems.append(f"{where(('subscribers', i, 'topics', j))}: "
+                                f"subscribers[{i}].topics[{j}]: unknown topic {topic!r} "
+                                f"(known: {known})")
+        if sub.email and not model.settings.smtp_url:
+            problems.append(f"{where(('subscribers', i, 'email'))}: subscribers[{i}].email: "
+                            "email subscribers need settings.smtp_url")
+    return problems
+
+
+def _resolve_feeds(model: ConfigModel, file: Path, where: Any,
+                   problems: list[str]) -> tuple[Feed, ...]:
+    base = file.resolve().parent
+    feeds: list[Feed] = []
+    ids: dict[str, int] = {}
+    for i, fc in enumerate(model.feeds):
+        if fc.opml is not None:
+            try:
+                found = _read_opml(base / fc.opml)
+            except (OSError, ElementTree.ParseError) as exc:
+                problems.append(f"{where(('feeds', i, 'opml'))}: feeds[{i}].opml: "
+                                f"cannot read OPML {fc.opml}: {exc}")
+                continue
+            pairs: list[tuple[str, str | None, str | None]] = [
+                (url, name, None) for url, name in found]
+        else:
+            assert fc.url is not None
+            pairs = [(fc.url, fc.name, fc.id)]
+        for url, name, explicit_id in pairs:
+            resolved = _resolve_url(url, base)
+            feed_id = explicit_id or "f" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
+            if feed_id in ids:
+                problems.append(f"{where(('feeds', i))}: feeds[{i}]: same feed as feeds"
+                                f"[{ids[feed_id]}] ({resolved})")
+                continue
+            ids[feed_id] = i
+            display = name or urlsplit(resolved).hostname or Path(urlsplit(resolved).path).name
+            feeds.append(Feed(feed_id, resolved, display,
+                              fc.interval or model.settings.poll_interval))
+    return tuple(feeds)
+
+
+def _resolve_url(url: str, base: Path) -> str:
+    if urlsplit(url).scheme:
+        return url
+    return (base / url).resolve().as_uri()
+
+
+def _read_opml(path: Path) -> list[tuple[str, str | None]]:
+    root = ElementTree.parse(path).getroot()
+    return [(o.attrib["xmlUrl"], o.attrib.get("title") or o.attrib.get("text"))
+            for o in root.iter("outline") if o.attrib.get("xmlUrl")]

@@ -1,0 +1,1 @@
+"""Alert delivery channels: webhook (Standard Webhooks), email (SMTP), outbox (files)."""

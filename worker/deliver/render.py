@@ -1,0 +1,122 @@
+"""Alert -> webhook body and email message. Pure; feed text is escaped, never trusted."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ..models import Alert, Entry, iso
+
+MAX_SUBJECT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def also_reported(alert: Alert, others: Iterable[Entry]) -> list[Entry]:
+    """The story's other copies, excluding the alerted entry and duplicate links."""
+    seen = {alert.entry.link or alert.entry.key}
+    out = []
+    for entry in others:
+        ident = entry.link or entry.key
+        if ident not in seen:
+            seen.add(ident)
+            out.append(entry)
+    return out
+
+
+def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = ()) -> dict[str, Any]:
+    """The webhook JSON body (DESIGN.md contract)."""
+    e = alert.entry
+    return {
+        "type": "alert",
+        "id": alert.id,
+        "subscriber": alert.subscriber_id,
+        "topics": [m.to_dict() for m in alert.matches],
+        "story": {
+            "id": alert.story_id, "title": e.title, "url": e.link, "published": iso(e.published),
+            "summary": e.summary, "source": {"feed": feed_url, "title": e.source_title},
+            "also_reported_by": [{"title": o.title, "url": o.link, "source": o.source_title}
+                                 for o in also_reported(alert, others)],
+        },
+        "detected_at": iso(alert.detected_at),
+    }
+
+
+def single_line(text: str, limit: int = MAX_SUBJECT) -> str:
+    """Header-safe text: no CR/LF or other controls, bounded length."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def safe_link(url: str | None) -> str | None:
+    return url if url and urlsplit(url).scheme in ("http", "https") else None
+
+
+def email_message(body: dict[str, Any], *, to: str, from_address: str,
+                  domain: str = "newswatch") -> EmailMessage:
+    """multipart/alternative (text + HTML) for one alert body as built by `webhook_body`."""
+    story, topics = body["story"], body["topics"]
+    names = ", ".join(t["name"] for t in topics)
+    msg = EmailMessage()
+    msg["Subject"] = single_line(f"[newswatch] {names}: {story['title']}")
+    msg["From"] = from_address
+    msg["To"] = to
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = f"<{body['id']}@{domain}>"   # stable across retries: receivers dedup
+    msg["List-Unsubscribe"] = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
+    msg["X-Newswatch-Alert"] = body["id"]
+    msg.set_content(_text(story, topics))
+    msg.add_alternative(_html(story, topics), subtype="html")
+    return msg
+
+
+def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
+    lines = [story["title"], ""]
+    if story.get("url"):
+        lines.append(story["url"])
+    lines.append(f"{story['source']['title']} · {story.get('published') or 'undated'}")
+    lines += ["", story.get("summary") or "", ""]
+    for t in topics:
+        lines.append(f"Matched topic: {t['name']} ({t['id']})")
+        lines += [f"  {ev}" for ev in t.get("evidence", [])]
+    if story.get("also_reported_by"):
+        lines += ["", "Also reported by:"]
+        lines += [f"  {o['source']}: {o['title']} {o.get('url') or ''}".rstrip()
+                  for o in story["also_reported_by"]]
+    return "\n".join(lines) + "\n"
+
+
+def _html(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    link = safe_link(story.get("url"))
+    title = esc(story["title"])
+    heading = f'<a href="{esc(link)}">{title}</a>' if link else title
+    parts = [
+        "<!doctype html><html><body style=\"font-family:sans-serif;max-width:40em\">",
+        f"<h2 style=\"margin-bottom:0.2em\">{heading}</h2>",
+        f"<p style=\"color:#555;margin-top:0\">{esc(story['source']['title'])} · "
+        f"{esc(story.get('published') or 'undated')}</p>",
+        f"<p>{esc(story.get('summary') or '')}</p>",
+    ]
+    for t in topics:
+        parts.append(f"<p><strong>{esc(t['name'])}</strong></p><ul>")
+        parts += [f"<li>{_emphasis(esc(ev))}</li>" for ev in t.get("evidence", [])]
+        parts.append("</ul>")
+    if story.get("also_reported_by"):
+        parts.append("<p>Also reported by:</p><ul>")
+        for o in story["also_reported_by"]:
+            href = safe_link(o.get("url"))
+            text = f"{esc(o['source'])}: {esc(o['title'])}"
+            parts.append(f'<li><a href="{esc(href)}">{text}</a></li>' if href
+                         else f"<li>{text}</li>")
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _emphasis(escaped: str) -> str:
+    return re.sub(r"\*([^*]+)\*", r"<mark>\1</mark>", escaped)

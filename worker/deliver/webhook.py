@@ -1,0 +1,57 @@
+"""Webhook delivery signed per Standard Webhooks (webhook-id / -timestamp / -signature)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from ..errors import DeliveryError
+from .retry import RETRYABLE_STATUS
+
+
+def signed_headers(secret: str, msg_id: str, payload: str,
+                   timestamp: datetime | None = None) -> dict[str, str]:
+    when = timestamp or datetime.now(UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, payload),
+        "content-type": "application/json",
+    }
+
+
+def send_webhook(client: httpx.Client, url: str, secret: str, body: dict[str, Any]) -> int:
+    """POST the signed body; raise DeliveryError (retryable or not) unless the answer is 2xx."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    headers = signed_headers(secret, body["id"], payload)
+    try:
+        response = client.post(url, content=payload.encode(), headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(url, f"{type(exc).__name__}: {exc}", retryable=True) from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return status
+    raise DeliveryError(url, f"HTTP {status} {response.reason_phrase}",
+                        retryable=status in RETRYABLE_STATUS,
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,104 @@
+"""Frozen values that flow through the pipeline, and their one serialisation each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(dt: datetime | None) -> str | None:
+    """UTC timestamp as `2025-01-04T10:00:00Z`."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One normalised feed item."""
+
+    feed_id: str
+    entry_id: str          # guid, else link, else a content hash: stable across polls
+    title: str
+    summary: str           # plain text, no HTML
+    link: str | None       # canonical URL
+    published: datetime | None
+    source_title: str      # the feed's human name
+
+    @property
+    def key(self) -> str:
+        return f"{self.feed_id}:{self.entry_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feed_id": self.feed_id, "entry_id": self.entry_id, "title": self.title,
+            "summary": self.summary, "link": self.link, "published": iso(self.published),
+            "source_title": self.source_title,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Entry:
+        return cls(
+            feed_id=d["feed_id"], entry_id=d["entry_id"], title=d["title"],
+            summary=d["summary"], link=d.get("link"), published=parse_iso(d.get("published")),
+            source_title=d.get("source_title", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Match:
+    """A topic that matched an entry, with the evidence that made it match."""
+
+    topic_id: str
+    topic_name: str
+    score: float
+    evidence: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.topic_id, "name": self.topic_name, "score": self.score,
+                "evidence": list(self.evidence)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Match:
+        return cls(d["id"], d["name"], float(d["score"]), tuple(d.get("evidence", ())))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One (subscriber, story) notification; `id` is stable across retries."""
+
+    id: str
+    subscriber_id: str
+    story_id: str
+    entry: Entry
+    matches: tuple[Match, ...]
+    detected_at: datetime
+    also_reported_by: tuple[Entry, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "subscriber_id": self.subscriber_id, "story_id": self.story_id,
+            "entry": self.entry.to_dict(), "matches": [m.to_dict() for m in self.matches],
+            "detected_at": iso(self.detected_at),
+            "also_reported_by": [e.to_dict() for e in self.also_reported_by],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        detected = parse_iso(d["detected_at"])
+        assert detected is not None
+        return cls(
+            id=d["id"], subscriber_id=d["subscriber_id"], story_id=d["story_id"],
+            entry=Entry.from_dict(d["entry"]),
+            matches=tuple(Match.from_dict(m) for m in d["matches"]),
+            detected_at=detected,
+            also_reported_by=tuple(Entry.from_dict(e) for e in d.get("also_reported_by", ())),
+        )

@@ -1,0 +1,187 @@
+"""The story of newswatch, stage by stage: poll a feed, process its new entries, fan out alerts,
+deliver them. Each stage is one call into its own module; Celery tasks wrap these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import stories
+from .config import SubscriberConfig
+from .deliver import render
+from .deliver.email import send_email
+from .deliver.outbox import write_outbox
+from .deliver.retry import MAX_ATTEMPTS, backoff
+from .deliver.webhook import send_webhook
+from .errors import DeliveryError, FetchError, ParseError
+from .fetch import fetch
+from .models import Alert, Entry, Match
+from .parse import parse_feed
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again after this
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    feed_id: str
+    status: str                      # ok | not_modified | error
+    new_entries: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    alert_id: str
+    status: str                      # delivered | skipped | retrying | dead
+    retry_in: float | None = None
+    error: str | None = None
+
+
+def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
+    """Claim the feeds whose next poll time has come (atomic across schedulers)."""
+    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    return rt.store.claim_due_feeds(now or time.time(), lease=CLAIM_LEASE)
+
+
+def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
+    """Fetch one feed conditionally, parse it, take in the entries never seen before."""
+    try:
+        feed = rt.config.feed(feed_id)
+    except KeyError:
+        return PollOutcome(feed_id, "error", error=f"feed {feed_id} is no longer configured")
+    s = rt.config.settings
+    state = rt.store.feed_state(feed_id)
+    try:
+        result = fetch(rt.http, feed.url, state.validators, max_bytes=s.max_feed_bytes)
+        if result.not_modified:
+            outcome = PollOutcome(feed_id, "not_modified")
+            rt.store.record_poll(feed_id, "not_modified", validators=result.validators)
+        else:
+            entries = parse_feed(result.body, url=feed.url, feed_id=feed_id,
+                                 feed_name=feed.name, headers=result.headers)
+            new = rt.store.add_new_entries(entries)
+            outcome = PollOutcome(feed_id, "ok", tuple(new))
+            rt.store.record_poll(feed_id, "ok", validators=result.validators,
+                                 new_entries=len(new))
+    except (FetchError, ParseError) as exc:
+        log.warning("feed %s (%s): %s", feed.name, feed.url, exc.reason)
+        rt.store.record_poll(feed_id, "error", error=str(exc))
+        outcome = PollOutcome(feed_id, "error", error=str(exc))
+    rt.store.schedule_next(feed_id, time.time() + feed.interval)
+    return outcome
+
+
+def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
+    """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
+    to_deliver: list[str] = []
+    for key in entry_keys:
+        entry = rt.store.load_entry(key)
+        if entry is not None:
+            matches = rt.classifier.classify(entry.title, entry.summary)
+            for m in matches:
+                rt.store.count(f"matches:{m.topic_id}")
+            if matches:
+                to_deliver += fan_out(rt, key, entry, matches)
+        rt.store.entry_done(key)
+    return to_deliver
+
+
+def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> list[str]:
+    """One alert per (subscriber, story), naming every topic of theirs that matched."""
+    story_id = assign_story(rt, entry_key, entry)
+    now = datetime.now(UTC)
+    out = []
+    for sub in rt.config.subscribers:
+        mine = tuple(m for m in matches if m.topic_id in sub.topics)
+        if not mine:
+            continue
+        alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now)
+        created = rt.store.create_alert(alert, origin=entry_key)
+        if created:
+            out.append(alert.id)
+        if created == 1:
+            rt.store.count(f"alerts:{sub.id}:created")
+    return out
+
+
+def alert_id(subscriber_id: str, story_id: str) -> str:
+    return hashlib.sha256(f"{subscriber_id}\n{story_id}".encode()).hexdigest()[:24]
+
+
+def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
+    """The story this entry belongs to: same URL, else a near-duplicate, else a new story."""
+    fp = stories.fingerprint(entry)
+    with rt.store.story_lock():
+        story_id = rt.store.story_for_url(entry.link) if entry.link else None
+        if story_id is None:
+            since = time.time() - rt.store.window
+            candidates = ((sid, stories.Fingerprint.loads(raw))
+                          for sid, raw in rt.store.recent_story_signatures(since))
+            story_id = stories.best_story(fp, candidates)
+        signature = None
+        if story_id is None:
+            story_id = "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
+            signature = fp.dumps()
+        rt.store.add_to_story(story_id, entry, signature, entry_key=entry_key)
+    return story_id
+
+
+def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
+    """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
+    record = rt.store.load_alert(alert_id)
+    if record is None or record.status in ("delivered", "dead"):
+        return DeliveryOutcome(alert_id, "skipped")
+    if not rt.store.claim_delivery(alert_id):
+        return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
+    alert = record.alert
+    try:
+        sub = rt.config.subscriber(alert.subscriber_id)
+    except KeyError:
+        rt.store.mark_failed(alert_id, "subscriber no longer configured", dead=True,
+                             channel="none")
+        rt.store.release_delivery(alert_id)
+        return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
+    try:
+        _send(rt, sub, alert)
+        rt.store.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
+    except DeliveryError as exc:
+        attempt = record.attempts + 1
+        dead = not exc.retryable or attempt >= MAX_ATTEMPTS
+        rt.store.mark_failed(alert_id, str(exc), dead=dead, channel=sub.channel)
+        log.warning("alert %s to %s (%s) attempt %d: %s", alert_id, sub.id, sub.channel,
+                    attempt, exc)
+        if dead:
+            return DeliveryOutcome(alert_id, "dead", error=str(exc))
+        return DeliveryOutcome(alert_id, "retrying", backoff(attempt, retry_after=exc.retry_after),
+                               str(exc))
+    finally:
+        rt.store.release_delivery(alert_id)
+    log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel)
+    return DeliveryOutcome(alert_id, "delivered")
+
+
+def _send(rt: Runtime, sub: SubscriberConfig, alert: Alert) -> None:
+    s = rt.config.settings
+    try:
+        feed_url = rt.config.feed(alert.entry.feed_id).url
+    except KeyError:
+        feed_url = alert.entry.feed_id
+    others = rt.store.story_entries(alert.story_id).values()
+    body = render.webhook_body(alert, feed_url, others)
+    if sub.webhook:
+        assert sub.secret is not None
+        send_webhook(rt.http, sub.webhook, sub.secret, body)
+    elif sub.email:
+        assert s.smtp_url is not None
+        send_email(s.smtp_url, render.email_message(body, to=sub.email,
+                                                    from_address=s.from_address))
+    elif sub.outbox:
+        message = render.email_message(body, to=f"{sub.id}@localhost",
+                                       from_address=s.from_address)
+        write_outbox(rt.config.resolve_path(sub.outbox), body, message)

@@ -1,0 +1,57 @@
+"""What a worker process holds while it runs: config, store, compiled topics, HTTP client.
+
+Built once per process from the config file (NEWSWATCH_CONFIG) and settings (NEWSWATCH_*).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import httpx
+
+from .classify import Classifier
+from .config import Config, load_config
+from .errors import ConfigError
+from .fetch import make_client
+from .store import Store
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    classifier: Classifier
+    http: httpx.Client
+
+    @classmethod
+    def create(cls, config: Config) -> Runtime:
+        s = config.settings
+        if not s.redis_url:
+            raise ConfigError([f"{config.path}: settings.redis_url: not set (set it or "
+                               "NEWSWATCH_REDIS_URL; only `newswatch run` starts an embedded "
+                               "Redis)"])
+        store = Store.from_url(s.redis_url, s.key_prefix, seen_ttl_days=s.seen_ttl_days,
+                               story_window_hours=s.story_window_hours)
+        return cls(config, store, Classifier(config.topics),
+                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout))
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """This process's runtime, created on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime.create(load_config())
+        return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """Use this runtime in this process (embedded run, tests); None forgets it."""
+    global _current
+    with _lock:
+        _current = runtime

@@ -1,0 +1,286 @@
+"""Every Redis key, TTL and Lua script of newswatch, under one prefix. Nothing else imports redis.
+
+Keys (P = settings.key_prefix):
+  P:feed:{feed}            hash   poll state: etag, last_modified, last_poll_at, last_status, ...
+  P:schedule               zset   feed id -> next poll time (unix seconds)
+  P:seen:{feed}:{h}        string an entry already taken in (TTL seen_ttl_days)
+  P:entry:{feed}:{h}       string entry JSON awaiting or after processing (TTL seen_ttl_days)
+  P:pending:entries        set    entry keys taken in but not yet processed
+  P:url:{h}                string canonical URL -> story id (TTL story window)
+  P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
+  P:stories                zset   story id -> first seen time, for near-duplicate candidates
+  P:storysig:{id}          string the story's fingerprint (TTL window)
+  P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at, ...
+  P:pending:alerts         set    alerts neither delivered nor dead
+  P:alerts                 zset   alert ids by creation time
+  P:dead                   zset   dead-lettered alert ids by time
+  P:claim:{alert}          string a worker is delivering this alert (short TTL)
+  P:stats                  hash   counters for summaries
+  P:lock:stories           lock   serialises story assignment
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from .fetch import Validators
+from .models import Alert, Entry
+
+DAY = 86_400
+
+# Take in an entry once: mark it seen, keep its data, queue it for processing, in one step.
+_ADD_ENTRY = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# Create an alert once per (subscriber, story). Returns 1 when created; 2 when it exists, is still
+# pending and came from this same entry (a redelivered task must enqueue it again); else 0.
+_CREATE_ALERT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local status = redis.call('HGET', KEYS[1], 'status')
+  local origin = redis.call('HGET', KEYS[1], 'origin')
+  if origin == ARGV[2] and (status == 'pending' or status == 'retrying') then return 2 end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'status', 'pending', 'attempts', 0,
+           'origin', ARGV[2], 'created_at', ARGV[3], 'subscriber', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
+return 1
+"""
+
+# Claim due feeds: each due feed's next time moves to now + lease, so no other scheduler takes it.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, feed in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[3], feed)
+end
+return due
+"""
+
+
+def _h(value: str) -> str:
+    return hashlib.sha1(value.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class FeedState:
+    validators: Validators
+    last_poll_at: float | None
+    last_status: str | None
+    last_error: str | None
+    error_count: int
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    alert: Alert
+    status: str            # pending | retrying | delivered | dead
+    attempts: int
+    last_error: str | None
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str = "nw", *, seen_ttl_days: int = 30,
+                 story_window_hours: int = 72) -> None:
+        self.r = client
+        self.p = prefix
+        self.seen_ttl = seen_ttl_days * DAY
+        self.window = story_window_hours * 3600
+        self._add_entry = client.register_script(_ADD_ENTRY)
+        self._create_alert = client.register_script(_CREATE_ALERT)
+        self._claim_due = client.register_script(_CLAIM_DUE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "nw", **kw: Any) -> Store:
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix, **kw)
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.p, *parts))
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    # -- feeds and schedule -------------------------------------------------------------------
+
+    def feed_state(self, feed_id: str) -> FeedState:
+        h = cast(dict[str, str], self.r.hgetall(self.k("feed", feed_id)))
+        return FeedState(
+            Validators(h.get("etag") or None, h.get("last_modified") or None),
+            float(h["last_poll_at"]) if h.get("last_poll_at") else None,
+            h.get("last_status"), h.get("last_error") or None, int(h.get("error_count", 0)),
+        )
+
+    def record_poll(self, feed_id: str, status: str, *, validators: Validators | None = None,
+                    error: str | None = None, new_entries: int = 0) -> None:
+        key = self.k("feed", feed_id)
+        fields: dict[Any, Any] = {"last_poll_at": time.time(), "last_status": status,
+                                          "last_error": error or ""}
+        if validators is not None:
+            fields["etag"] = validators.etag or ""
+            fields["last_modified"] = validators.last_modified or ""
+        pipe = self.r.pipeline()
+        pipe.hset(key, mapping=fields)
+        if error:
+            pipe.hincrby(key, "error_count", 1)
+        else:
+            pipe.hset(key, "error_count", 0)
+        pipe.hincrby(self.k("stats"), f"polls:{status}", 1)
+        if new_entries:
+            pipe.hincrby(self.k("stats"), "entries:new", new_entries)
+        pipe.execute()
+
+    def sync_schedule(self, feeds: Iterable[tuple[str, float]]) -> None:
+        """Add configured feeds (due at once if new) and drop feeds no longer configured."""
+        wanted = dict(feeds)
+        key = self.k("schedule")
+        current = set(cast(list[str], self.r.zrange(key, 0, -1)))
+        if stale := current - wanted.keys():
+            self.r.zrem(key, *stale)
+        if wanted:
+            now = time.time()
+            self.r.zadd(key, {f: now for f in wanted}, nx=True)
+
+    def claim_due_feeds(self, now: float, *, lease: float, limit: int = 500) -> list[str]:
+        return cast(list[str], self._claim_due(keys=[self.k("schedule")],
+                                               args=[now, limit, lease]))
+
+    def schedule_next(self, feed_id: str, at: float) -> None:
+        self.r.zadd(self.k("schedule"), {feed_id: at}, xx=True)
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def entry_key(self, entry: Entry) -> str:
+        return f"{entry.feed_id}:{_h(entry.entry_id)}"
+
+    def add_new_entries(self, entries: Iterable[Entry]) -> list[str]:
+        """Take in the entries never seen before; return their keys, queued for processing."""
+        new = []
+        for entry in entries:
+            ek = self.entry_key(entry)
+            if self._add_entry(keys=[self.k("seen", ek), self.k("entry", ek),
+                                     self.k("pending", "entries")],
+                               args=[json.dumps(entry.to_dict()), self.seen_ttl, ek]):
+                new.append(ek)
+        return new
+
+    def load_entry(self, entry_key: str) -> Entry | None:
+        raw = self.r.get(self.k("entry", entry_key))
+        return Entry.from_dict(json.loads(cast(str, raw))) if raw else None
+
+    def entry_done(self, entry_key: str) -> None:
+        self.r.srem(self.k("pending", "entries"), entry_key)
+
+    def pending_entries(self) -> set[str]:
+        return cast(set[str], self.r.smembers(self.k("pending", "entries")))
+
+    # -- stories ------------------------------------------------------------------------------
+
+    @contextmanager
+    def story_lock(self, timeout: float = 30) -> Iterator[None]:
+        with self.r.lock(self.k("lock", "stories"), timeout=timeout, blocking_timeout=timeout):
+            yield
+
+    def story_for_url(self, url: str) -> str | None:
+        return cast(str | None, self.r.get(self.k("url", _h(url))))
+
+    def recent_story_signatures(self, since: float) -> list[tuple[str, str]]:
+        ids = cast(list[str], self.r.zrangebyscore(self.k("stories"), since, "+inf"))
+        if not ids:
+            return []
+        sigs = cast(list[str | None], self.r.mget([self.k("storysig", i) for i in ids]))
+        return [(i, s) for i, s in zip(ids, sigs, strict=True) if s is not None]
+
+    def add_to_story(self, story_id: str, entry: Entry, signature: str | None, *,
+                     entry_key: str) -> None:
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(self.k("story", story_id), entry_key, json.dumps(entry.to_dict()))
+        pipe.expire(self.k("story", story_id), self.window)
+        if signature is not None:
+            pipe.set(self.k("storysig", story_id), signature, ex=self.window, nx=True)
+            pipe.zadd(self.k("stories"), {story_id: now}, nx=True)
+        if entry.link:
+            pipe.set(self.k("url", _h(entry.link)), story_id, ex=self.window, nx=True)
+        pipe.zremrangebyscore(self.k("stories"), "-inf", now - self.window)
+        pipe.execute()
+
+    def story_entries(self, story_id: str) -> dict[str, Entry]:
+        raw = cast(dict[str, str], self.r.hgetall(self.k("story", story_id)))
+        return {k: Entry.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def create_alert(self, alert: Alert, origin: str) -> int:
+        """1: created; 2: exists, pending, same origin (enqueue again); 0: already handled."""
+        return int(self._create_alert(
+            keys=[self.k("alert", alert.id), self.k("pending", "alerts"), self.k("alerts")],
+            args=[json.dumps(alert.to_dict()), origin, time.time(), alert.subscriber_id,
+                  self.seen_ttl, alert.id]))
+
+    def load_alert(self, alert_id: str) -> AlertRecord | None:
+        h = cast(dict[str, str], self.r.hgetall(self.k("alert", alert_id)))
+        if not h.get("data"):
+            return None
+        return AlertRecord(Alert.from_dict(json.loads(h["data"])), h["status"],
+                           int(h.get("attempts", 0)), h.get("last_error") or None)
+
+    def claim_delivery(self, alert_id: str, ttl: int = 300) -> bool:
+        return bool(self.r.set(self.k("claim", alert_id), "1", nx=True, ex=ttl))
+
+    def release_delivery(self, alert_id: str) -> None:
+        self.r.delete(self.k("claim", alert_id))
+
+    def mark_delivered(self, alert_id: str, channel: str) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(self.k("alert", alert_id), mapping={"status": "delivered",
+                                                      "delivered_at": time.time()})
+        pipe.hincrby(self.k("alert", alert_id), "attempts", 1)
+        pipe.srem(self.k("pending", "alerts"), alert_id)
+        pipe.hincrby(self.k("stats"), f"alerts:{channel}:delivered", 1)
+        pipe.execute()
+
+    def mark_failed(self, alert_id: str, error: str, *, dead: bool, channel: str) -> int:
+        """Record a failed attempt; returns the attempt count so far."""
+        key = self.k("alert", alert_id)
+        pipe = self.r.pipeline()
+        pipe.hincrby(key, "attempts", 1)
+        pipe.hset(key, mapping={"status": "dead" if dead else "retrying", "last_error": error})
+        if dead:
+            pipe.srem(self.k("pending", "alerts"), alert_id)
+            pipe.zadd(self.k("dead"), {alert_id: time.time()})
+            pipe.hincrby(self.k("stats"), f"alerts:{channel}:dead", 1)
+        attempts = pipe.execute()[0]
+        return int(attempts)
+
+    def alerts_since(self, since: float) -> list[str]:
+        return cast(list[str], self.r.zrangebyscore(self.k("alerts"), since, "+inf"))
+
+    def pending_alerts(self) -> set[str]:
+        return cast(set[str], self.r.smembers(self.k("pending", "alerts")))
+
+    def dead_alerts(self) -> list[str]:
+        return cast(list[str], self.r.zrange(self.k("dead"), 0, -1))
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.r.hincrby(self.k("stats"), name, by)
+
+    def stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in cast(dict[str, str],
+                                           self.r.hgetall(self.k("stats"))).items()}
