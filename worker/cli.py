@@ -142,13 +142,13 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .classify import join_text, snippets
+    from .classify import snippets
     from .classify.explain import explain
     from .classify.query import Doc, parse_query
 
     config = load_config(args.config)
     topic = _topic(config, args.topic)
-    doc = Doc.of(join_text(" ".join(args.text), ""))
+    doc = Doc.of(" ".join(args.text))
     query = parse_query(topic.query)
     hits = query.match(doc)
     print(f"topic {args.topic} ({topic.name}): query {topic.query}")
@@ -181,7 +181,7 @@ def _stories(args: argparse.Namespace) -> int:
     from .stories import cluster
 
     config = load_config(args.config)
-    rows: list[tuple[str, Entry] | str] = []
+    rows: list[tuple[str | int, Entry] | str] = []
     for n, item in _items(args.file):
         if isinstance(item, str):
             rows.append(item)
@@ -192,9 +192,9 @@ def _stories(args: argparse.Namespace) -> int:
         except ValueError:
             published = None
         link = canonical_url(item.link) if item.link else None
-        rows.append((str(item.id), Entry("offline", str(n), title, summary, link, published,
-                                         item.source or "")))
-    good = [r for r in rows if not isinstance(r, str)]
+        rows.append((item.id, Entry("offline", str(n), title, summary, link, published,
+                                    item.source or "")))
+    good = [(str(r[0]), r[1]) for r in rows if not isinstance(r, str)]
     ids = iter(cluster(good, window_hours=config.settings.story_window_hours))
     failures = 0
     for row in rows:

@@ -71,7 +71,10 @@ class TopicConfig(_Model):
     @classmethod
     def _parses(cls, query: str | None) -> str | None:
         if query is not None:
-            parse_query(query)      # raises QueryError, reported with its column
+            try:
+                parse_query(query)
+            except QueryError as exc:
+                raise ValueError(f"column {exc.column}: {exc.message}") from None
         return query
 
 
@@ -247,9 +250,7 @@ def _build(file: Path, text: str) -> Config:
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            ctx_error = (err.get("ctx") or {}).get("error")
-            msg = str(ctx_error) if isinstance(ctx_error, QueryError) else err["msg"]
-            msg = msg.removeprefix("Value error, ")
+            msg = err["msg"].removeprefix("Value error, ")
             origin = _env_origin(loc)
             prefix = f"env {origin}" if origin else where(loc)
             problems.append(f"{prefix}: {_dotted(loc)}: {msg}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,14 +81,12 @@ class Alert:
     entry: Entry
     matches: tuple[Match, ...]
     detected_at: datetime
-    also_reported_by: tuple[Entry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "subscriber_id": self.subscriber_id, "story_id": self.story_id,
             "entry": self.entry.to_dict(), "matches": [m.to_dict() for m in self.matches],
             "detected_at": iso(self.detected_at),
-            "also_reported_by": [e.to_dict() for e in self.also_reported_by],
         }
 
     @classmethod
@@ -100,5 +98,4 @@ class Alert:
             entry=Entry.from_dict(d["entry"]),
             matches=tuple(Match.from_dict(m) for m in d["matches"]),
             detected_at=detected,
-            also_reported_by=tuple(Entry.from_dict(e) for e in d.get("also_reported_by", ())),
         )

@@ -46,7 +46,7 @@ def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
                               sanitize_html=False, resolve_relative_uris=False)
     source = feed_name or _clean_text(parsed.feed.get("title", "")) or url
     entries = list(_dedup(_from_feedparser(e, url, feed_id, source) for e in parsed.entries))
-    if not entries and (parsed.bozo or not parsed.version):
+    if not entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no feed found"
         raise ParseError(url, f"not a readable feed: {reason}")
     return entries
@@ -67,8 +67,9 @@ def _from_feedparser(e: Any, url: str, feed_id: str, source: str) -> Entry:
     summary = _clean_text(body)[:MAX_SUMMARY]
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        if e.get(key):
-            published = datetime.fromtimestamp(calendar.timegm(e[key]), UTC)
+        # dict.get: FeedParserDict.get aliases updated->published with a DeprecationWarning
+        if value := dict.get(e, key):
+            published = datetime.fromtimestamp(calendar.timegm(value), UTC)
             break
     guid = (e.get("id") or "").strip()
     return Entry(feed_id, guid or link or _content_id(title, summary), title, summary, link,

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import runtime
 from .config import Config
+from .deliver import render
 from .embedded import start_redis
 from .runtime import Runtime
 
@@ -131,9 +132,13 @@ def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool)
     for alert_id in rt.store.alerts_since(start):
         record = rt.store.load_alert(alert_id)
         if record is not None:
-            alerts.append({"id": alert_id, "subscriber": record.alert.subscriber_id,
-                           "topics": [m.topic_name for m in record.alert.matches],
-                           "title": record.alert.entry.title, "url": record.alert.entry.link,
+            alert = record.alert
+            copies = render.also_reported(alert, rt.store.story_entries(alert.story_id).values())
+            alerts.append({"id": alert_id, "subscriber": alert.subscriber_id,
+                           "topics": [m.topic_name for m in alert.matches],
+                           "title": alert.entry.title, "url": alert.entry.link,
+                           "source": alert.entry.source_title,
+                           "also": [(c.source_title, c.title) for c in copies],
                            "status": record.status, "error": record.last_error})
     return Summary(time.time() - start, feeds, stats, alerts, timed_out)
 
@@ -160,9 +165,11 @@ def format_summary(summary: Summary, config: Config) -> str:
                     if counts else ""))
     for a in summary.alerts:
         lines.append(f"  [{a['status']}] {a['subscriber']}: {' + '.join(a['topics'])}")
-        lines.append(f"      {a['title']}")
+        lines.append(f"      {a['title']} ({a['source']})")
         if a["url"]:
             lines.append(f"      {a['url']}")
+        for source, title in a["also"]:
+            lines.append(f"      also: {title} ({source})")
         if a["error"] and a["status"] != "delivered":
             lines.append(f"      last error: {a['error']}")
     failed = [(fid, err) for fid, (status, err) in summary.feeds.items() if status == "error"]

@@ -48,7 +48,7 @@ class Classifier:
         self.topics = tuple(compiled)
 
     def classify(self, title: str, summary: str = "") -> list[Match]:
-        doc = Doc.of(join_text(title, summary))
+        doc = Doc.of_fields(title, summary)
         matches = []
         for topic in self.topics:
             hits = topic.query.match(doc)
@@ -58,14 +58,6 @@ class Classifier:
                 continue
             matches.append(Match(topic.id, topic.name, 1.0, snippets(doc, hits)))
         return matches
-
-
-def join_text(title: str, summary: str) -> str:
-    """Title and summary as one text; the full stop keeps phrases from spanning the two."""
-    title, summary = title.strip(), summary.strip()
-    if title and summary:
-        return f"{title}. {summary}" if title[-1] not in ".!?:" else f"{title} {summary}"
-    return title or summary
 
 
 def snippets(doc: Doc, hits: Hits) -> tuple[str, ...]:

@@ -39,6 +39,24 @@ class Doc:
         return cls(text, tuple(m.group().casefold() for m in found),
                    tuple(m.span() for m in found))
 
+    @classmethod
+    def of_fields(cls, *fields: str) -> Doc:
+        """Several fields as one text, with an empty word between them that nothing matches,
+        so that a phrase never spans two fields (Lucene's position gap)."""
+        text, words, spans = "", [], []
+        for field in (f.strip() for f in fields):
+            if not field:
+                continue
+            if text:
+                words.append("")
+                spans.append((len(text), len(text)))
+                text += " · "
+            for m in WORD.finditer(field):
+                words.append(m.group().casefold())
+                spans.append((len(text) + m.start(), len(text) + m.end()))
+            text += field
+        return cls(text, tuple(words), tuple(spans))
+
 
 Hits = frozenset[int]   # word positions that made a clause hold
 

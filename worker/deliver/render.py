@@ -17,13 +17,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def also_reported(alert: Alert, others: Iterable[Entry]) -> list[Entry]:
-    """The story's other copies, excluding the alerted entry and duplicate links."""
-    seen = {alert.entry.link or alert.entry.key}
+    """The story's other copies (a syndicated copy under the same URL counts: another outlet
+    carried it), excluding the alerted entry itself."""
+    seen = {alert.entry.key}
     out = []
     for entry in others:
-        ident = entry.link or entry.key
-        if ident not in seen:
-            seen.add(ident)
+        if entry.key not in seen:
+            seen.add(entry.key)
             out.append(entry)
     return out
 

@@ -1,0 +1,118 @@
+"""Shared fixtures: a throwaway real Redis (or NEWSWATCH_REDIS_URL), local servers, configs."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.servers import FeedServer, SMTPServer, WebhookReceiver
+from worker.config import Config, load_config
+from worker.embedded import start_redis
+from worker.runtime import Runtime
+from worker.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = ROOT.parent / "shared"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def shared_dir(*parts: str) -> Path:
+    """A folder of ../shared/, or skip: a fresh clone elsewhere does not have it (CI does)."""
+    path = SHARED.joinpath(*parts)
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: the lent test data of ../shared/ is not beside this "
+                    "clone")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """redis://host:port of a real Redis: NEWSWATCH_REDIS_URL (disposable!) or our own."""
+    external = os.environ.get("NEWSWATCH_REDIS_URL")
+    if external:
+        yield external.rsplit("/", 1)[0] if external.count("/") > 2 else external
+        return
+    server = start_redis(tmp_path_factory.mktemp("redis"), persistent=False)
+    try:
+        yield f"redis://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def redis_url(redis_base: str) -> str:
+    """A database of its own for each test that asks (Celery queues live there too)."""
+    db = next(_databases) % 16
+    url = f"{redis_base}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    return Store.from_url(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver(SECRET)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    server = SMTPServer()
+    yield server
+    server.close()
+
+
+TOPICS = """
+topics:
+  ceasefire-talks:
+    name: Ceasefire talks
+    query: >-
+      (ceasefire OR cease-fire OR truce OR "cessation of hostilities")
+      AND (talks OR negotiat* OR mediat* OR deal OR proposal OR propos*)
+    exclude: tariff* OR football OR derby
+  hostage-releases:
+    name: Hostage releases
+    query: (hostage* OR captive* OR kidnap*) AND (releas* OR freed OR exchang*)
+"""
+
+
+def write_config(folder: Path, body: str, *, topics: bool = True) -> Path:
+    """A config file in `folder` from YAML text (the standard test topics appended)."""
+    path = folder / "newswatch.yaml"
+    path.write_text(textwrap.dedent(body) + (TOPICS if topics else ""))
+    return path
+
+
+def make_runtime(config: Config, redis_url: str) -> Runtime:
+    settings = config.settings.model_copy(update={"redis_url": redis_url,
+                                                  "key_prefix": f"t{uuid.uuid4().hex[:8]}"})
+    return Runtime.create(Config(config.path, config.feeds, config.topics, config.subscribers,
+                                 settings))
+
+
+def runtime_for(folder: Path, body: str, redis_url: str) -> Runtime:
+    return make_runtime(load_config(write_config(folder, body)), redis_url)

@@ -1,0 +1,193 @@
+"""Real local servers for the tests: a feed server honouring conditional GET, a webhook receiver
+that verifies Standard Webhooks signatures, an SMTP server (aiosmtpd). 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from standardwebhooks.webhooks import Webhook
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    body: bytes
+    content_type: str = "application/xml"
+    modified: float = field(default_factory=time.time)
+    status: int = 200
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha1(self.body).hexdigest()[:16] + '"'
+
+
+class _Server:
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _FeedHandler(_Quiet):
+    def do_GET(self) -> None:
+        server: FeedServer = self.server.owner  # type: ignore[attr-defined]
+        server.requests.append((self.path, dict(self.headers)))
+        doc = server.files.get(self.path)
+        if doc is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        if doc.status != 200:
+            self.send_response(doc.status)
+            self.end_headers()
+            return
+        last_modified = formatdate(doc.modified, usegmt=True)
+        inm = self.headers.get("If-None-Match")
+        ims = self.headers.get("If-Modified-Since")
+        if (inm and inm == doc.etag) or (not inm and ims and ims == last_modified):
+            server.not_modified += 1
+            self.send_response(304)
+            self.send_header("ETag", doc.etag)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", doc.content_type)
+        self.send_header("Content-Length", str(len(doc.body)))
+        self.send_header("ETag", doc.etag)
+        self.send_header("Last-Modified", last_modified)
+        self.end_headers()
+        self.wfile.write(doc.body)
+
+
+class FeedServer(_Server):
+    """Serves `files[path]`; answers 304 to a matching If-None-Match / If-Modified-Since."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Served] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.not_modified = 0
+        super().__init__(_FeedHandler)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@dataclass
+class Hook:
+    headers: dict[str, str]
+    body: dict[str, Any]
+    verified: bool
+
+
+class _HookHandler(_Quiet):
+    def do_POST(self) -> None:
+        server: WebhookReceiver = self.server.owner  # type: ignore[attr-defined]
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status = server.next_status()
+        if 200 <= status < 300:
+            try:
+                body = Webhook(server.secret).verify(raw, headers)
+                verified = True
+            except Exception:
+                body, verified = json.loads(raw), False
+            with server.lock:
+                server.received.append(Hook(headers, body, verified))
+        else:
+            with server.lock:
+                server.refused += 1
+        self.send_response(status)
+        for k, v in server.extra_headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+
+
+class WebhookReceiver(_Server):
+    """Collects POSTs, verifying each with the `standardwebhooks` library."""
+
+    def __init__(self, secret: str, statuses: list[int] | None = None) -> None:
+        self.secret = secret
+        self.statuses = list(statuses or [])
+        self.extra_headers: dict[str, str] = {}
+        self.received: list[Hook] = []
+        self.refused = 0
+        self.lock = threading.Lock()
+        super().__init__(_HookHandler)
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.statuses.pop(0) if self.statuses else 200
+
+    @property
+    def url(self) -> str:
+        return self.base + "/hook"
+
+
+class _Collect:
+    def __init__(self, sink: list[EmailMessage]) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.sink.append(msg)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+class SMTPServer:
+    """aiosmtpd on 127.0.0.1; `messages` holds what it received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = free_port()
+        self.controller = Controller(_Collect(self.messages), hostname="127.0.0.1",
+                                     port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

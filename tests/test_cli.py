@@ -1,0 +1,94 @@
+"""CLI contracts of DESIGN.md: classify and stories JSONL, explain, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, shared_dir
+from worker.cli import main
+
+CONFIG = str(ROOT / "config" / "newswatch.yaml")
+
+
+def run_cli(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_classify_jsonl_contract() -> None:
+    lines = [
+        {"id": "a", "title": "Hamas says indirect talks with Israel resume in Doha",
+         "summary": "A one-week ceasefire to locate hostages who could be released."},
+        {"id": 7, "title": "Weather", "summary": "Sunny."},
+        {"id": "c", "title": "Truce talks", "content": "<p>Negotiators <b>met</b></p>",
+         "link": "https://x.example", "published": "2025-01-04", "source": "X", "extra": 1},
+    ]
+    out = run_cli(["classify", "--config", CONFIG],
+                  "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["a", 7, "c"]
+    assert rows[0]["topics"] == ["ceasefire-talks", "hostage-releases"]
+    assert rows[1] == {"id": 7, "topics": [], "matches": []}
+    assert rows[2]["topics"] == ["ceasefire-talks"]
+    match = rows[0]["matches"][1]
+    assert set(match) == {"topic", "score", "evidence"} and match["topic"] == "hostage-releases"
+    assert any("*hostages*" in e for e in match["evidence"])
+
+
+def test_classify_reports_bad_lines_and_goes_on() -> None:
+    out = run_cli(["classify", "--config", CONFIG], '{"title": "no id"}\nnot json\n'
+                  '{"id": "ok", "title": "truce talks"}\n')
+    assert out.returncode == 1
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(rows) == 3 and rows[2]["topics"] == ["ceasefire-talks"]
+    assert rows[0]["error"].startswith("-:1: id:")
+    assert "-:2:" in out.stderr
+
+
+def test_classify_is_deterministic() -> None:
+    eval_file = shared_dir("eval") / "dev.jsonl"
+    first = run_cli(["classify", "--config", CONFIG, str(eval_file)], "")
+    second = run_cli(["classify", "--config", CONFIG, str(eval_file)], "")
+    assert first.returncode == 0 and first.stdout == second.stdout
+    assert len(first.stdout.splitlines()) == len(eval_file.read_text().splitlines())
+
+
+def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explain", "--config", CONFIG, "--topic", "hostage-releases",
+                 "Four hostages freed in exchange for prisoners"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "✓ hostage*  found: hostages" in out
+    assert "✗ captive*  not in the text" in out
+    assert "=> MATCHES" in out and "*hostages*" in out
+    code = main(["explain", "--config", CONFIG, "--topic", "ceasefire-talks",
+                 "Derby ends in goalless truce; talks of a signing"])
+    assert code == 1 and "=> excluded" in capsys.readouterr().out
+    assert main(["explain", "--config", CONFIG, "--topic", "nope", "x"]) == 1
+    assert "unknown topic 'nope'" in capsys.readouterr().err
+
+
+def test_stories_contract(tmp_path: Path) -> None:
+    items = [
+        {"id": "1", "title": "Hamas says indirect talks with Israel resume in Qatari capital",
+         "link": "https://a.example/x?utm_source=rss", "published": "2025-01-04T14:00:00Z"},
+        {"id": "2", "title": "Hamas: indirect talks with Israel resume in Qatari capital Doha",
+         "link": "https://b.example/y", "published": "2025-01-04T15:00:00Z"},
+        {"id": "3", "title": "Unrelated earthquake", "link": "https://A.example/x#top",
+         "published": "2025-01-04T16:00:00Z"},
+        {"id": "4", "title": "Hamas says indirect talks with Israel resume in Qatari capital",
+         "link": "https://c.example/z", "published": "2025-03-01T10:00:00Z"},
+    ]
+    out = run_cli(["stories", "--config", CONFIG], "\n".join(json.dumps(i) for i in items))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4"]
+    stories = [r["story"] for r in rows]
+    assert stories[0] == stories[1] == stories[2]     # near-duplicate; same canonical URL
+    assert stories[3] != stories[0]                   # same words, two months later

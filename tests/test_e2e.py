@@ -1,0 +1,179 @@
+"""End to end on real parts: Celery worker and beat processes, Redis, HTTP feeds, a webhook
+receiver verifying signatures, aiosmtpd; and `newswatch run` exactly as the README runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import ROOT, SECRET, SEEDS, write_config
+from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver, wait_for
+from worker.config import load_config
+
+pytestmark = pytest.mark.e2e
+SEED_TITLE = "Hamas says indirect talks with Israel resumes in Qatari capital"
+# The same story from the second outlet: with concurrent polls either copy may lead the story.
+SEED_STORY = {SEED_TITLE, "Hamas: indirect talks with Israel resume in Qatari capital Doha"}
+
+
+def env_for(config: Path, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ, NEWSWATCH_CONFIG=str(config), NEWSWATCH_REDIS_URL=redis_url,
+               PYTHONUNBUFFERED="1")
+    env.pop("NEWSWATCH_BROKER_URL", None)
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture
+def celery_setup(tmp_path: Path, feed_server: FeedServer, receiver: WebhookReceiver,
+                 smtp: SMTPServer, redis_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    feed_server.files["/levant.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    feed_server.files["/gulf.atom"] = Served((SEEDS / "gulf-daily.atom").read_bytes())
+    feed_server.files["/briefs.json"] = Served((SEEDS / "relief-briefs.json").read_bytes(),
+                                               "application/feed+json")
+    config = write_config(tmp_path, f"""\
+        feeds:
+          - url: {feed_server.url('/levant.xml')}
+            name: Levant Wire
+          - url: {feed_server.url('/gulf.atom')}
+            name: Gulf Daily
+          - url: {feed_server.url('/briefs.json')}
+            name: Relief Briefs
+        subscribers:
+          - id: ops
+            webhook: {receiver.url}
+            secret: {SECRET}
+            topics: [ceasefire-talks, hostage-releases]
+          - id: desk
+            email: desk@example.org
+            topics: [hostage-releases]
+        settings:
+          smtp_url: {smtp.url}
+          from_address: newswatch@example.org
+        """)
+    yield config, env_for(config, redis_url)
+
+
+def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[Path, dict[str,
+                                           str]], feed_server: FeedServer,
+                                           receiver: WebhookReceiver, smtp: SMTPServer,
+                                           redis_url: str) -> None:
+    config, env = celery_setup
+    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+    worker = start([*celery, "worker", "-Q", "poll,process,deliver", "--pool", "threads",
+                    "-c", "4", "-n", "e2e@%h", "--without-mingle", "--without-gossip"],
+                   env, tmp_path / "worker.log", ROOT)
+    beat = start([*celery, "beat", "-s", str(tmp_path / "beat-schedule")], env,
+                 tmp_path / "beat.log", ROOT)
+    try:
+        # Cycle 1, scheduled by beat: 5 alerts for ops (webhook), 3 for desk (email).
+        assert wait_for(lambda: len(receiver.received) >= 5 and len(smtp.messages) >= 3, 60), \
+            (tmp_path / "worker.log").read_text()[-3000:]
+        stop(beat)
+        # Cycle 2: poll every feed again now (beat would wait for the interval).
+        from celery import Celery
+
+        producer = Celery(broker=redis_url)
+        for feed in load_config(config).feeds:
+            producer.send_task("newswatch.poll_feed", args=[feed.id], queue="poll")
+        assert wait_for(lambda: feed_server.not_modified >= 3, 30)
+        state = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert wait_for(lambda: state.scard("nw:pending:alerts") == 0 and
+                        state.scard("nw:pending:entries") == 0, 30)
+    finally:
+        stop(beat)
+        assert stop(worker) in (0, -signal.SIGTERM)
+
+    assert all(h.verified for h in receiver.received)
+    ids = Counter(h.headers["webhook-id"] for h in receiver.received)
+    stories = Counter(h.body["story"]["id"] for h in receiver.received)
+    assert len(receiver.received) == 5 and max(ids.values()) == 1 and max(stories.values()) == 1
+    seed = [h.body for h in receiver.received if h.body["story"]["title"] in SEED_STORY]
+    assert len(seed) == 1
+    assert [t["id"] for t in seed[0]["topics"]] == ["ceasefire-talks", "hostage-releases"]
+    assert len(smtp.messages) == 3
+    assert len({m["Message-ID"] for m in smtp.messages}) == 3
+    assert sum(any(t in m["Subject"] for t in SEED_STORY) for m in smtp.messages) == 1
+
+
+def readme_config(tmp_path: Path) -> Path:
+    """The shipped default config, with its paths pointed at the repo's seeds and a temp outbox."""
+    text = (ROOT / "config" / "newswatch.yaml").read_text()
+    text = text.replace("../seeds/", f"{SEEDS}/").replace("../var/outbox",
+                                                          str(tmp_path / "outbox"))
+    path = tmp_path / "newswatch.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
+    config = readme_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    cmd = [sys.executable, "-m", "worker.cli", "run", "--once", "--config", str(config)]
+    first = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "3 feeds" in out and "(3 changed, 0 unchanged, 0 failed)" in out
+    assert "alerts: 5 new (5 delivered)" in out
+    blocks = out.split("  [")
+    seed_block = next(b for b in blocks if SEED_TITLE in b)
+    assert seed_block.startswith("delivered] desk: Ceasefire talks + Hostage releases\n")
+    assert all(t in seed_block for t in SEED_STORY)        # both outlets, one alert
+    bodies = [json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*.json")]
+    assert len(bodies) == 5 and len(list((tmp_path / "outbox").glob("*.eml"))) == 5
+    seed = next(b for b in bodies if b["story"]["title"] == SEED_TITLE)
+    assert [t["id"] for t in seed["topics"]] == ["ceasefire-talks", "hostage-releases"]
+    assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or \
+        (tmp_path / "var" / "redis" / "appendonlydir").is_dir()
+
+    # The embedded Redis kept its state on disk: a second run alerts nothing again.
+    second = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "(0 changed, 3 unchanged, 0 failed)" in second.stdout
+    assert "alerts: 0 new" in second.stdout
+
+
+def test_run_forever_polls_on_schedule_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    config = readme_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    proc = start([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
+                 tmp_path / "run.log", tmp_path)
+    try:
+        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == 5, 60), \
+            (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        code = stop(proc, signal.SIGINT)
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert not list((tmp_path / "var" / "redis").glob("*.pid"))
+
+
+def test_console_script_is_installed() -> None:
+    out = subprocess.run(["newswatch", "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("newswatch ")

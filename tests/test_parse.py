@@ -1,0 +1,141 @@
+"""Parsing and normalising feeds: RSS 2.0, Atom, JSON Feed, broken and hostile documents."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA, SEEDS, shared_dir
+from worker.errors import ParseError
+from worker.parse import canonical_url, parse_feed
+
+
+def parse(path: Path, **kw: object) -> list:  # type: ignore[type-arg]
+    return parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="f1", feed_name="",
+                      **kw)  # type: ignore[arg-type]
+
+
+def test_rss2_seed() -> None:
+    entries = parse(SEEDS / "levant-wire.xml")
+    assert len(entries) == 5
+    seed = entries[0]
+    assert seed.title == "Hamas says indirect talks with Israel resumes in Qatari capital"
+    assert seed.entry_id == "levantwire-2025-0104-0412"
+    assert seed.published == datetime(2025, 1, 4, 14, 5, tzinfo=UTC)
+    assert seed.link == ("https://levantwire.example/world/2025/01/04/"
+                         "hamas-indirect-talks-israel-resume-doha")
+    assert "<" not in seed.summary and "Doha" in seed.summary
+    assert "one-week ceasefire" in seed.summary
+    assert seed.source_title == "Levant Wire — World"
+
+
+def test_atom_seed_with_tracking_link() -> None:
+    entries = parse(SEEDS / "gulf-daily.atom")
+    assert entries[0].entry_id == "tag:gulfdaily.example,2025:news-88213"
+    wire = entries[1]
+    assert wire.link == ("https://levantwire.example/world/2025/01/03/"
+                         "four-hostages-freed-prisoner-exchange")
+    assert entries[0].summary.startswith("Negotiators are back in Doha")
+
+
+def test_json_feed_seed() -> None:
+    entries = parse(SEEDS / "relief-briefs.json")
+    assert [e.entry_id for e in entries] == ["rb-2025-0004", "rb-2025-0003"]
+    assert entries[0].link == "https://reliefbriefs.example/briefs/colombia-eln-talks"
+    assert entries[0].published == datetime(2025, 1, 3, 13, 0, tzinfo=UTC)
+    assert entries[1].summary == "Hospitals opened cooling wards as temperatures passed 45°C."
+
+
+def test_broken_feed_is_read_as_far_as_possible() -> None:
+    entries = parse(DATA / "broken.xml")
+    assert [e.title for e in entries][:1] == ["Truce talks resume in Cairo"]
+    assert entries[0].link == "https://broken.example/a?id=1"
+    assert entries[0].summary == "Mediators met again & said progress was made."
+
+
+def test_ids_fall_back_to_link_then_content_hash_and_stay_stable() -> None:
+    first = parse(DATA / "noguid.xml")
+    again = parse(DATA / "noguid.xml")
+    assert first[0].entry_id == "https://noguid.example/story-1"
+    assert first[1].entry_id.startswith("sha1:")
+    assert [e.entry_id for e in first] == [e.entry_id for e in again]
+
+
+def test_hostile_markup_becomes_plain_text() -> None:
+    hostile = parse(DATA / "noguid.xml")[2]
+    assert hostile.title == "Hostile title"          # script content dropped, not shown
+    assert hostile.summary == "Visible & safe"
+    assert hostile.published == datetime(2025, 1, 4, 14, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("body", [b"", b"<html><body>Not a feed</body></html>",
+                                  b"{\"not\": \"a feed\"}", b"{broken json", b"/etc/passwd"])
+def test_non_feeds_raise_a_parse_error_naming_the_url(body: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_feed(body, url="https://bad.example/feed", feed_id="f", feed_name="")
+    assert str(info.value).startswith("https://bad.example/feed: ")
+
+
+def test_empty_but_valid_channel_is_not_an_error() -> None:
+    body = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+    assert parse_feed(body, url="u", feed_id="f", feed_name="") == []
+
+
+CANONICAL = [
+    ("HTTPS://Example.ORG:443/a/b?utm_source=rss&id=3#frag", "https://example.org/a/b?id=3"),
+    ("http://example.org:80", "http://example.org/"),
+    ("http://example.org:8080/x", "http://example.org:8080/x"),
+    ("https://example.org/x?fbclid=1&gclid=2&mc_cid=3&ocid=4", "https://example.org/x"),
+    ("https://user:pw@example.org/x", "https://example.org/x"),
+    ("https://example.org/x?b=2&a=1", "https://example.org/x?b=2&a=1"),
+    ("javascript:alert(1)", None),
+    ("mailto:a@example.org", None),
+    ("https://exa mple.org:99999/", None),
+    ("https://[::1]:8443/x", "https://[::1]:8443/x"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), CANONICAL)
+def test_canonical_url(url: str, expected: str | None) -> None:
+    assert canonical_url(url) == expected
+
+
+def _shared_feeds() -> list[Path]:
+    root = Path(__file__).resolve().parent.parent.parent / "shared" / "feeds"
+    return sorted(p for p in root.glob("*/*") if p.is_file()) if root.is_dir() else []
+
+
+@pytest.mark.parametrize("path", _shared_feeds() or [None],
+                         ids=lambda p: p.name if p else "absent")
+def test_every_shared_feed_yields_entries_or_a_named_error(path: Path | None) -> None:
+    shared_dir("feeds")
+    assert path is not None
+    body = path.read_bytes()
+    if path.suffix == ".gz":
+        body = gzip.decompress(body)
+    try:
+        entries = parse_feed(body, url=path.as_uri(), feed_id="f", feed_name="")
+    except ParseError as exc:
+        assert exc.url == path.as_uri() and exc.reason
+        return
+    for e in entries:
+        assert e.entry_id and (e.title or e.summary)
+        assert "<script" not in e.title.lower() and "<script" not in e.summary.lower()
+        assert e.link is None or e.link.startswith(("http://", "https://"))
+        assert e.published is None or e.published.tzinfo is not None
+
+
+def test_shared_real_feeds_all_yield_entries() -> None:
+    real = shared_dir("feeds", "real")
+    counts = {}
+    for path in sorted(real.glob("*.xml")):
+        try:
+            counts[path.name] = len(parse(path))
+        except ParseError:
+            counts[path.name] = 0
+    empty = [name for name, n in counts.items() if n == 0]
+    assert empty == ["straitstimes_2020-04-26.xml"]     # an empty channel, as published
+    assert sum(counts.values()) > 900

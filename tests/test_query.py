@@ -1,0 +1,102 @@
+"""The topic query language: what matches, what does not, and errors that point at a column."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.classify import Classifier
+from worker.classify.query import Doc, parse_query
+from worker.config import TopicConfig
+from worker.errors import QueryError
+
+CASES = [
+    # query, text, matches
+    ("ceasefire", "Ceasefire talks resume", True),
+    ("ceasefire", "CEASEFIRE", True),
+    ("ceasefire", "ceasefires collapse", False),             # word boundary, not substring
+    ("fire", "ceasefire", False),
+    ("negotiat*", "Negotiators arrive in Cairo", True),
+    ("negotiat*", "renegotiation", False),                    # prefix of a word, not infix
+    ('"cessation of hostilities"', "a cessation of hostilities was agreed", True),
+    ('"cessation of hostilities"', "cessation of all hostilities", False),
+    ("cease-fire", "talks on a cease-fire", True),
+    ("cease-fire", "cease fire talks", True),
+    ("ceasefire AND talks", "ceasefire talks", True),
+    ("ceasefire AND talks", "ceasefire holds", False),
+    ("ceasefire talks", "talks about a ceasefire", True),     # implicit AND
+    ("ceasefire OR truce", "a truce", True),
+    ("truce AND NOT tariff*", "tariffs truce", False),
+    ("truce NOT tariff*", "truce in Gaza", True),
+    ("(truce OR ceasefire) AND (talks OR deal)", "truce deal", True),
+    ("(truce OR ceasefire) AND (talks OR deal)", "truce holds", False),
+    ("NOT football", "hostage release", True),
+    ("hostage* and releas*", "Hostages released", True),     # operators in any case
+    ("“cease fire”", "a cease fire", True),                   # curly quotes
+    ("Doha", "talks in DOHA.", True),
+    ("Türkiye", "talks in türkiye", True),
+]
+
+
+@pytest.mark.parametrize(("query", "text", "expected"), CASES)
+def test_matching(query: str, text: str, expected: bool) -> None:
+    assert (parse_query(query).match(Doc.of(text)) is not None) is expected
+
+
+ERRORS = [
+    ("", 1, "empty query"),
+    ("ceasefire AND", 14, "expected a term"),
+    ("(ceasefire OR truce", 20, "expected )"),
+    ("ceasefire)", 10, "unexpected ')'"),
+    ('ceasefire AND "talks', 15, "unclosed quote"),
+    ("neg*tiat", 4, "wildcard"),
+    ("ne*", 1, "at least 3 letters"),
+    ('""', 1, "empty phrase"),
+    ("AND talks", 1, "expected a term"),
+    ("talks OR OR truce", 10, "expected a term"),
+]
+
+
+@pytest.mark.parametrize(("query", "column", "message"), ERRORS)
+def test_errors_name_the_column(query: str, column: int, message: str) -> None:
+    with pytest.raises(QueryError) as info:
+        parse_query(query)
+    assert info.value.column == column
+    assert message in info.value.message
+
+
+def test_classifier_names_topic_in_errors() -> None:
+    with pytest.raises(QueryError, match=r"topic 'bad', column 7"):
+        Classifier({"bad": TopicConfig.model_construct(name="Bad", query="talks )",
+                                                       exclude=None)})
+
+
+def test_evidence_marks_matched_words() -> None:
+    classifier = Classifier({
+        "hostage-releases": TopicConfig(name="Hostage releases",
+                                        query="hostage* AND (releas* OR freed)"),
+        "ceasefire-talks": TopicConfig(name="Ceasefire talks", query="ceasefire AND talks",
+                                       exclude="football"),
+    })
+    matches = classifier.classify(
+        "Talks resume in Doha",
+        "Mediators proposed a one-week ceasefire to locate hostages who could be released.")
+    assert [m.topic_id for m in matches] == ["hostage-releases", "ceasefire-talks"]
+    hostages = matches[0]
+    assert hostages.topic_name == "Hostage releases"
+    assert any("*hostages*" in e and "*released*" in e for e in hostages.evidence)
+    assert any(e.startswith("*Talks*") for e in matches[1].evidence)
+
+
+def test_exclude_vetoes_a_match() -> None:
+    classifier = Classifier({"c": TopicConfig(name="C", query="truce AND talks",
+                                              exclude="football OR derby")})
+    assert classifier.classify("Derby ends in truce", "talks of a signing") == []
+    assert len(classifier.classify("Truce talks resume", "")) == 1
+
+
+def test_phrases_do_not_span_title_and_summary() -> None:
+    phrase = parse_query('"cessation of hostilities"')
+    split = Doc.of_fields("Leaders agree to a cessation", "of hostilities is unlikely")
+    assert phrase.match(split) is None
+    assert phrase.match(Doc.of_fields("", "a cessation of hostilities")) is not None
+    assert parse_query("cessation AND hostilities").match(split) is not None

@@ -1,0 +1,100 @@
+"""Rendering alerts: the webhook body contract, safe email headers and HTML, retry timing."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import SECRET
+from worker.deliver import render
+from worker.deliver.outbox import write_outbox
+from worker.deliver.retry import backoff
+from worker.deliver.webhook import retry_after_seconds, signed_headers
+from worker.models import Alert, Entry, Match
+
+
+def alert(title: str = "Talks resume", link: str | None = "https://a.example/1") -> Alert:
+    e = Entry("f1", "g1", title, "Mediators met <again>.", link,
+              datetime(2025, 1, 4, 14, 5, tzinfo=UTC), "Wire")
+    return Alert("al1", "desk", "s1", e,
+                 (Match("ceasefire-talks", "Ceasefire talks", 1.0, ("*Talks* resume",)),),
+                 datetime(2025, 1, 4, 14, 6, tzinfo=UTC))
+
+
+def test_webhook_body_contract() -> None:
+    copy = Entry("f2", "g2", "Talks resume, again", "", "https://b.example/2", None, "Other")
+    dup = Entry("f3", "g3", "same link", "", "https://a.example/1", None, "Mirror")
+    body = render.webhook_body(alert(), "https://wire.example/rss", [alert().entry, copy, dup])
+    assert body == {
+        "type": "alert", "id": "al1", "subscriber": "desk",
+        "topics": [{"id": "ceasefire-talks", "name": "Ceasefire talks", "score": 1.0,
+                    "evidence": ["*Talks* resume"]}],
+        "story": {"id": "s1", "title": "Talks resume", "url": "https://a.example/1",
+                  "published": "2025-01-04T14:05:00Z", "summary": "Mediators met <again>.",
+                  "source": {"feed": "https://wire.example/rss", "title": "Wire"},
+                  "also_reported_by": [{"title": "Talks resume, again",
+                                        "url": "https://b.example/2", "source": "Other"},
+                                       {"title": "same link", "url": "https://a.example/1",
+                                        "source": "Mirror"}]},
+        "detected_at": "2025-01-04T14:06:00Z",
+    }
+
+
+def test_signature_verifies_with_the_reference_library() -> None:
+    payload = json.dumps({"id": "al1"})
+    headers = signed_headers(SECRET, "al1", payload)
+    assert Webhook(SECRET).verify(payload, headers) == {"id": "al1"}
+    with pytest.raises(Exception, match="signature"):
+        Webhook(SECRET).verify(payload.replace("al1", "al2"), headers)
+
+
+def test_email_headers_are_single_line_and_html_is_escaped() -> None:
+    hostile = "Breaking\r\nBcc: victim@example.org\r\n<script>x</script> " + "long " * 80
+    body = render.webhook_body(alert(hostile, "javascript:alert(1)"), "u")
+    msg = render.email_message(body, to="desk@example.org", from_address="nw@example.org")
+    raw = msg.as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert "\n" not in str(parsed["Subject"]) and len(str(parsed["Subject"])) <= 200
+    html = parsed.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "javascript:" not in html
+    assert "&lt;again&gt;" in html
+    assert parsed["Message-ID"] == "<al1@newswatch>"
+
+
+def test_outbox_writes_json_and_eml(tmp_path: Path) -> None:
+    body = render.webhook_body(alert(), "u")
+    msg = render.email_message(body, to="desk@localhost", from_address="nw@localhost")
+    path = write_outbox(tmp_path / "box", body, msg)
+    assert json.loads(path.read_text()) == body
+    eml = email.message_from_bytes((tmp_path / "box" / "al1.eml").read_bytes(),
+                                   policy=email.policy.default)
+    assert eml["Subject"] == "[newswatch] Ceasefire talks: Talks resume"
+    assert [p.name for p in (tmp_path / "box").iterdir() if p.name.startswith(".")] == []
+
+
+def test_backoff_is_bounded_jittered_and_honours_retry_after() -> None:
+    rng = random.Random(1)
+    delays = [backoff(n, rng=rng) for n in range(1, 12)]
+    assert all(0 <= d <= min(600, 2 * 2 ** (n - 1)) for n, d in enumerate(delays, 1))
+    assert len(set(delays)) == len(delays)
+    assert backoff(1, retry_after=30, rng=rng) >= 30
+    assert backoff(1, retry_after=10_000, rng=rng) == 600
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    value = retry_after_seconds(later)
+    assert value is not None and 80 <= value <= 90

@@ -1,0 +1,68 @@
+"""The Redis state, against a real Redis: once-only steps hold under concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from worker.models import Alert, Entry, Match
+from worker.store import Store
+
+
+def entry(n: int, feed: str = "f1") -> Entry:
+    return Entry(feed, f"guid-{n}", f"Title {n}", "Summary", f"https://x.example/{n}",
+                 datetime(2025, 1, 4, tzinfo=UTC), "Feed")
+
+
+def test_entries_are_taken_in_once(store: Store) -> None:
+    first = store.add_new_entries([entry(1), entry(2)])
+    assert len(first) == 2
+    assert store.add_new_entries([entry(1), entry(2), entry(3)]) == [store.entry_key(entry(3))]
+    assert store.load_entry(first[0]) == entry(1)
+    assert store.pending_entries() == set(first) | {store.entry_key(entry(3))}
+    store.entry_done(first[0])
+    assert first[0] not in store.pending_entries()
+
+
+def test_alert_is_created_once_per_id(store: Store) -> None:
+    alert = Alert("a1", "desk", "s1", entry(1), (Match("t", "T", 1.0, ("*x*",)),),
+                  datetime.now(UTC).replace(microsecond=0))
+    assert store.create_alert(alert, origin="f1:e1") == 1
+    assert store.create_alert(alert, origin="f1:e1") == 2     # redelivered: enqueue again
+    assert store.create_alert(alert, origin="f2:e9") == 0     # another copy: nothing
+    record = store.load_alert("a1")
+    assert record is not None and record.status == "pending" and record.alert == alert
+    store.mark_delivered("a1", "webhook")
+    assert store.create_alert(alert, origin="f1:e1") == 0
+    assert store.pending_alerts() == set()
+
+
+def test_concurrent_claims_of_due_feeds_never_overlap(store: Store) -> None:
+    store.sync_schedule((f"feed{i}", 60) for i in range(200))
+    claimed: list[list[str]] = []
+
+    def claim() -> None:
+        claimed.append(store.claim_due_feeds(time.time() + 1, lease=600, limit=50))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [f for batch in claimed for f in batch]
+    assert len(flat) == len(set(flat)) == 200
+    assert store.claim_due_feeds(time.time() + 1, lease=600) == []
+
+
+def test_schedule_sync_drops_removed_feeds(store: Store) -> None:
+    store.sync_schedule([("a", 60), ("b", 60)])
+    store.sync_schedule([("b", 60)])
+    assert store.claim_due_feeds(time.time() + 1, lease=60) == ["b"]
+
+
+def test_delivery_claim_is_exclusive(store: Store) -> None:
+    assert store.claim_delivery("a1")
+    assert not store.claim_delivery("a1")
+    store.release_delivery("a1")
+    assert store.claim_delivery("a1")
