@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -31,3 +32,14 @@ def test_compose_services_and_commands(redis_url: str) -> None:
         assert out.returncode == 0, out.stderr
     worker_queues = services["worker"]["command"][services["worker"]["command"].index("-Q") + 1]
     assert set(worker_queues.split(",")) == {"poll", "process", "deliver"}
+
+
+def test_celery_worker_refuses_an_invalid_config(tmp_path: Path, redis_url: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topics:\n  x:\n    name: X\n    query: '(talks'\n")
+    env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(bad))
+    out = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
+                         env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2
+    assert f"{bad}:4: topics.x.query: column 7: expected ) to close the ( at column 1" \
+        in out.stderr

@@ -7,32 +7,40 @@ Celery broker works: RabbitMQ with amqp://...). State always lives in Redis (red
 from __future__ import annotations
 
 import os
+import sys
 
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
-from .config import load_config
+from .config import Settings, load_config
+from .errors import ConfigError
 
 QUEUES = ("poll", "process", "deliver")
 SCHEDULE_EVERY = 5.0      # seconds between beat's looks at the due-feed set
 
 
-def broker_url() -> str:
-    """NEWSWATCH_BROKER_URL / NEWSWATCH_REDIS_URL win; otherwise the config file decides."""
-    url = os.environ.get("NEWSWATCH_BROKER_URL") or os.environ.get("NEWSWATCH_REDIS_URL")
-    if url:
-        return url
-    settings = load_config().settings       # raises ConfigError: nothing starts on a bad config
-    url = settings.broker_url or settings.redis_url
+def _settings() -> Settings:
+    """The validated settings; nothing starts on an invalid config (exit 2, every problem)."""
+    try:
+        return load_config().settings
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def broker_url(settings: Settings) -> str:
+    """NEWSWATCH_BROKER_URL / NEWSWATCH_REDIS_URL (in the settings) or the config's values."""
+    url = os.environ.get("NEWSWATCH_BROKER_URL") or settings.broker_url or settings.redis_url
     if not url:
-        raise RuntimeError("no broker: set settings.redis_url (or NEWSWATCH_REDIS_URL); "
-                           "`newswatch run` starts an embedded Redis for you")
+        print("newswatch: no broker: set settings.redis_url (or NEWSWATCH_REDIS_URL); "
+              "`newswatch run` starts an embedded Redis for you", file=sys.stderr)
+        raise SystemExit(2)
     return url
 
 
 app = Celery("newswatch", include=["worker.tasks"])
 app.conf.update(
-    broker_url=broker_url(),
+    broker_url=broker_url(_settings()),
     broker_connection_retry_on_startup=True,
     task_serializer="json",
     accept_content=["json"],
