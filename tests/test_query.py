@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from worker.classify import Classifier
-from worker.classify.query import Doc, parse_query
+from worker.classify.query import parse_query
+from worker.classify.text import Doc
 from worker.config import TopicConfig
 from worker.errors import QueryError
 
@@ -13,14 +14,28 @@ CASES = [
     # query, text, matches
     ("ceasefire", "Ceasefire talks resume", True),
     ("ceasefire", "CEASEFIRE", True),
-    ("ceasefire", "ceasefires collapse", False),             # word boundary, not substring
-    ("fire", "ceasefire", False),
+    ("ceasefire", "ceasefires collapse", True),               # bare terms match by stem
+    ('"ceasefire"', "ceasefires collapse", False),            # quoted words are exact
+    ("fire", "ceasefire", False),                             # whole words, not substrings
+    ("negotiations", "Israel agrees to negotiate", True),      # stems: negoti
     ("negotiat*", "Negotiators arrive in Cairo", True),
     ("negotiat*", "renegotiation", False),                    # prefix of a word, not infix
     ('"cessation of hostilities"', "a cessation of hostilities was agreed", True),
     ('"cessation of hostilities"', "cessation of all hostilities", False),
-    ("cease-fire", "talks on a cease-fire", True),
+    ('"hostages released"', "hostages were released", False),
+    ("cease-fire", "talks on a cease-fire", True),            # compounds, three spellings
     ("cease-fire", "cease fire talks", True),
+    ("cease-fire", "a ceasefire", True),
+    ("ceasefire", "the cease-fires held", True),
+    ("ceasefire", "firefighters cease work", False),
+    ('"cease fire"', "ceasefire", True),
+    ("Israel", "Israel's cabinet", True),                      # possessives
+    ("Israel", "Israel’s cabinet", True),
+    ("hostage", "the hostages' families", True),
+    ("Türkiye", "talks in TURKIYE", True),                     # accents folded both ways
+    ("turkiye", "talks in Türkiye", True),
+    ("“cease fire”", "a cease fire", True),                   # curly quotes
+    ("cease—fire", "cease-fire", True),                        # dashes in the query
     ("ceasefire AND talks", "ceasefire talks", True),
     ("ceasefire AND talks", "ceasefire holds", False),
     ("ceasefire talks", "talks about a ceasefire", True),     # implicit AND
@@ -31,9 +46,15 @@ CASES = [
     ("(truce OR ceasefire) AND (talks OR deal)", "truce holds", False),
     ("NOT football", "hostage release", True),
     ("hostage* and releas*", "Hostages released", True),     # operators in any case
-    ("“cease fire”", "a cease fire", True),                   # curly quotes
-    ("Doha", "talks in DOHA.", True),
-    ("Türkiye", "talks in türkiye", True),
+    ("hostage* NEAR/3 (releas* OR freed)", "hostages were finally released", True),
+    ("hostage* NEAR/2 (releas* OR freed)", "hostages were finally released", False),
+    ("hostage* NEAR/3 freed", "freed: four hostages", True),   # either order
+    ("hostage* near/5 freed", "hostages. Elsewhere, prisoners were freed", True),
+    ("hostage* NEAR freed", "hostage " + "x " * 12 + "freed", False),   # NEAR = NEAR/10
+    ("title:truce", "Truce holds", True),
+    ("summary:truce", "Truce holds", False),
+    ('title:"truce holds"', "Truce holds", True),
+    ("title:(truce OR ceasefire) AND summary:talk*", "Truce holds", False),
 ]
 
 
@@ -42,7 +63,17 @@ def test_matching(query: str, text: str, expected: bool) -> None:
     assert (parse_query(query).match(Doc.of(text)) is not None) is expected
 
 
+def test_fields_and_near_across_title_and_summary() -> None:
+    doc = Doc.of_fields("Hostages", "released after talks")
+    assert parse_query("hostage* NEAR/5 releas*").match(doc) is None     # not across fields
+    assert parse_query("title:hostage* AND summary:releas*").match(doc) is not None
+    assert parse_query("summary:hostage*").match(doc) is None
+
+
 ERRORS = [
+    ("body:truce", 1, "unknown field 'body'"),
+    ("title:", 7, "expected a term after title:"),
+    ("hostage NEAR/3 NOT freed", 9, "NEAR needs words on both sides"),
     ("", 1, "empty query"),
     ("ceasefire AND", 14, "expected a term"),
     ("(ceasefire OR truce", 20, "expected )"),
@@ -84,6 +115,7 @@ def test_evidence_marks_matched_words() -> None:
     hostages = matches[0]
     assert hostages.topic_name == "Hostage releases"
     assert any("*hostages*" in e and "*released*" in e for e in hostages.evidence)
+    assert hostages.clauses == ("hostage* = hostages", "releas* = released")
     assert any(e.startswith("*Talks*") for e in matches[1].evidence)
 
 

@@ -25,7 +25,8 @@ def alert(title: str = "Talks resume", link: str | None = "https://a.example/1")
     e = Entry("f1", "g1", title, "Mediators met <again>.", link,
               datetime(2025, 1, 4, 14, 5, tzinfo=UTC), "Wire")
     return Alert("al1", "desk", "s1", e,
-                 (Match("ceasefire-talks", "Ceasefire talks", 1.0, ("*Talks* resume",)),),
+                 (Match("ceasefire-talks", "Ceasefire talks", 1.0, ("*Talks* resume",),
+                        ("talk = Talks",)),),
                  datetime(2025, 1, 4, 14, 6, tzinfo=UTC))
 
 
@@ -36,7 +37,7 @@ def test_webhook_body_contract() -> None:
     assert body == {
         "type": "alert", "id": "al1", "subscriber": "desk",
         "topics": [{"id": "ceasefire-talks", "name": "Ceasefire talks", "score": 1.0,
-                    "evidence": ["*Talks* resume"]}],
+                    "evidence": ["*Talks* resume"], "clauses": ["talk = Talks"]}],
         "story": {"id": "s1", "title": "Talks resume", "url": "https://a.example/1",
                   "published": "2025-01-04T14:05:00Z", "summary": "Mediators met <again>.",
                   "source": {"feed": "https://wire.example/rss", "title": "Wire"},

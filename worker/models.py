@@ -60,15 +60,22 @@ class Match:
     topic_id: str
     topic_name: str
     score: float
-    evidence: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()        # snippets, matched words marked *word*
+    clauses: tuple[str, ...] = ()         # query terms that held: `negotiat* = negotiators`
+    semantic: float | None = None         # similarity to the topic's description, if scored
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.topic_id, "name": self.topic_name, "score": self.score,
-                "evidence": list(self.evidence)}
+        out: dict[str, Any] = {"id": self.topic_id, "name": self.topic_name,
+                               "score": self.score, "evidence": list(self.evidence),
+                               "clauses": list(self.clauses)}
+        if self.semantic is not None:
+            out["semantic"] = self.semantic
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
-        return cls(d["id"], d["name"], float(d["score"]), tuple(d.get("evidence", ())))
+        return cls(d["id"], d["name"], float(d["score"]), tuple(d.get("evidence", ())),
+                   tuple(d.get("clauses", ())), d.get("semantic"))
 
 
 @dataclass(frozen=True)

@@ -1,107 +1,113 @@
-"""Topic query language: parser -> AST -> matcher over a tokenised text.
-
-Grammar (operators are case-insensitive; adjacent terms are ANDed):
+"""Topic query language: parser -> AST -> matcher over a `Doc`. See docs/queries.md.
 
     query   := or EOF
     or      := and ("OR" and)*
-    and     := unary (["AND"] unary)*
+    and     := near (["AND"] near)*            adjacent clauses are ANDed
+    near    := unary ("NEAR/n" unary)*         within n words, in the same field
     unary   := "NOT" unary | primary
-    primary := "(" or ")" | PHRASE | TERM
+    primary := FIELD ":" primary | "(" or ")" | PHRASE | TERM
 
-A TERM is a word (`talks`), a prefix (`negotiat*`) or a hyphenated word (`cease-fire`, matched
-as the phrase "cease fire"). A PHRASE is "quoted words", matched as consecutive words.
-Matching is case-insensitive and on word boundaries.
+Bare terms match by English stem (`negotiations` finds "negotiate"); a "quoted phrase" matches
+its exact words in order; `negotiat*` is a prefix; `cease-fire` (or `ceasefire`) also matches
+"cease fire", "cease-fire" and "ceasefires". Operators are case-insensitive.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import QueryError
+from .text import FIELDS, Doc, fold, stem, words_of
 
-WORD = re.compile(r"\w+")
+Hits = frozenset[int]     # indexes of the doc's words that made a clause hold
 _QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“"}
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
 _OPERATORS = {"AND", "OR", "NOT"}
-
-
-@dataclass(frozen=True)
-class Doc:
-    """A text split into casefolded words, with each word's character span."""
-
-    text: str
-    words: tuple[str, ...]
-    spans: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def of(cls, text: str) -> Doc:
-        found = list(WORD.finditer(text))
-        return cls(text, tuple(m.group().casefold() for m in found),
-                   tuple(m.span() for m in found))
-
-    @classmethod
-    def of_fields(cls, *fields: str) -> Doc:
-        """Several fields as one text, with an empty word between them that nothing matches,
-        so that a phrase never spans two fields (Lucene's position gap)."""
-        text, words, spans = "", [], []
-        for field in (f.strip() for f in fields):
-            if not field:
-                continue
-            if text:
-                words.append("")
-                spans.append((len(text), len(text)))
-                text += " · "
-            for m in WORD.finditer(field):
-                words.append(m.group().casefold())
-                spans.append((len(text) + m.start(), len(text) + m.end()))
-            text += field
-        return cls(text, tuple(words), tuple(spans))
-
-
-Hits = frozenset[int]   # word positions that made a clause hold
+_NEAR = re.compile(r"^NEAR(?:/(\d+))?$", re.IGNORECASE)
+DEFAULT_NEAR = 10
+MIN_PREFIX = 3
 
 
 class Node:
-    def match(self, doc: Doc) -> Hits | None:
-        """The positions that satisfy this node, or None when it does not hold."""
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        """The words that satisfy this clause (within field `scope`), or None if it fails."""
         raise NotImplementedError
+
+    def leaves(self) -> list[Node]:
+        return [self]
+
+
+def _scoped(doc: Doc, hits: set[int] | list[int], scope: int | None) -> Hits | None:
+    if scope is not None:
+        hits = [i for i in hits if doc.fields[i] == scope]
+    return frozenset(hits) or None
 
 
 @dataclass(frozen=True)
 class Term(Node):
-    word: str
+    """A word: by stem when bare, exactly when quoted; compounds written apart match too."""
 
-    def match(self, doc: Doc) -> Hits | None:
-        hits = frozenset(i for i, w in enumerate(doc.words) if w == self.word)
-        return hits or None
+    word: str
+    exact: bool = False
+    key: str = field(init=False)
+    heads: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.word if self.exact else stem(self.word))
+        # "ceasefire" is also written "cease fire" / "cease-fire": try each split whose head
+        # the doc contains (checked lazily, so plain items pay nothing for it).
+        heads = tuple(self.word[:k] for k in range(2, len(self.word) - 1)) \
+            if len(self.word) >= 6 else ()
+        object.__setattr__(self, "heads", heads)
+
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        table = doc.by_word if self.exact else doc.by_stem
+        hits = set(table.get(self.key, ()))
+        for head in self.heads:
+            for i in doc.by_word.get(head, ()):
+                if doc.adjacent(i):
+                    joined = head + doc.words[i + 1]
+                    if (joined if self.exact else stem(joined)) == self.key:
+                        hits.update((i, i + 1))
+        return _scoped(doc, hits, scope)
 
     def __str__(self) -> str:
-        return self.word
+        return f'"{self.word}"' if self.exact else self.word
 
 
 @dataclass(frozen=True)
 class Prefix(Node):
-    stem: str
+    prefix: str
 
-    def match(self, doc: Doc) -> Hits | None:
-        hits = frozenset(i for i, w in enumerate(doc.words) if w.startswith(self.stem))
-        return hits or None
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        hits = [i for w, idx in doc.by_word.items() if w.startswith(self.prefix) for i in idx]
+        return _scoped(doc, hits, scope)
 
     def __str__(self) -> str:
-        return self.stem + "*"
+        return self.prefix + "*"
 
 
 @dataclass(frozen=True)
 class Phrase(Node):
+    """Exact words in order; a two-word phrase also matches the words written as one."""
+
     words: tuple[str, ...]
 
-    def match(self, doc: Doc) -> Hits | None:
-        n = len(self.words)
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
-        for i in range(len(doc.words) - n + 1):
-            if doc.words[i:i + n] == self.words:
-                hits.update(range(i, i + n))
-        return frozenset(hits) or None
+        n = len(self.words)
+        for start in doc.by_word.get(self.words[0], ()):
+            i = start
+            for w in self.words[1:]:
+                if not doc.adjacent(i) or doc.words[i + 1] != w:
+                    break
+                i += 1
+            else:
+                hits.update(range(start, start + n))
+        if n == 2:
+            hits.update(doc.by_word.get(self.words[0] + self.words[1], ()))
+        return _scoped(doc, hits, scope)
 
     def __str__(self) -> str:
         return '"' + " ".join(self.words) + '"'
@@ -111,14 +117,17 @@ class Phrase(Node):
 class And(Node):
     parts: tuple[Node, ...]
 
-    def match(self, doc: Doc) -> Hits | None:
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
         for part in self.parts:
-            got = part.match(doc)
+            got = part.match(doc, scope)
             if got is None:
                 return None
             hits |= got
         return frozenset(hits)
+
+    def leaves(self) -> list[Node]:
+        return [leaf for p in self.parts for leaf in p.leaves()]
 
     def __str__(self) -> str:
         return "(" + " AND ".join(map(str, self.parts)) + ")"
@@ -128,9 +137,18 @@ class And(Node):
 class Or(Node):
     parts: tuple[Node, ...]
 
-    def match(self, doc: Doc) -> Hits | None:
-        results = [got for part in self.parts if (got := part.match(doc)) is not None]
-        return frozenset().union(*results) if results else None
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        hits: set[int] = set()
+        held = False
+        for part in self.parts:
+            got = part.match(doc, scope)
+            if got is not None:
+                held = True
+                hits |= got
+        return frozenset(hits) if held else None
+
+    def leaves(self) -> list[Node]:
+        return [leaf for p in self.parts for leaf in p.leaves()]
 
     def __str__(self) -> str:
         return "(" + " OR ".join(map(str, self.parts)) + ")"
@@ -140,21 +158,70 @@ class Or(Node):
 class Not(Node):
     part: Node
 
-    def match(self, doc: Doc) -> Hits | None:
-        return frozenset() if self.part.match(doc) is None else None
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        return frozenset() if self.part.match(doc, scope) is None else None
+
+    def leaves(self) -> list[Node]:
+        return []
 
     def __str__(self) -> str:
         return f"NOT {self.part}"
 
 
 @dataclass(frozen=True)
+class Near(Node):
+    """Both sides hold with some word of each at most `distance` words apart, in one field."""
+
+    left: Node
+    right: Node
+    distance: int
+
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        left = self.left.match(doc, scope)
+        right = self.right.match(doc, scope) if left else None
+        if not left or not right:
+            return None
+        pos = doc.positions
+        near_left = {a for a in left if any(abs(pos[a] - pos[b]) <= self.distance
+                                            for b in right)}
+        if not near_left:
+            return None
+        near_right = {b for b in right if any(abs(pos[a] - pos[b]) <= self.distance
+                                              for a in near_left)}
+        return frozenset(near_left | near_right)
+
+    def leaves(self) -> list[Node]:
+        return self.left.leaves() + self.right.leaves()
+
+    def __str__(self) -> str:
+        return f"({self.left} NEAR/{self.distance} {self.right})"
+
+
+@dataclass(frozen=True)
+class Field(Node):
+    name: str
+    part: Node
+
+    def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
+        return self.part.match(doc, FIELDS.index(self.name))
+
+    def leaves(self) -> list[Node]:
+        return self.part.leaves()
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.part}"
+
+
+@dataclass(frozen=True)
 class _Token:
-    kind: str      # "(", ")", "phrase", "word", "op", "end"
+    kind: str      # "(", ")", "phrase", "word", "op", "near", "field", "end"
     text: str
     column: int    # 1-based
+    distance: int = 0
 
 
 def _tokens(query: str) -> list[_Token]:
+    query = query.translate(_DASHES)
     out: list[_Token] = []
     i = 0
     while i < len(query):
@@ -174,12 +241,25 @@ def _tokens(query: str) -> list[_Token]:
             i = end + 1
         else:
             j = i
-            while j < len(query) and not query[j].isspace() and query[j] not in "()" \
+            while j < len(query) and not query[j].isspace() and query[j] not in "():" \
                     and query[j] not in _QUOTES:
                 j += 1
             text = query[i:j]
-            kind = "op" if text.upper() in _OPERATORS else "word"
-            out.append(_Token(kind, text.upper() if kind == "op" else text, i + 1))
+            if j < len(query) and query[j] == ":":
+                if text.lower() not in FIELDS:
+                    raise QueryError(f"unknown field {text!r}: expected title: or summary:",
+                                     i + 1)
+                out.append(_Token("field", text.lower(), i + 1))
+                i = j + 1
+                continue
+            near = _NEAR.match(text)
+            if near:
+                out.append(_Token("near", "NEAR", i + 1,
+                                  int(near.group(1)) if near.group(1) else DEFAULT_NEAR))
+            elif text.upper() in _OPERATORS:
+                out.append(_Token("op", text.upper(), i + 1))
+            else:
+                out.append(_Token("word", text, i + 1))
             i = j
     out.append(_Token("end", "", len(query) + 1))
     return out
@@ -198,42 +278,60 @@ class _Parser:
         self.pos += 1
         return tok
 
+    def is_op(self, name: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "op" and tok.text == name
+
     def parse(self) -> Node:
         if self.peek().kind == "end":
             raise QueryError("empty query: expected a term, a \"phrase\" or (", 1)
         node = self.or_()
         tok = self.peek()
         if tok.kind != "end":
-            raise QueryError(f"unexpected {tok.text!r}: expected AND, OR or the end", tok.column)
+            raise QueryError(f"unexpected {tok.text!r}: expected AND, OR, NEAR or the end",
+                             tok.column)
         return node
 
     def or_(self) -> Node:
         parts = [self.and_()]
-        while self.peek().kind == "op" and self.peek().text == "OR":
+        while self.is_op("OR"):
             self.take()
             parts.append(self.and_())
         return parts[0] if len(parts) == 1 else Or(tuple(parts))
 
     def and_(self) -> Node:
-        parts = [self.unary()]
+        parts = [self.near()]
         while True:
-            tok = self.peek()
-            if tok.kind == "op" and tok.text == "AND":
+            if self.is_op("AND"):
                 self.take()
-            elif not (tok.kind in ("word", "phrase", "(")
-                      or (tok.kind == "op" and tok.text == "NOT")):
+            elif not (self.peek().kind in ("word", "phrase", "(", "field") or self.is_op("NOT")):
                 break
-            parts.append(self.unary())
+            parts.append(self.near())
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
+    def near(self) -> Node:
+        node = self.unary()
+        while self.peek().kind == "near":
+            tok = self.take()
+            right = self.unary()
+            for side in (node, right):
+                if _has_not(side):
+                    raise QueryError("NEAR needs words on both sides, not NOT", tok.column)
+            node = Near(node, right, tok.distance)
+        return node
+
     def unary(self) -> Node:
-        if self.peek().kind == "op" and self.peek().text == "NOT":
+        if self.is_op("NOT"):
             self.take()
             return Not(self.unary())
         return self.primary()
 
     def primary(self) -> Node:
         tok = self.take()
+        if tok.kind == "field":
+            if self.peek().kind in ("end", ")"):
+                raise QueryError(f"expected a term after {tok.text}:", self.peek().column)
+            return Field(tok.text, self.primary())
         if tok.kind == "(":
             node = self.or_()
             close = self.take()
@@ -242,14 +340,26 @@ class _Parser:
                                  close.column)
             return node
         if tok.kind == "phrase":
-            words = tuple(w.casefold() for w in WORD.findall(tok.text))
+            words = tuple(words_of(tok.text))
             if not words:
                 raise QueryError("empty phrase: expected words between the quotes", tok.column)
-            return Phrase(words) if len(words) > 1 else Term(words[0])
+            return Phrase(words) if len(words) > 1 else Term(words[0], exact=True)
         if tok.kind == "word":
             return _word(tok)
         what = "the end of the query" if tok.kind == "end" else repr(tok.text)
         raise QueryError(f"unexpected {what}: expected a term, a \"phrase\" or (", tok.column)
+
+
+def _has_not(node: Node) -> bool:
+    if isinstance(node, Not):
+        return True
+    if isinstance(node, And | Or):
+        return any(_has_not(p) for p in node.parts)
+    if isinstance(node, Near):
+        return _has_not(node.left) or _has_not(node.right)
+    if isinstance(node, Field):
+        return _has_not(node.part)
+    return False
 
 
 def _word(tok: _Token) -> Node:
@@ -258,18 +368,23 @@ def _word(tok: _Token) -> Node:
     if star >= 0 and star != len(text) - 1:
         raise QueryError("a wildcard * is only allowed at the end of a term",
                          tok.column + star)
-    words = [w.casefold() for w in WORD.findall(text)]
+    words = words_of(text)
     if not words:
         raise QueryError(f"{text!r} has no letters or digits: expected a term", tok.column)
     if star >= 0:
         if len(words) > 1:
             raise QueryError("a wildcard cannot end a hyphenated term", tok.column + star)
-        if len(words[0]) < 3:
-            raise QueryError("a wildcard needs at least 3 letters before *", tok.column)
+        if len(words[0]) < MIN_PREFIX:
+            raise QueryError(f"a wildcard needs at least {MIN_PREFIX} letters before *",
+                             tok.column)
         return Prefix(words[0])
-    return Phrase(tuple(words)) if len(words) > 1 else Term(words[0])
+    return Term("".join(words))     # cease-fire -> ceasefire (matches all three spellings)
 
 
 def parse_query(query: str) -> Node:
     """Parse a topic query; raise QueryError with the column of the first problem."""
     return _Parser(query).parse()
+
+
+__all__ = ["And", "Doc", "Field", "Hits", "Near", "Node", "Not", "Or", "Phrase", "Prefix",
+           "Term", "fold", "parse_query"]
