@@ -65,11 +65,17 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "✓ hostage*  found: hostages" in out
-    assert "✗ captive*  not in the text" in out
+    assert "✗ captiv*  not in the text" in out
     assert "=> MATCHES" in out and "*hostages*" in out
     code = main(["explain", "--config", CONFIG, "--topic", "ceasefire-talks",
                  "Derby ends in goalless truce; talks of a signing"])
     assert code == 1 and "=> excluded" in capsys.readouterr().out
+    code = main(["explain", "--config", CONFIG, "--topic", "ceasefire-talks",
+                 "Talks with the rebel group resumed"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "✓ both within 8 words of each other:" in out and "found: rebel" in out
+    assert "✗ ANY of: ceasefire, truce, armistice" in out      # failed lists on one line
     assert main(["explain", "--config", CONFIG, "--topic", "nope", "x"]) == 1
     assert "unknown topic 'nope'" in capsys.readouterr().err
 
