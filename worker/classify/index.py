@@ -58,20 +58,12 @@ class TopicIndex:
             for table, values in zip((self.words, self.stems, self.prefixes), keys, strict=True):
                 for value in values:
                     table.setdefault(value, []).append(number)
-        self.prefix_lengths = sorted({len(p) for p in self.prefixes})
 
-    def candidates(self, doc: Doc) -> list[int]:
+    def candidates(self, doc: Doc) -> set[int]:
+        """Topic numbers that could match `doc` (set intersections in C, then a union)."""
         found = set(self.always)
-        words, stems, prefixes = self.words, self.stems, self.prefixes
-        for word in doc.by_word:
-            if word in words:
-                found.update(words[word])
-            for n in self.prefix_lengths:
-                if n > len(word):
-                    break
-                if (hit := prefixes.get(word[:n])) is not None:
-                    found.update(hit)
-        for st in doc.by_stem:
-            if st in stems:
-                found.update(stems[st])
-        return sorted(found)
+        for table, present in ((self.words, doc.wordset), (self.stems, doc.stemset),
+                               (self.prefixes, doc.prefixes)):
+            for key in table.keys() & present:
+                found.update(table[key])
+        return found

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import QueryError
-from .text import FIELDS, Doc, fold, stem, words_of
+from .text import FIELDS, MIN_PREFIX, Doc, fold, stem, words_of
 
 Hits = frozenset[int]     # indexes of the doc's words that made a clause hold
 _QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“"}
@@ -26,10 +26,13 @@ _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u
 _OPERATORS = {"AND", "OR", "NOT"}
 _NEAR = re.compile(r"^NEAR(?:/(\d+))?$", re.IGNORECASE)
 DEFAULT_NEAR = 10
-MIN_PREFIX = 3
 
 
 class Node:
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        """Whether the clause holds (within field `scope`): the fast path, no hit sets."""
+        return self.match(doc, scope) is not None
+
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         """The words that satisfy this clause (within field `scope`), or None if it fails."""
         raise NotImplementedError
@@ -40,7 +43,7 @@ class Node:
 
 def _scoped(doc: Doc, hits: set[int] | list[int], scope: int | None) -> Hits | None:
     if scope is not None:
-        hits = [i for i in hits if doc.fields[i] == scope]
+        hits = [i for i in hits if doc.field(i) == scope]
     return frozenset(hits) or None
 
 
@@ -51,21 +54,29 @@ class Term(Node):
     word: str
     exact: bool = False
     key: str = field(init=False)
-    heads: tuple[str, ...] = field(init=False)
+    heads: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", self.word if self.exact else stem(self.word))
         # "ceasefire" is also written "cease fire" / "cease-fire": try each split whose head
         # the doc contains (checked lazily, so plain items pay nothing for it).
-        heads = tuple(self.word[:k] for k in range(2, len(self.word) - 1)) \
-            if len(self.word) >= 6 else ()
+        heads = frozenset(self.word[:k] for k in range(3, len(self.word) - 2)) \
+            if len(self.word) >= 6 else frozenset()
         object.__setattr__(self, "heads", heads)
+
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        present = self.key in (doc.wordset if self.exact else doc.stemset)
+        if not present and (not self.heads or self.heads.isdisjoint(doc.wordset)):
+            return False
+        if present and scope is None:
+            return True
+        return self.match(doc, scope) is not None
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         table = doc.by_word if self.exact else doc.by_stem
         hits = set(table.get(self.key, ()))
-        for head in self.heads:
-            for i in doc.by_word.get(head, ()):
+        for head in self.heads & doc.wordset:
+            for i in doc.by_word[head]:
                 if doc.adjacent(i):
                     joined = head + doc.words[i + 1]
                     if (joined if self.exact else stem(joined)) == self.key:
@@ -80,6 +91,11 @@ class Term(Node):
 class Prefix(Node):
     prefix: str
 
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        if self.prefix not in doc.prefixes:
+            return False
+        return scope is None or self.match(doc, scope) is not None
+
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits = [i for w, idx in doc.by_word.items() if w.startswith(self.prefix) for i in idx]
         return _scoped(doc, hits, scope)
@@ -93,6 +109,12 @@ class Phrase(Node):
     """Exact words in order; a two-word phrase also matches the words written as one."""
 
     words: tuple[str, ...]
+
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        if self.words[0] not in doc.wordset and (
+                len(self.words) != 2 or self.words[0] + self.words[1] not in doc.wordset):
+            return False
+        return self.match(doc, scope) is not None
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
@@ -117,6 +139,9 @@ class Phrase(Node):
 class And(Node):
     parts: tuple[Node, ...]
 
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        return all(part.holds(doc, scope) for part in self.parts)
+
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
         for part in self.parts:
@@ -136,9 +161,57 @@ class And(Node):
 @dataclass(frozen=True)
 class Or(Node):
     parts: tuple[Node, ...]
+    # Fast path: the plain alternatives as sets, tested against the doc's sets in C.
+    stems: frozenset[str] = field(init=False, repr=False, compare=False)
+    words: frozenset[str] = field(init=False, repr=False, compare=False)
+    prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
+    rest: tuple[Node, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        stems: set[str] = set()
+        words: set[str] = set()
+        prefixes: set[str] = set()
+        rest: list[Node] = []
+        for part in self.parts:
+            if isinstance(part, Term):
+                (words if part.exact else stems).add(part.key)
+                if part.heads:
+                    rest.append(part)          # its compound spellings need the slow check
+            elif isinstance(part, Prefix):
+                prefixes.add(part.prefix)
+            else:
+                rest.append(part)
+        object.__setattr__(self, "stems", frozenset(stems))
+        object.__setattr__(self, "words", frozenset(words))
+        object.__setattr__(self, "prefixes", frozenset(prefixes))
+        object.__setattr__(self, "rest", tuple(rest))
+
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        plain = not self.stems.isdisjoint(doc.stemset) or \
+            not self.words.isdisjoint(doc.wordset) or not self.prefixes.isdisjoint(doc.prefixes)
+        if scope is None:
+            return plain or any(part.holds(doc) for part in self.rest)
+        if not plain and not self.rest:
+            return False
+        return any(part.holds(doc, scope) for part in self.parts)
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
+        if scope is None:             # plain alternatives straight from the doc's tables
+            for key in self.stems & doc.stemset:
+                hits.update(doc.by_stem[key])
+            for key in self.words & doc.wordset:
+                hits.update(doc.by_word[key])
+            for prefix in self.prefixes & doc.prefixes:
+                hits.update(i for w, idx in doc.by_word.items() if w.startswith(prefix)
+                            for i in idx)
+            held = bool(hits)
+            for part in self.rest:
+                got = part.match(doc)
+                if got is not None:
+                    held = True
+                    hits |= got
+            return frozenset(hits) if held else None
         held = False
         for part in self.parts:
             got = part.match(doc, scope)
@@ -158,8 +231,11 @@ class Or(Node):
 class Not(Node):
     part: Node
 
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        return not self.part.holds(doc, scope)
+
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        return frozenset() if self.part.match(doc, scope) is None else None
+        return None if self.part.holds(doc, scope) else frozenset()
 
     def leaves(self) -> list[Node]:
         return []
@@ -176,18 +252,21 @@ class Near(Node):
     right: Node
     distance: int
 
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        return self.left.holds(doc, scope) and self.right.holds(doc, scope) \
+            and self.match(doc, scope) is not None
+
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         left = self.left.match(doc, scope)
         right = self.right.match(doc, scope) if left else None
         if not left or not right:
             return None
-        pos = doc.positions
-        near_left = {a for a in left if any(abs(pos[a] - pos[b]) <= self.distance
-                                            for b in right)}
+        pos = doc.position
+        far = self.distance
+        near_left = {a for a in left if any(abs(pos(a) - pos(b)) <= far for b in right)}
         if not near_left:
             return None
-        near_right = {b for b in right if any(abs(pos[a] - pos[b]) <= self.distance
-                                              for a in near_left)}
+        near_right = {b for b in right if any(abs(pos(a) - pos(b)) <= far for a in near_left)}
         return frozenset(near_left | near_right)
 
     def leaves(self) -> list[Node]:
@@ -201,6 +280,9 @@ class Near(Node):
 class Field(Node):
     name: str
     part: Node
+
+    def holds(self, doc: Doc, scope: int | None = None) -> bool:
+        return self.part.holds(doc, FIELDS.index(self.name))
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         return self.part.match(doc, FIELDS.index(self.name))

@@ -2,21 +2,24 @@
 
 Folding: Unicode NFC, case folding, accents removed (Türkiye = turkiye), curly quotes and
 dashes made plain, possessives dropped (Israel's = Israel). Stems are English Snowball (PyStemmer).
-Each field gets its own position range, so a phrase or NEAR never spans title and summary.
+A document has two fields, title and summary; each has its own position range, so a phrase or
+NEAR never spans them. Building a Doc is the per-item cost of classification: it keeps only
+what every query needs and computes character spans (for snippets) on demand.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Iterable
+from functools import cached_property, lru_cache
 
 import Stemmer
 
 FIELDS = ("title", "summary")
 FIELD_GAP = 1000                     # positions between fields (Lucene's position gap)
+MIN_PREFIX = 3                       # letters before a wildcard
+_CACHE_LIMIT = 200_000               # words whose stem / prefixes are remembered
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _POSSESSIVE = re.compile(r"['’]s$")
 _APOSTROPHES = str.maketrans("", "", "'’")
@@ -35,67 +38,145 @@ def fold(word: str) -> str:
     return word
 
 
+_stems: dict[str, str] = {}
+
+
 def stem(word: str) -> str:
-    """The Snowball English stem of a folded word (PyStemmer caches its results)."""
-    return str(_stemmer.stemWord(word))
+    """The Snowball English stem of a folded word."""
+    found = _stems.get(word)
+    if found is None:
+        if len(_stems) > _CACHE_LIMIT:
+            _stems.clear()
+        found = _stems[word] = str(_stemmer.stemWord(word))
+    return found
+
+
+class PrefixSet:
+    """The wildcard prefixes some query uses; maps a word to those it starts with (cached).
+
+    A Doc built with one records exactly the known prefixes its words have, which is all a
+    presearch or a compiled query asks of it, at a fraction of the cost of every prefix."""
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        self.known = frozenset(prefixes)
+        self.lengths = sorted({len(p) for p in self.known})
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def of(self, word: str) -> tuple[str, ...]:
+        found = self._cache.get(word)
+        if found is None:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            known = self.known
+            found = self._cache[word] = tuple(
+                p for n in self.lengths if n <= len(word) and (p := word[:n]) in known)
+        return found
+
+
+def _all_prefixes(word: str) -> tuple[str, ...]:
+    return tuple(word[:n] for n in range(MIN_PREFIX, len(word) + 1))
+
+
+_PLAIN = str.maketrans({"’": "'", "‘": "'", "\u2013": "-", "\u2014": "-", "“": '"', "”": '"'})
+
+
+def _fold_all(text: str) -> list[str]:
+    """The folded words of a text. Plain ASCII (after typographic quotes and dashes) is folded
+    whole by lower(), in C; anything else word by word through `fold`."""
+    plain = text.translate(_PLAIN) if not text.isascii() else text
+    if plain.isascii():
+        words = _TOKEN.findall(plain.lower())
+        if "'" in plain:
+            words = [fold(w) if "'" in w else w for w in words]
+        return words
+    return list(map(fold, _TOKEN.findall(text)))
+
+
+def _nfc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def words_of(text: str) -> list[str]:
     """The folded words of a query fragment or text."""
-    return [fold(m.group()) for m in _TOKEN.finditer(unicodedata.normalize("NFC", text))]
+    return [fold(w) for w in _TOKEN.findall(_nfc(text))]
 
 
-@dataclass
 class Doc:
-    """One item's text, tokenised once; every query reads it through these lookups."""
+    """One item's title and summary, tokenised once for every query to read."""
 
-    text: str
-    words: list[str] = field(default_factory=list)
-    stems: list[str] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    fields: list[int] = field(default_factory=list)
-    spans: list[tuple[int, int]] = field(default_factory=list)
-    by_word: dict[str, list[int]] = field(default_factory=dict)
-    by_stem: dict[str, list[int]] = field(default_factory=dict)
+    def __init__(self, title: str, summary: str = "", prefixes: PrefixSet | None = None) -> None:
+        self.title = _nfc(title.strip())
+        self.summary = _nfc(summary.strip())
+        title_words = _fold_all(self.title)
+        self.split = len(title_words)          # words before it are the title's
+        self.words = title_words + _fold_all(self.summary)
+        self.wordset = set(self.words)
+        self._unique = list(self.wordset)
+        known = _stems.get              # inline cache hits: most words were seen before
+        self._stems = [known(w) or stem(w) for w in self._unique]
+        self.stemset = set(self._stems)
+        if prefixes is None:
+            self.prefixes: set[str] = set().union(*map(_all_prefixes, self._unique))
+        else:
+            seen = prefixes._cache.get      # () is a valid cached answer: test for None
+            self.prefixes = set().union(*[p if (p := seen(w)) is not None else prefixes.of(w)
+                                          for w in self._unique])
+
+    @cached_property
+    def by_word(self) -> dict[str, list[int]]:
+        """Word -> its indexes; built when a phrase, NEAR or a match's hits need positions."""
+        out: dict[str, list[int]] = {}
+        for i, w in enumerate(self.words):
+            if w in out:
+                out[w].append(i)
+            else:
+                out[w] = [i]
+        return out
+
+    @cached_property
+    def stem_of(self) -> dict[str, str]:
+        return dict(zip(self._unique, self._stems, strict=True))
+
+    @cached_property
+    def by_stem(self) -> dict[str, list[int]]:
+        """Stem -> word indexes; needed only for the hits of topics that match."""
+        out: dict[str, list[int]] = {}
+        by_word = self.by_word
+        for w, st in zip(self._unique, self._stems, strict=True):
+            out[st] = out[st] + by_word[w] if st in out else by_word[w]
+        return out
 
     @classmethod
     def of(cls, text: str) -> Doc:
-        return cls.of_fields(text)
+        return cls(text)
 
     @classmethod
-    def of_fields(cls, *texts: str) -> Doc:
-        """Several fields (title, summary) as one document, each in its own position range."""
-        joined = ""
-        doc = cls("")
-        for number, raw in enumerate(texts):
-            text = unicodedata.normalize("NFC", raw.strip()) if raw else ""
-            if not text:
-                continue
-            if joined:
-                joined += " · "
-            base, offset = number * FIELD_GAP, len(joined)
-            for n, m in enumerate(_TOKEN.finditer(text)):
-                word = fold(m.group())
-                index = len(doc.words)
-                doc.words.append(word)
-                doc.positions.append(base + n)
-                doc.fields.append(number)
-                doc.spans.append((offset + m.start(), offset + m.end()))
-                doc.by_word.setdefault(word, []).append(index)
-            joined += text
-        doc.text = joined
-        unique = list(doc.by_word)
-        for word, st in zip(unique, _stemmer.stemWords(unique), strict=True):
-            doc.by_stem.setdefault(st, []).extend(doc.by_word[word])
-        doc.stems = [""] * len(doc.words)
-        for st, indexes in doc.by_stem.items():
-            for i in indexes:
-                doc.stems[i] = st
-        return doc
+    def of_fields(cls, title: str, summary: str = "", prefixes: PrefixSet | None = None) -> Doc:
+        return cls(title, summary, prefixes)
+
+    def field(self, i: int) -> int:
+        return 0 if i < self.split else 1
+
+    def position(self, i: int) -> int:
+        return i if i < self.split else FIELD_GAP + i - self.split
 
     def adjacent(self, i: int) -> bool:
         """Whether word i + 1 follows word i in the same field."""
-        return i + 1 < len(self.words) and self.positions[i + 1] == self.positions[i] + 1
+        return i + 1 < len(self.words) and i + 1 != self.split
 
-    def surface(self, indexes: Sequence[int]) -> list[str]:
+    @cached_property
+    def text(self) -> str:
+        """Title and summary as shown in snippets."""
+        return " · ".join(t for t in (self.title, self.summary) if t)
+
+    @cached_property
+    def spans(self) -> list[tuple[int, int]]:
+        """Each word's (start, end) in `text`, computed only when a snippet needs them."""
+        out = [m.span() for m in _TOKEN.finditer(self.title)]
+        offset = len(self.title) + 3 if self.title else 0
+        out += [(offset + a, offset + b) for a, b in
+                (m.span() for m in _TOKEN.finditer(self.summary))]
+        return out
+
+    def surface(self, indexes: list[int]) -> list[str]:
         return [self.text[self.spans[i][0]:self.spans[i][1]] for i in indexes]

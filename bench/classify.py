@@ -1,0 +1,127 @@
+"""Classifier throughput with many topics: the presearch index against checking every topic.
+
+    python bench/classify.py [--topics 1000] [--items 20000] [--naive-items 2000] [--json]
+
+Items are real-looking: titles and summaries of the real feeds in ../shared/feeds/real (or the
+seeds where that is absent), recombined at random. Topics are generated from the same vocabulary
+with the query forms analysts use (OR lists, AND, phrases, prefixes, NEAR, fields, NOT), plus
+the shipped topics. One process, one core: the figures are per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.classify import Classifier  # noqa: E402
+from worker.config import TopicConfig, load_config  # noqa: E402
+from worker.errors import ParseError  # noqa: E402
+from worker.parse import parse_feed  # noqa: E402
+
+
+def corpus() -> list[tuple[str, str]]:
+    real = ROOT.parent / "shared" / "feeds" / "real"
+    paths = sorted(real.glob("*.xml")) if real.is_dir() else []
+    paths += sorted((ROOT / "seeds").glob("*.*"))
+    pairs = []
+    for path in paths:
+        try:
+            entries = parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="b",
+                                 feed_name=path.stem)
+        except ParseError:
+            continue
+        pairs += [(e.title, e.summary) for e in entries]
+    return pairs
+
+
+def items(pairs: list[tuple[str, str]], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """n items: a title and a summary drawn independently, so few repeat exactly."""
+    titles = [t for t, _ in pairs]
+    summaries = [s for _, s in pairs]
+    return [(rng.choice(titles), rng.choice(summaries)) for _ in range(n)]
+
+
+def vocabulary(pairs: list[tuple[str, str]]) -> list[str]:
+    counts = collections.Counter(w for t, s in pairs
+                                 for w in re.findall(r"[a-z]{4,}", f"{t} {s}".lower()))
+    ranked = [w for w, _ in counts.most_common()]
+    operators = {"and", "or", "not", "near", "title", "summary"}
+    return [w for w in ranked[100:4000] if w not in operators]   # skip the commonest words
+
+
+def topics(vocab: list[str], n: int, rng: random.Random) -> dict[str, TopicConfig]:
+    def w() -> str:
+        return rng.choice(vocab)
+
+    forms = [
+        lambda: f"({w()} OR {w()} OR {w()[:5]}*) AND ({w()} OR \"{w()} {w()}\")",
+        lambda: f"{w()} NEAR/5 ({w()} OR {w()})",
+        lambda: f"\"{w()} {w()}\" OR ({w()} AND {w()} AND NOT {w()})",
+        lambda: f"title:({w()} OR {w()}) AND {w()[:4]}*",
+        lambda: f"({w()} OR {w()}) {w()} NOT ({w()} OR {w()})",
+    ]
+    return {f"gen-{i}": TopicConfig(name=f"Generated {i}", query=rng.choice(forms)())
+            for i in range(n)}
+
+
+def rate(classifier: Classifier, batch: list[tuple[str, str]], naive: bool) -> tuple[float, int]:
+    start = time.perf_counter()
+    found = sum(len(classifier.classify(t, s, naive=naive)) for t, s in batch)
+    return len(batch) / (time.perf_counter() - start), found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--naive-items", type=int, default=2000,
+                        help="items for the naive run (it is slow; rates are per item)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rng = random.Random(20250104)
+    pairs = corpus()
+    shipped = dict(load_config(ROOT / "config" / "newswatch.yaml").topics)
+    all_topics = {**shipped, **topics(vocabulary(pairs), args.topics, rng)}
+    start = time.perf_counter()
+    classifier = Classifier(all_topics)
+    build_s = time.perf_counter() - start
+    batch = items(pairs, args.items, rng)
+    rate(classifier, batch[:500], naive=False)                     # warm caches
+    indexed, matches = rate(classifier, batch, naive=False)
+    naive, naive_matches = rate(classifier, batch[:args.naive_items], naive=True)
+    _, check_matches = rate(classifier, batch[:args.naive_items], naive=False)
+    assert naive_matches == check_matches, "the index must not change any result"
+    candidates = sum(len(classifier.index.candidates(__import__("worker.classify.text",
+                     fromlist=["Doc"]).Doc.of_fields(t, s))) for t, s in batch[:1000]) / 1000
+    figures = {
+        "topics": len(all_topics), "items": len(batch), "source_items": len(pairs),
+        "build_s": round(build_s, 3), "items_per_s": round(indexed),
+        "naive_items_per_s": round(naive), "speedup": round(indexed / naive, 1),
+        "candidates_per_item": round(candidates, 1), "matches_per_item": round(
+            matches / len(batch), 3), "target_items_per_s": 20_000,
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"{figures['topics']} topics ({len(shipped)} shipped + {args.topics} generated), "
+          f"{figures['items']} items recombined from {figures['source_items']} real ones")
+    print(f"{'index build':28}{figures['build_s']:>12.3f} s")
+    print(f"{'indexed (presearch)':28}{figures['items_per_s']:>12,} items/s")
+    print(f"{'naive (every topic)':28}{figures['naive_items_per_s']:>12,} items/s")
+    print(f"{'speed-up':28}{figures['speedup']:>12}x")
+    print(f"{'candidate topics per item':28}{figures['candidates_per_item']:>12}")
+    print(f"{'matches per item':28}{figures['matches_per_item']:>12}")
+    print(f"{'target':28}{figures['target_items_per_s']:>12,} items/s per core")
+
+
+if __name__ == "__main__":
+    main()

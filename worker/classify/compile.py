@@ -1,0 +1,65 @@
+"""Compile a query's boolean test to one Python function (the hot path of classification).
+
+Walking the AST costs a method call per node; a topic checked against an item costs ~2 µs that
+way. Here each query becomes a single lambda of set operations over the Doc (membership,
+`isdisjoint`), with every string bound as a constant in its namespace (nothing from the query
+is spliced into code). Nodes with positional logic (phrases, NEAR, fields) are called as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .query import And, Field, Near, Node, Not, Or, Phrase, Prefix, Term
+from .text import Doc
+
+Test = Callable[[Doc], bool]
+
+
+def compile_holds(node: Node) -> Test:
+    namespace: dict[str, Any] = {}
+
+    def const(value: Any) -> str:
+        name = f"_c{len(namespace)}"
+        namespace[name] = value
+        return name
+
+    def expr(n: Node) -> str:
+        if isinstance(n, Term):
+            table = "d.wordset" if n.exact else "d.stemset"
+            direct = f"({const(n.key)} in {table})"
+            if not n.heads:
+                return direct
+            return (f"({direct} or (not {const(n.heads)}.isdisjoint(d.wordset)"
+                    f" and {const(n)}.holds(d)))")
+        if isinstance(n, Prefix):
+            return f"({const(n.prefix)} in d.prefixes)"
+        if isinstance(n, Or):
+            tests = []
+            if n.stems:
+                tests.append(f"not {const(n.stems)}.isdisjoint(d.stemset)")
+            if n.words:
+                tests.append(f"not {const(n.words)}.isdisjoint(d.wordset)")
+            if n.prefixes:
+                tests.append(f"not {const(n.prefixes)}.isdisjoint(d.prefixes)")
+            tests += [expr(part) for part in n.rest]
+            return "(" + " or ".join(tests) + ")" if tests else "False"
+        if isinstance(n, And):
+            return "(" + " and ".join(expr(part) for part in n.parts) + ")"
+        if isinstance(n, Not):
+            return f"(not {expr(n.part)})"
+        if isinstance(n, Phrase):
+            first = f"{const(n.words[0])} in d.wordset"
+            if len(n.words) == 2:
+                first = f"({first} or {const(n.words[0] + n.words[1])} in d.wordset)"
+            return f"({first} and {const(n)}.holds(d))"
+        if isinstance(n, Near):
+            return f"({expr(n.left)} and {expr(n.right)} and {const(n)}.holds(d))"
+        if isinstance(n, Field):          # holding anywhere is needed to hold in the field
+            return f"({expr(n.part)} and {const(n)}.holds(d))"
+        raise TypeError(f"cannot compile {type(n).__name__}")
+
+    source = f"lambda d: {expr(node)}"
+    test: Test = eval(source, {"__builtins__": {}, **namespace})  # our own AST, constants bound
+    return test
