@@ -4,7 +4,8 @@
                          [--errors] [--json]
 
 Runs `newswatch classify` (the real CLI, as a user would) on the labelled items and compares its
-topics with the labels. `--errors` lists the false positives and false negatives.
+topics with the labels, lexical only and with semantic scoring (`--semantic`; it needs
+`pip install 'newswatch[semantic]'`). `--errors` lists the false positives and negatives.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "newswatch.yaml")
     parser.add_argument("--errors", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lexical-only", action="store_true",
+                        help="skip semantic scoring (it needs newswatch[semantic])")
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"{args.data}: not found (the labelled set lives in ../shared/eval/)")
     items = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
-    modes = {"lexical": []}
+    modes = {"lexical": ["--no-semantic"]}
+    if not args.lexical_only:
+        modes["semantic"] = ["--semantic"]
     figures: dict[str, dict[str, dict[str, float]]] = {}
     for mode, extra in modes.items():
         predicted = classify(args.data, args.config, extra)

@@ -62,12 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     command("check", _check, "validate the config; every problem as FILE:LINE: path: message")
     classify = command("classify", _classify, "JSONL items in, topic matches out")
     classify.add_argument("file", nargs="?", default="-")
+    _semantic_flag(classify)
     explain = command("explain", _explain, "why a text matches a topic or not, clause by clause")
     explain.add_argument("--topic", required=True)
     explain.add_argument("text", nargs="+")
+    _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
     return p
+
+
+def _semantic_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=None,
+                        help="semantic scoring on or off (default: settings.semantic)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -125,25 +132,41 @@ def _item_text(item: Item) -> tuple[str, str]:
     return html_to_text(item.title), summary
 
 
+CLASSIFY_BATCH = 256
+
+
 def _classify(args: argparse.Namespace) -> int:
-    from .classify import Classifier
+    from itertools import islice
+
+    from .runtime import make_classifier
 
     config = load_config(args.config)
-    classifier = Classifier(config.topics)
+    classifier = make_classifier(config, args.semantic)
     failures = 0
-    for _, item in _items(args.file):
-        if isinstance(item, str):
-            failures += 1
-            print(item, file=sys.stderr)
-            print(json.dumps({"id": None, "topics": [], "matches": [], "error": item}))
-            continue
-        matches = classifier.classify(*_item_text(item))
-        print(json.dumps({
-            "id": item.id, "topics": [m.topic_id for m in matches],
-            "matches": [{"topic": m.topic_id, "score": m.score, "evidence": list(m.evidence)}
-                        for m in matches],
-        }, ensure_ascii=False))
+    lines = _items(args.file)
+    while batch := list(islice(lines, CLASSIFY_BATCH)):
+        good = [item for _, item in batch if not isinstance(item, str)]
+        found = iter(classifier.classify_many([_item_text(item) for item in good]))
+        for _, item in batch:
+            if isinstance(item, str):
+                failures += 1
+                print(item, file=sys.stderr)
+                print(json.dumps({"id": None, "topics": [], "matches": [], "error": item}))
+                continue
+            matches = next(found)
+            print(json.dumps({
+                "id": item.id, "topics": [m.topic_id for m in matches],
+                "matches": [_match_json(m) for m in matches],
+            }, ensure_ascii=False))
     return 1 if failures else 0
+
+
+def _match_json(m: Any) -> dict[str, Any]:
+    out = {"topic": m.topic_id, "score": m.score, "evidence": list(m.evidence),
+           "clauses": list(m.clauses)}
+    if m.semantic is not None:
+        out["semantic"] = m.semantic
+    return out
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -164,10 +187,22 @@ def _explain(args: argparse.Namespace) -> int:
         exclude = parse_query(topic.exclude)
         excluded = exclude.match(doc) is not None
         print("\n".join(explain(exclude, doc, 1)))
+    semantic = None
+    if args.semantic or (args.semantic is None and config.settings.semantic):
+        from .runtime import make_classifier
+
+        found = {m.topic_id: m for m in make_classifier(config, True).classify(
+            " ".join(args.text))}
+        semantic = found.get(args.topic)
+        print(f"semantic: {semantic.semantic if semantic else 'below the threshold'} "
+              f"(threshold {topic.semantic.threshold:.2f})")
     matched = hits is not None and not excluded
     verdict = "MATCHES" if matched else ("excluded" if hits is not None else "no match")
+    if not matched and semantic is not None:
+        verdict = "MATCHES (semantic)"
+        matched = True
     print(f"=> {verdict}")
-    if matched and hits:
+    if hits is not None and not excluded:
         for s in snippets(doc, hits):
             print(f"   {s}")
     return 0 if matched else 1

@@ -60,22 +60,44 @@ class FeedConfig(_Model):
         return url
 
 
+def _valid_query(query: str | None) -> str | None:
+    if query is not None:
+        try:
+            parse_query(query)
+        except QueryError as exc:
+            raise ValueError(f"column {exc.column}: {exc.message}") from None
+    return query
+
+
+class SemanticConfig(_Model):
+    """How a topic uses semantic scoring (when settings.semantic is on)."""
+
+    threshold: float = Field(default=0.55, gt=0, le=1)   # similarity for a match without words
+    gate: str | None = None       # only items matching this are embedded (default: any term)
+
+    @field_validator("gate")
+    @classmethod
+    def _parses(cls, query: str | None) -> str | None:
+        return _valid_query(query)
+
+
 class TopicConfig(_Model):
     name: str
     query: str
     exclude: str | None = None
     description: str | None = None
     examples: tuple[str, ...] = ()
+    semantic: SemanticConfig = Field(default_factory=SemanticConfig)
+
+    @property
+    def semantic_texts(self) -> tuple[str, ...]:
+        """What an item is compared with: the description and the examples."""
+        return ((self.description,) if self.description else ()) + self.examples
 
     @field_validator("query", "exclude")
     @classmethod
     def _parses(cls, query: str | None) -> str | None:
-        if query is not None:
-            try:
-                parse_query(query)
-            except QueryError as exc:
-                raise ValueError(f"column {exc.column}: {exc.message}") from None
-        return query
+        return _valid_query(query)
 
 
 class SubscriberConfig(_Model):
@@ -150,6 +172,7 @@ class Settings(_Model):
     key_prefix: str = "nw"
     seen_ttl_days: int = Field(default=30, ge=1)
     story_window_hours: int = Field(default=72, ge=1)
+    semantic: bool = False        # score topics' descriptions/examples (newswatch[semantic])
 
     @field_validator("smtp_url")
     @classmethod

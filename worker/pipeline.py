@@ -80,14 +80,15 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
 def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
     """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
     to_deliver: list[str] = []
+    loaded = [(key, rt.store.load_entry(key)) for key in entry_keys]
+    entries = [(key, entry) for key, entry in loaded if entry is not None]
+    found = rt.classifier.classify_many([(e.title, e.summary) for _, e in entries])
+    for (key, entry), matches in zip(entries, found, strict=True):
+        for m in matches:
+            rt.store.count(f"matches:{m.topic_id}")
+        if matches:
+            to_deliver += fan_out(rt, key, entry, matches)
     for key in entry_keys:
-        entry = rt.store.load_entry(key)
-        if entry is not None:
-            matches = rt.classifier.classify(entry.title, entry.summary)
-            for m in matches:
-                rt.store.count(f"matches:{m.topic_id}")
-            if matches:
-                to_deliver += fan_out(rt, key, entry, matches)
         rt.store.entry_done(key)
     return to_deliver
 

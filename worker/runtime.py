@@ -33,8 +33,18 @@ class Runtime:
                                "Redis)"])
         store = Store.from_url(s.redis_url, s.key_prefix, seen_ttl_days=s.seen_ttl_days,
                                story_window_hours=s.story_window_hours)
-        return cls(config, store, Classifier(config.topics),
+        return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout))
+
+
+def make_classifier(config: Config, semantic: bool | None = None) -> Classifier:
+    """The config's topics; with semantic scoring when the settings (or `semantic`) say so."""
+    embedder = None
+    if config.settings.semantic if semantic is None else semantic:
+        from .classify.semantic import Embedder
+
+        embedder = Embedder()
+    return Classifier(config.topics, embedder)
 
 
 _lock = threading.Lock()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, cast
 
 from ..errors import QueryError
 from ..models import Match
@@ -26,6 +26,27 @@ class TopicLike(Protocol):
     def query(self) -> str: ...
     @property
     def exclude(self) -> str | None: ...
+
+
+class SemanticLike(Protocol):
+    """What semantic scoring needs of a topic (config.TopicConfig has it)."""
+
+    @property
+    def semantic_texts(self) -> tuple[str, ...]: ...
+    @property
+    def semantic(self) -> Any: ...          # .threshold: float, .gate: str | None
+
+
+class EmbedderLike(Protocol):
+    def embed(self, texts: list[str]) -> Any: ...     # (n, d) unit vectors (numpy)
+
+
+@dataclass(frozen=True)
+class SemanticTopic:
+    number: int                     # index into Classifier.topics
+    texts: tuple[str, ...]          # description and examples
+    threshold: float
+    gate: Test                      # which items are worth embedding for this topic
 
 
 @dataclass(frozen=True)
@@ -50,18 +71,49 @@ def compile_topic(topic_id: str, topic: TopicLike) -> CompiledTopic:
 
 
 class Classifier:
-    """Every topic, compiled and indexed once; `classify` is a pure function of the text."""
+    """Every topic, compiled and indexed once; classifying is a pure function of the texts.
 
-    def __init__(self, topics: Mapping[str, TopicLike]) -> None:
+    The rule (docs/queries.md): a topic matches when its query holds and its exclude does not;
+    with semantic scoring on, it also matches when the item passes the topic's gate, its
+    exclude does not hold, and its similarity to the topic's description or an example reaches
+    the topic's threshold. Lexical matches then carry their similarity as well."""
+
+    def __init__(self, topics: Mapping[str, TopicLike],
+                 embedder: EmbedderLike | None = None) -> None:
         self.topics = tuple(compile_topic(tid, t) for tid, t in topics.items())
         self.index = TopicIndex(t.query for t in self.topics)
         self.prefixes = PrefixSet(
             leaf.prefix for t in self.topics for node in (t.query, t.exclude) if node
             for leaf in _all_leaves(node) if isinstance(leaf, Prefix))
+        self.embedder = embedder
+        self.semantic: list[SemanticTopic] = []
+        self._vectors: list[Any] = []
+        if embedder is not None:
+            for number, topic in enumerate(topics.values()):
+                texts = getattr(topic, "semantic_texts", ())
+                if not texts:
+                    continue
+                settings = cast(SemanticLike, topic).semantic
+                gate = parse_query(settings.gate) if settings.gate else \
+                    Or(tuple(_all_leaves(self.topics[number].query)))
+                self.semantic.append(SemanticTopic(number, texts, settings.threshold,
+                                                   compile_holds(gate)))
+                self._vectors.append(embedder.embed(list(texts)))
 
     def classify(self, title: str, summary: str = "", *, naive: bool = False) -> list[Match]:
         """The topics the text matches, in config order. `naive` checks every topic (benches)."""
-        doc = Doc.of_fields(title, summary, self.prefixes)
+        return self.classify_many([(title, summary)], naive=naive)[0]
+
+    def classify_many(self, items: list[tuple[str, str]], *,
+                      naive: bool = False) -> list[list[Match]]:
+        """Many texts at once, so that semantic scoring embeds them in batches."""
+        docs = [Doc.of_fields(title, summary, self.prefixes) for title, summary in items]
+        results = [self._lexical(doc, naive) for doc in docs]
+        if self.semantic:
+            self._add_semantic(docs, results)
+        return results
+
+    def _lexical(self, doc: Doc, naive: bool) -> list[Match]:
         numbers = range(len(self.topics)) if naive else self.index.candidates(doc)
         topics = self.topics
         matched = [n for n in numbers if topics[n].holds(doc) and not _excluded(topics[n], doc)]
@@ -73,6 +125,37 @@ class Classifier:
             matches.append(Match(topic.id, topic.name, 1.0, snippets(doc, hits),
                                  clauses(topic.query, doc, hits, topic.leaves)))
         return matches
+
+
+    def _add_semantic(self, docs: list[Doc], results: list[list[Match]]) -> None:
+        wanted: dict[int, list[int]] = {}          # doc -> semantic topics worth scoring
+        for i, doc in enumerate(docs):
+            for k, st in enumerate(self.semantic):
+                if st.gate(doc) and not _excluded(self.topics[st.number], doc):
+                    wanted.setdefault(i, []).append(k)
+        if not wanted or self.embedder is None:
+            return
+        order = sorted(wanted)
+        vectors = self.embedder.embed([f"{docs[i].title}. {docs[i].summary}".strip(" .")
+                                       for i in order])
+        rank = {t.id: n for n, t in enumerate(self.topics)}
+        for row, i in zip(vectors, order, strict=True):
+            found = {m.topic_id: m for m in results[i]}
+            for k in wanted[i]:
+                st = self.semantic[k]
+                topic = self.topics[st.number]
+                similarities = self._vectors[k] @ row
+                best = int(similarities.argmax())
+                score = round(float(similarities[best]), 3)
+                lexical = found.get(topic.id)
+                if lexical is not None:
+                    found[topic.id] = replace(lexical, semantic=score)
+                elif score >= st.threshold:
+                    found[topic.id] = Match(
+                        topic.id, topic.name, score,
+                        (f'semantic {score:.2f}: close to "{st.texts[best]}"',),
+                        (f"semantic similarity {score:.2f} >= {st.threshold:.2f}",), score)
+            results[i] = sorted(found.values(), key=lambda m: rank[m.topic_id])
 
 
 def _excluded(topic: CompiledTopic, doc: Doc) -> bool:
