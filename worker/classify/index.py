@@ -42,28 +42,67 @@ def required(node: Node) -> Keys | None:
     return None
 
 
-class TopicIndex:
-    """Topic numbers by required word, stem and prefix."""
+def conjuncts(node: Node) -> list[Keys]:
+    """Required term sets that must *each* be met (one per AND branch that has one)."""
+    if isinstance(node, And):
+        return [keys for part in node.parts for keys in conjuncts(part)]
+    if isinstance(node, Near):
+        return conjuncts(node.left) + conjuncts(node.right)
+    if isinstance(node, Field):
+        return conjuncts(node.part)
+    keys = required(node)
+    return [keys] if keys is not None else []
 
-    def __init__(self, queries: Iterable[Node]) -> None:
+
+def _size(keys: Keys) -> int:
+    return sum(map(len, keys))
+
+
+class _Table:
+    """Topic numbers by word, stem and prefix."""
+
+    def __init__(self) -> None:
         self.words: dict[str, list[int]] = {}
         self.stems: dict[str, list[int]] = {}
         self.prefixes: dict[str, list[int]] = {}
-        self.always: list[int] = []
-        for number, query in enumerate(queries):
-            keys = required(query)
-            if keys is None:
-                self.always.append(number)
-                continue
-            for table, values in zip((self.words, self.stems, self.prefixes), keys, strict=True):
-                for value in values:
-                    table.setdefault(value, []).append(number)
 
-    def candidates(self, doc: Doc) -> set[int]:
-        """Topic numbers that could match `doc` (set intersections in C, then a union)."""
-        found = set(self.always)
+    def add(self, number: int, keys: Keys) -> None:
+        for table, values in zip((self.words, self.stems, self.prefixes), keys, strict=True):
+            for value in values:
+                table.setdefault(value, []).append(number)
+
+    def lookup(self, doc: Doc) -> set[int]:
+        found: set[int] = set()
         for table, present in ((self.words, doc.wordset), (self.stems, doc.stemset),
                                (self.prefixes, doc.prefixes)):
             for key in table.keys() & present:
                 found.update(table[key])
         return found
+
+
+class TopicIndex:
+    """Each topic is indexed under the two most selective conjuncts of its query: it is a
+    candidate for a doc only when the doc has a term of each (Lucene Monitor's "multipass
+    presearcher"). Topics with a single conjunct need only that one; pure NOT queries are
+    always candidates."""
+
+    def __init__(self, queries: Iterable[Node]) -> None:
+        self.first, self.second = _Table(), _Table()
+        self.always: set[int] = set()
+        self.two: set[int] = set()           # topics that also need the second conjunct
+        for number, query in enumerate(queries):
+            options = sorted(conjuncts(query), key=_size)
+            if not options:
+                self.always.add(number)
+                continue
+            self.first.add(number, options[0])
+            if len(options) > 1:
+                self.second.add(number, options[1])
+                self.two.add(number)
+
+    def candidates(self, doc: Doc) -> set[int]:
+        """Topic numbers that could match `doc`."""
+        found = self.first.lookup(doc)
+        if self.two and found & self.two:
+            found = (found - self.two) | (found & self.second.lookup(doc))
+        return found | self.always if self.always else found
