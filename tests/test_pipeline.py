@@ -189,6 +189,7 @@ def test_webhook_and_email_delivery(tmp_path: Path, feed_server: FeedServer, red
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
     assert "Matched topic: Hostage releases" in text and "<mark>hostages</mark>" in html
+    assert "because: hostage* = hostages; releas* = released" in text
     assert mail["Message-ID"].startswith("<") and mail["List-Unsubscribe"]
 
 

@@ -71,13 +71,15 @@ class _Table:
             for value in values:
                 table.setdefault(value, []).append(number)
 
+    def freeze(self) -> None:
+        self.frozen = tuple({key: frozenset(numbers) for key, numbers in table.items()}
+                            for table in (self.words, self.stems, self.prefixes))
+
     def lookup(self, doc: Doc) -> set[int]:
-        found: set[int] = set()
-        for table, present in ((self.words, doc.wordset), (self.stems, doc.stemset),
-                               (self.prefixes, doc.prefixes)):
-            for key in table.keys() & present:
-                found.update(table[key])
-        return found
+        words, stems, prefixes = self.frozen
+        return set().union(*[words[k] for k in words.keys() & doc.wordset],
+                           *[stems[k] for k in stems.keys() & doc.stemset],
+                           *[prefixes[k] for k in prefixes.keys() & doc.prefixes])
 
 
 class TopicIndex:
@@ -99,6 +101,8 @@ class TopicIndex:
             if len(options) > 1:
                 self.second.add(number, options[1])
                 self.two.add(number)
+        self.first.freeze()
+        self.second.freeze()
 
     def candidates(self, doc: Doc) -> set[int]:
         """Topic numbers that could match `doc`."""

@@ -60,16 +60,15 @@ class PrefixSet:
     def __init__(self, prefixes: Iterable[str]) -> None:
         self.known = frozenset(prefixes)
         self.lengths = sorted({len(p) for p in self.known})
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self.words: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def of(self, word: str) -> tuple[str, ...]:
-        found = self._cache.get(word)
-        if found is None:
-            if len(self._cache) > _CACHE_LIMIT:
-                self._cache.clear()
-            known = self.known
-            found = self._cache[word] = tuple(
-                p for n in self.lengths if n <= len(word) and (p := word[:n]) in known)
+    def facts(self, word: str) -> tuple[str, tuple[str, ...]]:
+        """(stem, known prefixes) of a word, remembered."""
+        if len(self.words) > _CACHE_LIMIT:
+            self.words.clear()
+        known = self.known
+        found = self.words[word] = (stem(word), tuple(
+            p for n in self.lengths if n <= len(word) and (p := word[:n]) in known))
         return found
 
 
@@ -112,15 +111,17 @@ class Doc:
         self.words = title_words + _fold_all(self.summary)
         self.wordset = set(self.words)
         self._unique = list(self.wordset)
-        known = _stems.get              # inline cache hits: most words were seen before
-        self._stems = [known(w) or stem(w) for w in self._unique]
-        self.stemset = set(self._stems)
         if prefixes is None:
+            self._stems = [stem(w) for w in self._unique]
             self.prefixes: set[str] = set().union(*map(_all_prefixes, self._unique))
         else:
-            seen = prefixes._cache.get      # () is a valid cached answer: test for None
-            self.prefixes = set().union(*[p if (p := seen(w)) is not None else prefixes.of(w)
-                                          for w in self._unique])
+            # One cache entry per word holds its stem and the known prefixes it starts with.
+            seen = prefixes.words.get
+            facts = [f if (f := seen(w)) is not None else prefixes.facts(w)
+                     for w in self._unique]
+            self._stems = [f[0] for f in facts]
+            self.prefixes = set().union(*[f[1] for f in facts])
+        self.stemset = set(self._stems)
 
     @cached_property
     def by_word(self) -> dict[str, list[int]]:

@@ -81,8 +81,10 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     lines.append(f"{story['source']['title']} · {story.get('published') or 'undated'}")
     lines += ["", story.get("summary") or "", ""]
     for t in topics:
-        lines.append(f"Matched topic: {t['name']} ({t['id']})")
+        lines.append(f"Matched topic: {t['name']} ({t['id']}){_semantic(t)}")
         lines += [f"  {ev}" for ev in t.get("evidence", [])]
+        if t.get("clauses"):
+            lines.append(f"  because: {'; '.join(t['clauses'])}")
     if story.get("also_reported_by"):
         lines += ["", "Also reported by:"]
         lines += [f"  {o['source']}: {o['title']} {o.get('url') or ''}".rstrip()
@@ -103,9 +105,11 @@ def _html(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
         f"<p>{esc(story.get('summary') or '')}</p>",
     ]
     for t in topics:
-        parts.append(f"<p><strong>{esc(t['name'])}</strong></p><ul>")
+        parts.append(f"<p><strong>{esc(t['name'])}</strong>{esc(_semantic(t))}</p><ul>")
         parts += [f"<li>{_emphasis(esc(ev))}</li>" for ev in t.get("evidence", [])]
         parts.append("</ul>")
+        if t.get("clauses"):
+            parts.append(f"<p style=\"color:#555\">because: {esc('; '.join(t['clauses']))}</p>")
     if story.get("also_reported_by"):
         parts.append("<p>Also reported by:</p><ul>")
         for o in story["also_reported_by"]:
@@ -116,6 +120,10 @@ def _html(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _semantic(topic: dict[str, Any]) -> str:
+    return f" · semantic {topic['semantic']:.2f}" if topic.get("semantic") is not None else ""
 
 
 def _emphasis(escaped: str) -> str:
