@@ -20,7 +20,7 @@ BODY = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with make_client(user_agent="newswatch-test/1", timeout=2.0) as c:
+    with make_client(user_agent="newswatch-test/1", timeout=2.0, allow_private=True) as c:
         yield c
 
 
@@ -89,7 +89,7 @@ def test_connection_refused_and_timeout(client: httpx.Client) -> None:
         with pytest.raises(FetchError, match="ConnectError"):
             fetch(client, f"http://127.0.0.1:{port}/", Validators(), max_bytes=10)
         s.listen()                     # accepts, never answers: a read timeout
-        with make_client(user_agent="t", timeout=0.3) as quick, \
+        with make_client(user_agent="t", timeout=0.3, allow_private=True) as quick, \
                 pytest.raises(FetchError, match="timed out"):
             fetch(quick, f"http://127.0.0.1:{port}/", Validators(), max_bytes=10)
 

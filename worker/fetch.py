@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 import httpx
 
 from .errors import FetchError
+from .netguard import GuardedTransport
 
 MAX_REDIRECTS = 5
 ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
@@ -44,12 +45,17 @@ class FetchResult:
         return self.status == 304
 
 
-def make_client(*, user_agent: str, timeout: float) -> httpx.Client:
+def make_client(*, user_agent: str, timeout: float,
+                allow_private: bool = False) -> httpx.Client:
+    """The HTTP client for feeds and webhooks; unless `allow_private`, it only connects to
+    public addresses (netguard), checked on every connection and redirect."""
     return httpx.Client(
         headers={"User-Agent": user_agent, "Accept": ACCEPT},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
+        transport=None if allow_private else GuardedTransport(),
+        trust_env=False,        # no proxy from the environment may bypass the guard
     )
 
 
@@ -85,6 +91,10 @@ def fetch(client: httpx.Client, url: str, validators: Validators, *,
                                _validators(response.headers, Validators()))
     except httpx.TooManyRedirects:
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from None
+    except httpx.InvalidURL as exc:
+        raise FetchError(url, f"invalid URL: {exc}") from None
+    except httpx.UnsupportedProtocol as exc:
+        raise FetchError(url, f"unsupported URL or redirect target: {exc}") from None
     except httpx.TimeoutException as exc:
         raise FetchError(url, f"timed out ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:

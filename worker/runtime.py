@@ -34,7 +34,8 @@ class Runtime:
         store = Store.from_url(s.redis_url, s.key_prefix, seen_ttl_days=s.seen_ttl_days,
                                story_window_hours=s.story_window_hours)
         return cls(config, store, make_classifier(config),
-                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout))
+                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
+                               allow_private=s.allow_private_networks))
 
 
 def make_classifier(config: Config, semantic: bool | None = None) -> Classifier:

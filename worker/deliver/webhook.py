@@ -11,6 +11,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from ..errors import DeliveryError
+from ..netguard import BlockedAddress
 from .retry import RETRYABLE_STATUS
 
 
@@ -31,6 +32,13 @@ def send_webhook(client: httpx.Client, url: str, secret: str, body: dict[str, An
     headers = signed_headers(secret, body["id"], payload)
     try:
         response = client.post(url, content=payload.encode(), headers=headers)
+    except httpx.InvalidURL as exc:
+        raise DeliveryError(url, f"invalid URL: {exc}", retryable=False) from None
+    except httpx.ConnectError as exc:
+        # httpx chains httpcore's error: the guard's verdict will not change on a retry.
+        blocked = isinstance(exc.__cause__, BlockedAddress)
+        raise DeliveryError(url, str(exc) if blocked else f"ConnectError: {exc}",
+                            retryable=not blocked) from None
     except httpx.HTTPError as exc:
         raise DeliveryError(url, f"{type(exc).__name__}: {exc}", retryable=True) from None
     status = response.status_code
