@@ -118,6 +118,10 @@ class _HookHandler(_Quiet):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {k.lower(): v for k, v in self.headers.items()}
         status = server.next_status()
+        with server.lock:
+            server.attempts.append((headers.get("webhook-id", ""), time.time(), status))
+        if server.delay:
+            time.sleep(server.delay)
         if 200 <= status < 300:
             try:
                 body = Webhook(server.secret).verify(raw, headers)
@@ -144,6 +148,8 @@ class WebhookReceiver(_Server):
         self.extra_headers: dict[str, str] = {}
         self.received: list[Hook] = []
         self.refused = 0
+        self.attempts: list[tuple[str, float, int]] = []   # (webhook-id, when, status)
+        self.delay = 0.0
         self.lock = threading.Lock()
         super().__init__(_HookHandler)
 

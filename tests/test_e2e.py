@@ -104,7 +104,10 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
         assert wait_for(lambda: feed_server.not_modified >= 3, 30)
         state = redis.Redis.from_url(redis_url, decode_responses=True)
         assert wait_for(lambda: state.scard("nw:pending:alerts") == 0 and
-                        state.scard("nw:pending:entries") == 0, 30)
+                        state.zcard("nw:pending:entries") == 0, 30)
+        # Each task ran once: one poll per feed per cycle (queues must not share a binding).
+        assert state.hget("nw:stats", "polls:ok") == "3"
+        assert state.hget("nw:stats", "polls:not_modified") == "3"
     finally:
         stop(beat)
         assert stop(worker) in (0, -signal.SIGTERM)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from celery import Celery
-from kombu import Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from .config import Settings, load_config
 from .errors import ConfigError
@@ -48,17 +48,24 @@ app.conf.update(
     task_acks_late=True,                  # a task lost with its worker runs again
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_queues=[Queue(q) for q in QUEUES],  # type: ignore[no-untyped-call]
+    # One direct exchange and routing key per queue. (A bare Queue(name) binds every queue to
+    # the default queue's exchange and key, so each task would be copied into all three.)
+    task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
+                 for q in QUEUES],
     task_default_queue="process",
     task_routes={
         "newswatch.schedule_due": {"queue": "poll"},
         "newswatch.poll_feed": {"queue": "poll"},
         "newswatch.process_entries": {"queue": "process"},
         "newswatch.deliver": {"queue": "deliver"},
+        "newswatch.maintain": {"queue": "deliver"},
     },
-    # Redis redelivers unacked tasks after this; our longest countdown stays well under it.
+    # Redis redelivers unacked tasks after this; no task of ours uses countdowns (retries are
+    # kept in Redis), and `maintain` re-enqueues work lost with a killed worker much sooner.
     broker_transport_options={"visibility_timeout": 3600},
-    beat_schedule={"schedule-due": {"task": "newswatch.schedule_due",
-                                    "schedule": SCHEDULE_EVERY}},
+    beat_schedule={
+        "schedule-due": {"task": "newswatch.schedule_due", "schedule": SCHEDULE_EVERY},
+        "maintain": {"task": "newswatch.maintain", "schedule": SCHEDULE_EVERY},
+    },
     worker_hijack_root_logger=False,
 )

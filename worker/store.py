@@ -5,13 +5,16 @@ Keys (P = settings.key_prefix):
   P:schedule               zset   feed id -> next poll time (unix seconds)
   P:seen:{feed}:{h}        string an entry already taken in (TTL seen_ttl_days)
   P:entry:{feed}:{h}       string entry JSON awaiting or after processing (TTL seen_ttl_days)
-  P:pending:entries        set    entry keys taken in but not yet processed
+  P:pending:entries        zset   entry keys taken in but not yet processed, by time
   P:url:{h}                string canonical URL -> story id (TTL story window)
   P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
   P:stories                zset   story id -> first seen time, for near-duplicate candidates
   P:storysig:{id}          string the story's fingerprint (TTL window)
-  P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at, ...
+  P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at,
+                                  touched_at, next_try_at, delivered_at
+  P:alertlog:{id}          list   the alert's history, newest first (capped)
   P:pending:alerts         set    alerts neither delivered nor dead
+  P:retry                  zset   alert id -> when to try again (re-enqueued by `maintain`)
   P:alerts                 zset   alert ids by creation time
   P:dead                   zset   dead-lettered alert ids by time
   P:claim:{alert}          string a worker is delivering this alert (short TTL)
@@ -40,7 +43,7 @@ DAY = 86_400
 _ADD_ENTRY = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-  redis.call('SADD', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
   return 1
 end
 return 0
@@ -56,11 +59,19 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'status', 'pending', 'attempts', 0,
-           'origin', ARGV[2], 'created_at', ARGV[3], 'subscriber', ARGV[4])
+           'origin', ARGV[2], 'created_at', ARGV[3], 'touched_at', ARGV[3],
+           'subscriber', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
 return 1
+"""
+
+# Take the retries that are due, once: whoever removes an id enqueues it.
+_CLAIM_RETRIES = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
+return due
 """
 
 # Claim due feeds: each due feed's next time moves to now + lease, so no other scheduler takes it.
@@ -92,6 +103,8 @@ class AlertRecord:
     status: str            # pending | retrying | delivered | dead
     attempts: int
     last_error: str | None
+    created_at: float
+    next_try_at: float | None
 
 
 class Store:
@@ -104,6 +117,7 @@ class Store:
         self._add_entry = client.register_script(_ADD_ENTRY)
         self._create_alert = client.register_script(_CREATE_ALERT)
         self._claim_due = client.register_script(_CLAIM_DUE)
+        self._claim_retries = client.register_script(_CLAIM_RETRIES)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "nw", **kw: Any) -> Store:
@@ -174,7 +188,8 @@ class Store:
             ek = self.entry_key(entry)
             if self._add_entry(keys=[self.k("seen", ek), self.k("entry", ek),
                                      self.k("pending", "entries")],
-                               args=[json.dumps(entry.to_dict()), self.seen_ttl, ek]):
+                               args=[json.dumps(entry.to_dict()), self.seen_ttl, ek,
+                                     time.time()]):
                 new.append(ek)
         return new
 
@@ -183,10 +198,19 @@ class Store:
         return Entry.from_dict(json.loads(cast(str, raw))) if raw else None
 
     def entry_done(self, entry_key: str) -> None:
-        self.r.srem(self.k("pending", "entries"), entry_key)
+        self.r.zrem(self.k("pending", "entries"), entry_key)
 
     def pending_entries(self) -> set[str]:
-        return cast(set[str], self.r.smembers(self.k("pending", "entries")))
+        return set(cast(list[str], self.r.zrange(self.k("pending", "entries"), 0, -1)))
+
+    def stale_entries(self, older_than: float) -> list[str]:
+        """Entries taken in before `older_than` and still unprocessed (a worker died); they are
+        touched so that the next sweep leaves them alone for a while."""
+        key = self.k("pending", "entries")
+        stale = cast(list[str], self.r.zrangebyscore(key, "-inf", older_than))
+        if stale:
+            self.r.zadd(key, dict.fromkeys(stale, time.time()), xx=True)
+        return stale
 
     # -- stories ------------------------------------------------------------------------------
 
@@ -237,7 +261,20 @@ class Store:
         if not h.get("data"):
             return None
         return AlertRecord(Alert.from_dict(json.loads(h["data"])), h["status"],
-                           int(h.get("attempts", 0)), h.get("last_error") or None)
+                           int(h.get("attempts", 0)), h.get("last_error") or None,
+                           float(h.get("created_at", 0)),
+                           float(h["next_try_at"]) if h.get("next_try_at") else None)
+
+    def alert_history(self, alert_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in cast(list[str],
+                                            self.r.lrange(self.k("alertlog", alert_id), 0, -1))]
+
+    def _log(self, pipe: Any, alert_id: str, status: str, error: str | None = None) -> None:
+        key = self.k("alertlog", alert_id)
+        pipe.lpush(key, json.dumps({"at": round(time.time(), 3), "status": status,
+                                    "error": error}))
+        pipe.ltrim(key, 0, 49)
+        pipe.expire(key, self.seen_ttl)
 
     def claim_delivery(self, alert_id: str, ttl: int = 300) -> bool:
         return bool(self.r.set(self.k("claim", alert_id), "1", nx=True, ex=ttl))
@@ -247,25 +284,78 @@ class Store:
 
     def mark_delivered(self, alert_id: str, channel: str) -> None:
         pipe = self.r.pipeline()
+        now = time.time()
         pipe.hset(self.k("alert", alert_id), mapping={"status": "delivered",
-                                                      "delivered_at": time.time()})
+                                                      "delivered_at": now, "touched_at": now,
+                                                      "next_try_at": ""})
         pipe.hincrby(self.k("alert", alert_id), "attempts", 1)
         pipe.srem(self.k("pending", "alerts"), alert_id)
+        pipe.zrem(self.k("retry"), alert_id)
+        self._log(pipe, alert_id, "delivered")
         pipe.hincrby(self.k("stats"), f"alerts:{channel}:delivered", 1)
         pipe.execute()
 
-    def mark_failed(self, alert_id: str, error: str, *, dead: bool, channel: str) -> int:
-        """Record a failed attempt; returns the attempt count so far."""
+    def mark_failed(self, alert_id: str, error: str, *, retry_at: float | None,
+                    channel: str) -> int:
+        """Record a failed attempt: to be tried again at `retry_at`, or dead when it is None.
+        Returns the attempt count so far."""
         key = self.k("alert", alert_id)
+        now = time.time()
         pipe = self.r.pipeline()
         pipe.hincrby(key, "attempts", 1)
-        pipe.hset(key, mapping={"status": "dead" if dead else "retrying", "last_error": error})
-        if dead:
+        pipe.hset(key, mapping={"status": "dead" if retry_at is None else "retrying",
+                                "last_error": error, "touched_at": now,
+                                "next_try_at": "" if retry_at is None else retry_at})
+        if retry_at is None:
             pipe.srem(self.k("pending", "alerts"), alert_id)
-            pipe.zadd(self.k("dead"), {alert_id: time.time()})
+            pipe.zrem(self.k("retry"), alert_id)
+            pipe.zadd(self.k("dead"), {alert_id: now})
             pipe.hincrby(self.k("stats"), f"alerts:{channel}:dead", 1)
+        else:
+            pipe.zadd(self.k("retry"), {alert_id: retry_at})
+        self._log(pipe, alert_id, "dead" if retry_at is None else "retrying", error)
         attempts = pipe.execute()[0]
         return int(attempts)
+
+    def claim_due_retries(self, now: float, limit: int = 1000) -> list[str]:
+        return cast(list[str], self._claim_retries(keys=[self.k("retry")], args=[now, limit]))
+
+    def stale_alerts(self, older_than: float) -> list[str]:
+        """Pending alerts untouched since `older_than`, not waiting for a retry and not being
+        delivered right now: their task was lost with a worker. They are touched on return."""
+        pending = sorted(self.pending_alerts())
+        if not pending:
+            return []
+        pipe = self.r.pipeline()
+        for alert_id in pending:
+            pipe.hget(self.k("alert", alert_id), "touched_at")
+            pipe.zscore(self.k("retry"), alert_id)
+            pipe.exists(self.k("claim", alert_id))
+        answers = pipe.execute()
+        stale = [a for a, touched, retry, claimed in zip(pending, answers[0::3], answers[1::3],
+                                                          answers[2::3], strict=True)
+                 if retry is None and not claimed and float(touched or 0) < older_than]
+        if stale:
+            pipe = self.r.pipeline()
+            for alert_id in stale:
+                pipe.hset(self.k("alert", alert_id), "touched_at", time.time())
+            pipe.execute()
+        return stale
+
+    def revive(self, alert_id: str) -> bool:
+        """A dead letter goes back to pending, due now; False if it is not dead."""
+        key = self.k("alert", alert_id)
+        if self.r.hget(key, "status") != "dead":
+            return False
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(key, mapping={"status": "pending", "created_at": now, "touched_at": now})
+        pipe.zrem(self.k("dead"), alert_id)
+        pipe.sadd(self.k("pending", "alerts"), alert_id)
+        pipe.zadd(self.k("retry"), {alert_id: now})
+        self._log(pipe, alert_id, "revived")
+        pipe.execute()
+        return True
 
     def alerts_since(self, since: float) -> list[str]:
         return cast(list[str], self.r.zrangebyscore(self.k("alerts"), since, "+inf"))

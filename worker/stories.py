@@ -27,6 +27,7 @@ were what when where which who why will with would you after amid as about repor
 TITLE_OVERLAP = 0.7      # share of the shorter title's words found in the other
 TITLE_MIN_SHARED = 4
 TEXT_JACCARD = 0.45      # title + summary words
+TEXT_MIN_TITLE_SHARED = 3
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,16 @@ def fingerprint(entry: Entry) -> Fingerprint:
 
 
 def similarity(a: Fingerprint, b: Fingerprint) -> float:
-    """1.0 for the same story told twice, near 0 for unrelated ones."""
+    """1.0 or more for the same story told twice, near 0 for unrelated ones."""
     shared = len(a.title & b.title)
     shortest = min(len(a.title), len(b.title))
     title = shared / shortest if shortest and shared >= TITLE_MIN_SHARED else 0.0
     union = len(a.text | b.text)
     text = len(a.text & b.text) / union if union else 0.0
+    # Summaries alone share generic words ("abducted", "released") across different events:
+    # the text rule also needs the headlines to share words.
+    if shared < TEXT_MIN_TITLE_SHARED:
+        text = 0.0
     return max(title / TITLE_OVERLAP, text / TEXT_JACCARD)
 
 

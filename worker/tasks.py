@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import pipeline, runtime
 from .app import app
 
@@ -35,9 +33,24 @@ def process_entries(entry_keys: list[str]) -> int:
     return len(alerts)
 
 
-@app.task(name="newswatch.deliver", bind=True, max_retries=None)
-def deliver(self: Any, alert_id: str) -> str:
-    outcome = pipeline.deliver_alert(runtime.current(), alert_id)
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status
+@app.task(name="newswatch.deliver")
+def deliver(alert_id: str) -> str:
+    # A failed attempt is scheduled in Redis (P:retry), not with a Celery countdown: Redis
+    # redelivers unacked countdown tasks after the visibility timeout, and a 24 h schedule
+    # would outlive it. `maintain` re-enqueues retries when they are due.
+    return pipeline.deliver_alert(runtime.current(), alert_id).status
+
+
+@app.task(name="newswatch.maintain")
+def maintain() -> int:
+    work = pipeline.due_work(runtime.current())
+    enqueue(work)
+    return len(work.alerts) + len(work.entries)
+
+
+def enqueue(work: pipeline.DueWork) -> None:
+    for alert_id in work.alerts:
+        deliver.delay(alert_id)
+    entries = list(work.entries)
+    for i in range(0, len(entries), BATCH):
+        process_entries.delay(entries[i:i + BATCH])
