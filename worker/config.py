@@ -165,8 +165,10 @@ class Settings(_Model):
     from_address: str = "newswatch@localhost"
     allow_private_networks: bool = False
     poll_interval: int = Field(default=300, ge=10)
-    fetch_timeout: float = Field(default=20.0, gt=0)
+    fetch_timeout: float = Field(default=20.0, gt=0)           # each connect / read
+    max_fetch_seconds: float = Field(default=60.0, gt=0)       # a whole body
     max_feed_bytes: int = Field(default=10_000_000, gt=0)
+    max_entries: int = Field(default=1000, gt=0)       # read per feed and poll (newest first)
     user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch)"
     data_dir: str | None = None             # unset: ./var; relative: to the config file
     key_prefix: str = "nw"
@@ -178,6 +180,13 @@ class Settings(_Model):
     delivery_max_age_hours: float = Field(default=24.0, gt=0)   # then the alert is dead
     redeliver_after: float = Field(default=300.0, ge=1)     # work idle this long is re-queued
     unsubscribe_url: str | None = None    # base URL for List-Unsubscribe(-Post) one-click
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme != "https":
+            raise ValueError("unsubscribe_url must be an https:// URL (RFC 8058)")
+        return value
 
     @field_validator("smtp_url")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,8 +61,9 @@ def make_client(*, user_agent: str, timeout: float,
 
 
 def fetch(client: httpx.Client, url: str, validators: Validators, *,
-          max_bytes: int) -> FetchResult:
-    """GET `url` conditionally; raise FetchError naming the URL on any failure."""
+          max_bytes: int, max_seconds: float = 60.0) -> FetchResult:
+    """GET `url` conditionally; raise FetchError naming the URL on any failure. Timeouts bound
+    each network step; `max_seconds` bounds the whole body (a server trickling bytes)."""
     if urlsplit(url).scheme == "file":
         return _fetch_file(url, validators, max_bytes=max_bytes)
     headers = {}
@@ -82,11 +84,14 @@ def fetch(client: httpx.Client, url: str, validators: Validators, *,
                 raise FetchError(url, f"body of {declared} bytes exceeds the {max_bytes}-byte "
                                       "limit")
             body = bytearray()
+            deadline = time.monotonic() + max_seconds
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
                     raise FetchError(url, f"body exceeds the {max_bytes}-byte limit "
                                           "(after decompression)")
+                if time.monotonic() > deadline:
+                    raise FetchError(url, f"body took longer than {max_seconds:g} s")
             return FetchResult(final, 200, bytes(body), dict(response.headers),
                                _validators(response.headers, Validators()))
     except httpx.TooManyRedirects:

@@ -58,13 +58,15 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
     s = rt.config.settings
     state = rt.store.feed_state(feed_id)
     try:
-        result = fetch(rt.http, feed.url, state.validators, max_bytes=s.max_feed_bytes)
+        result = fetch(rt.http, feed.url, state.validators, max_bytes=s.max_feed_bytes,
+                       max_seconds=s.max_fetch_seconds)
         if result.not_modified:
             outcome = PollOutcome(feed_id, "not_modified")
             rt.store.record_poll(feed_id, "not_modified", validators=result.validators)
         else:
             entries = parse_feed(result.body, url=feed.url, feed_id=feed_id,
-                                 feed_name=feed.name, headers=result.headers)
+                                 feed_name=feed.name, headers=result.headers,
+                                 max_entries=s.max_entries)
             new = rt.store.add_new_entries(entries)
             outcome = PollOutcome(feed_id, "ok", tuple(new))
             rt.store.record_poll(feed_id, "ok", validators=result.validators,
@@ -73,6 +75,11 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
         log.warning("feed %s (%s): %s", feed.name, feed.url, exc.reason)
         rt.store.record_poll(feed_id, "error", error=str(exc))
         outcome = PollOutcome(feed_id, "error", error=str(exc))
+    except Exception as exc:   # input we did not foresee: recorded for this feed only
+        log.exception("feed %s (%s): unexpected failure", feed.name, feed.url)
+        error = f"{feed.url}: internal error: {type(exc).__name__}: {exc}"
+        rt.store.record_poll(feed_id, "error", error=error)
+        outcome = PollOutcome(feed_id, "error", error=error)
     rt.store.schedule_next(feed_id, time.time() + feed.interval)
     return outcome
 
@@ -205,7 +212,8 @@ def _send(rt: Runtime, sub: SubscriberConfig, alert: Alert) -> None:
     elif sub.email:
         assert s.smtp_url is not None
         send_email(s.smtp_url, render.email_message(body, to=sub.email,
-                                                    from_address=s.from_address))
+                                                    from_address=s.from_address,
+                                                    unsubscribe_url=s.unsubscribe_url))
     elif sub.outbox:
         message = render.email_message(body, to=f"{sub.id}@localhost",
                                        from_address=s.from_address)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..models import Alert, Entry, iso
 
@@ -57,7 +57,7 @@ def safe_link(url: str | None) -> str | None:
 
 
 def email_message(body: dict[str, Any], *, to: str, from_address: str,
-                  domain: str = "newswatch") -> EmailMessage:
+                  domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
     """multipart/alternative (text + HTML) for one alert body as built by `webhook_body`."""
     story, topics = body["story"], body["topics"]
     names = ", ".join(t["name"] for t in topics)
@@ -67,7 +67,15 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
     msg["To"] = to
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = f"<{body['id']}@{domain}>"   # stable across retries: receivers dedup
-    msg["List-Unsubscribe"] = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
+    mailto = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
+    if unsubscribe_url:
+        # RFC 8058 one-click: an HTTPS URL that the mail client POSTs to.
+        query = urlencode({"subscriber": body["subscriber"], "alert": body["id"]})
+        joiner = "&" if "?" in unsubscribe_url else "?"
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}{joiner}{query}>, {mailto}"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    else:
+        msg["List-Unsubscribe"] = mailto
     msg["X-Newswatch-Alert"] = body["id"]
     msg.set_content(_text(story, topics))
     msg.add_alternative(_html(story, topics), subtype="html")
