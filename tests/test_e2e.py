@@ -181,3 +181,50 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "newswatch"      # the venv's, activated or not
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("newswatch ")
+
+
+RABBITMQ = os.environ.get("NEWSWATCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _rabbitmq_up() -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(RABBITMQ)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+def test_rabbitmq_as_the_celery_broker(tmp_path: Path, celery_setup: tuple[Path, dict[str,
+                                       str]], receiver: WebhookReceiver, smtp: SMTPServer,
+                                       redis_url: str) -> None:
+    if not _rabbitmq_up():
+        pytest.skip(f"no RabbitMQ at {RABBITMQ} (set NEWSWATCH_TEST_AMQP_URL)")
+    import uuid
+
+    config, env = celery_setup
+    env = dict(env, NEWSWATCH_BROKER_URL=RABBITMQ)
+    # Queues on a shared broker: give this run its own names so no other consumer takes them.
+    suffix = uuid.uuid4().hex[:8]
+    env["NEWSWATCH_QUEUE_SUFFIX"] = suffix
+    queues = ",".join(f"{q}-{suffix}" for q in ("poll", "process", "deliver"))
+    worker = start([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues,
+                    "--pool", "threads", "-c", "4", "-n", f"amqp-{suffix}@%h",
+                    "--without-mingle", "--without-gossip"], env, tmp_path / "worker.log", ROOT)
+    try:
+        from celery import Celery
+
+        producer = Celery(broker=RABBITMQ)
+        for feed in load_config(config).feeds:
+            producer.send_task("newswatch.poll_feed", args=[feed.id], queue=f"poll-{suffix}",
+                               exchange=f"poll-{suffix}", routing_key=f"poll-{suffix}")
+        assert wait_for(lambda: len(receiver.received) >= 5 and len(smtp.messages) >= 3, 60), \
+            (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        stop(worker)
+    assert len({h.headers["webhook-id"] for h in receiver.received}) == 5
+    state = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert state.hget("nw:stats", "polls:ok") == "3"          # state in Redis, tasks on AMQP

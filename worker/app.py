@@ -15,7 +15,11 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 from .config import Settings, load_config
 from .errors import ConfigError
 
-QUEUES = ("poll", "process", "deliver")
+# NEWSWATCH_QUEUE_SUFFIX lets several deployments (or test runs) share one broker.
+_SUFFIX = f"-{os.environ['NEWSWATCH_QUEUE_SUFFIX']}" if os.environ.get("NEWSWATCH_QUEUE_SUFFIX") \
+    else ""
+QUEUES = tuple(f"{q}{_SUFFIX}" for q in ("poll", "process", "deliver"))
+POLL, PROCESS, DELIVER = QUEUES
 SCHEDULE_EVERY = 5.0      # seconds between beat's looks at the due-feed set
 
 
@@ -52,13 +56,13 @@ app.conf.update(
     # the default queue's exchange and key, so each task would be copied into all three.)
     task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
                  for q in QUEUES],
-    task_default_queue="process",
+    task_default_queue=PROCESS,
     task_routes={
-        "newswatch.schedule_due": {"queue": "poll"},
-        "newswatch.poll_feed": {"queue": "poll"},
-        "newswatch.process_entries": {"queue": "process"},
-        "newswatch.deliver": {"queue": "deliver"},
-        "newswatch.maintain": {"queue": "deliver"},
+        "newswatch.schedule_due": {"queue": POLL},
+        "newswatch.poll_feed": {"queue": POLL},
+        "newswatch.process_entries": {"queue": PROCESS},
+        "newswatch.deliver": {"queue": DELIVER},
+        "newswatch.maintain": {"queue": DELIVER},
     },
     # Redis redelivers unacked tasks after this; no task of ours uses countdowns (retries are
     # kept in Redis), and `maintain` re-enqueues work lost with a killed worker much sooner.
