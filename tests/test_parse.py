@@ -95,6 +95,14 @@ CANONICAL = [
     ("mailto:a@example.org", None),
     ("https://exa mple.org:99999/", None),
     ("https://[::1]:8443/x", "https://[::1]:8443/x"),
+    ("https://example.org/news/story/", "https://example.org/news/story"),       # trailing /
+    ("https://example.org/news/story/amp", "https://example.org/news/story"),    # AMP forms
+    ("https://example.org/amp/news/story", "https://example.org/news/story"),
+    ("https://example.org/news/story.amp.html", "https://example.org/news/story.html"),
+    ("https://example.org/news/story?outputType=amp", "https://example.org/news/story"),
+    ("https://example.org/news/story?amp=1&id=2", "https://example.org/news/story?id=2"),
+    ("https://example.org/news/campaign-amplifier", "https://example.org/news/campaign-amplifier"),
+    ("https://example.org/x?mkt_tok=abc&spm=1.2&s_cid=3", "https://example.org/x"),
 ]
 
 
@@ -139,3 +147,8 @@ def test_shared_real_feeds_all_yield_entries() -> None:
     empty = [name for name, n in counts.items() if n == 0]
     assert empty == ["straitstimes_2020-04-26.xml"]     # an empty channel, as published
     assert sum(counts.values()) > 900
+
+
+def test_ambiguous_query_parameters_are_kept() -> None:
+    # Content ids in the query tell pages apart: dropping them would merge different stories.
+    assert canonical_url("https://example.org/a?cid=1") != canonical_url("https://example.org/a?cid=2")

@@ -32,7 +32,9 @@ _SPACE = re.compile(r"\s+")
 _TRACKING = re.compile(
     r"^(utm_\w+|fbclid|gclid|dclid|gclsrc|msclkid|mc_cid|mc_eid|ocid|cmpid|cmp|"
     r"_ga|_gl|igshid|yclid|ref_src|ref_url|smid|smtyp|at_medium|at_campaign|at_custom\d*|"
-    r"xtor|ns_mchannel|ns_source|ns_campaign|ns_linkname|ns_fee|taid|ito|sr_share)$",
+    r"xtor|ns_mchannel|ns_source|ns_campaign|ns_linkname|ns_fee|taid|ito|sr_share|"
+    r"outputtype|amp|__twitter_impression|s_cid|wt_mc|wt\.mc_id|mkt_tok|spm|"
+    r"feedtype|feedname)$",
     re.IGNORECASE,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -228,5 +230,17 @@ def canonical_url(url: str) -> str | None:
         host = f"{host}:{port}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
              if not _TRACKING.match(k)]
-    path = parts.path or "/"
-    return urlunsplit((scheme, host, path, urlencode(query, doseq=True), ""))
+    return urlunsplit((scheme, host, _canonical_path(parts.path), urlencode(query, doseq=True),
+                       ""))
+
+
+_AMP_PATH = re.compile(r"(?:/amp(?=/|$)|\.amp(?=\.html?$|$))", re.IGNORECASE)
+
+
+def _canonical_path(path: str) -> str:
+    """The page's path without its AMP variant marks (`/amp/`, `/amp`, `.amp.html`) and
+    without a trailing slash (but the root's)."""
+    path = _AMP_PATH.sub("", path) or "/"
+    if path.startswith("/amp/"):
+        path = path[4:]
+    return path.rstrip("/") or "/"

@@ -127,16 +127,16 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
     fp = stories.fingerprint(entry)
     with rt.store.story_lock():
         story_id = rt.store.story_for_url(entry.link) if entry.link else None
+        words = stories.index_words(fp)
         if story_id is None:
-            since = time.time() - rt.store.window
-            candidates = ((sid, stories.Fingerprint.loads(raw))
-                          for sid, raw in rt.store.recent_story_signatures(since))
-            story_id = stories.best_story(fp, candidates)
+            found = rt.store.story_candidates(words, min_shared=stories.MIN_SHARED)
+            story_id = stories.best_story(fp, ((sid, stories.Fingerprint.loads(raw))
+                                               for sid, raw in found))
         signature = None
         if story_id is None:
             story_id = "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
             signature = fp.dumps()
-        rt.store.add_to_story(story_id, entry, signature, entry_key=entry_key)
+        rt.store.add_to_story(story_id, entry, signature, entry_key=entry_key, words=words)
     return story_id
 
 

@@ -8,7 +8,7 @@ Keys (P = settings.key_prefix):
   P:pending:entries        zset   entry keys taken in but not yet processed, by time
   P:url:{h}                string canonical URL -> story id (TTL story window)
   P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
-  P:stories                zset   story id -> first seen time, for near-duplicate candidates
+  P:stok:{word}            zset   story ids by time, per headline word (TTL window): candidates
   P:storysig:{id}          string the story's fingerprint (TTL window)
   P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at,
                                   touched_at, next_try_at, delivered_at
@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -222,25 +222,40 @@ class Store:
     def story_for_url(self, url: str) -> str | None:
         return cast(str | None, self.r.get(self.k("url", _h(url))))
 
-    def recent_story_signatures(self, since: float) -> list[tuple[str, str]]:
-        ids = cast(list[str], self.r.zrangebyscore(self.k("stories"), since, "+inf"))
+    def story_candidates(self, words: list[str], *, min_shared: int,
+                         per_word: int = 200) -> list[tuple[str, str]]:
+        """(story id, fingerprint) of recent stories sharing at least `min_shared` of these
+        headline words; at most `per_word` most recent stories are read per word, so the work
+        per entry is bounded however full the window is."""
+        since = time.time() - self.window
+        pipe = self.r.pipeline()
+        for word in words:
+            pipe.zrevrangebyscore(self.k("stok", word), "+inf", since, start=0, num=per_word)
+        counts: dict[str, int] = {}
+        for ids in pipe.execute():
+            for story_id in ids:
+                counts[story_id] = counts.get(story_id, 0) + 1
+        ids = [i for i, n in counts.items() if n >= min(min_shared, len(words))]
         if not ids:
             return []
         sigs = cast(list[str | None], self.r.mget([self.k("storysig", i) for i in ids]))
         return [(i, s) for i, s in zip(ids, sigs, strict=True) if s is not None]
 
     def add_to_story(self, story_id: str, entry: Entry, signature: str | None, *,
-                     entry_key: str) -> None:
+                     entry_key: str, words: Sequence[str] = ()) -> None:
         now = time.time()
         pipe = self.r.pipeline()
         pipe.hset(self.k("story", story_id), entry_key, json.dumps(entry.to_dict()))
         pipe.expire(self.k("story", story_id), self.window)
         if signature is not None:
             pipe.set(self.k("storysig", story_id), signature, ex=self.window, nx=True)
-            pipe.zadd(self.k("stories"), {story_id: now}, nx=True)
+            for word in words:
+                key = self.k("stok", word)
+                pipe.zadd(key, {story_id: now})
+                pipe.zremrangebyscore(key, "-inf", now - self.window)
+                pipe.expire(key, self.window)
         if entry.link:
             pipe.set(self.k("url", _h(entry.link)), story_id, ex=self.window, nx=True)
-        pipe.zremrangebyscore(self.k("stories"), "-inf", now - self.window)
         pipe.execute()
 
     def story_entries(self, story_id: str) -> dict[str, Entry]:

@@ -28,6 +28,8 @@ TITLE_OVERLAP = 0.7      # share of the shorter title's words found in the other
 TITLE_MIN_SHARED = 4
 TEXT_JACCARD = 0.45      # title + summary words
 TEXT_MIN_TITLE_SHARED = 3
+# Neither rule can hold with fewer shared headline words: candidates are found by them.
+MIN_SHARED = min(TITLE_MIN_SHARED, TEXT_MIN_TITLE_SHARED)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ def _words(text: str) -> frozenset[str]:
             w = w[:-1]
         out.add(w)
     return frozenset(out)
+
+
+def index_words(fp: Fingerprint) -> list[str]:
+    """The headline words a story is found by."""
+    return sorted(fp.title)
 
 
 def fingerprint(entry: Entry) -> Fingerprint:

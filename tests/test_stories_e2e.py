@@ -1,0 +1,82 @@
+"""One alert per story under concurrency: three outlets, two workers polling at the same time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import ROOT, SECRET, write_config
+from tests.servers import FeedServer, Served, WebhookReceiver, wait_for
+from worker.config import load_config
+
+pytestmark = pytest.mark.e2e
+
+COPIES = [
+    ("Hamas says indirect talks with Israel resume in Qatari capital",
+     "https://wire.example/world/doha-talks-resume"),
+    ("Hamas: indirect talks with Israel resume in Qatari capital Doha",          # rewrite
+     "https://gulf.example/news/doha-talks"),
+    ("Hamas says indirect talks with Israel resume in Qatari capital",          # syndicated
+     "https://WIRE.example:443/world/doha-talks-resume/amp?utm_source=rss&fbclid=x"),
+]
+
+
+def rss(title: str, link: str, n: int) -> bytes:
+    return (f"<rss version='2.0'><channel><title>Outlet {n}</title><item><title>{title}"
+            f"</title><link>{link.replace('&', '&amp;')}</link><guid>o{n}-1</guid>"
+            "<description>Negotiators met for ceasefire talks; hostages could be released."
+            "</description></item></channel></rss>").encode()
+
+
+def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedServer,
+                                             receiver: WebhookReceiver, redis_url: str) -> None:
+    for n, (title, link) in enumerate(COPIES):
+        feed_server.files[f"/o{n}.xml"] = Served(rss(title, link, n))
+    feeds = "".join(f"          - url: {feed_server.url(f'/o{n}.xml')}\n" for n in range(3))
+    config = write_config(tmp_path, f"""\
+        feeds:
+{feeds}
+        subscribers:
+          - id: ops
+            webhook: {receiver.url}
+            secret: {SECRET}
+            topics: [ceasefire-talks, hostage-releases]
+          - id: desk
+            outbox: out
+            topics: [ceasefire-talks]
+        """)
+    env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(config))
+    celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
+              "poll,process,deliver", "--pool", "threads", "-c", "4", "--without-mingle",
+              "--without-gossip"]
+    workers = [subprocess.Popen([*celery, "-n", f"w{i}@%h"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True) for i in range(2)]
+    try:
+        from celery import Celery
+
+        producer = Celery(broker=redis_url)
+        for feed in load_config(config).feeds:          # all three at the same moment
+            producer.send_task("newswatch.poll_feed", args=[feed.id], queue="poll")
+        state = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert wait_for(lambda: state.hget("nw:stats", "polls:ok") == "3"
+                        and state.zcard("nw:pending:entries") == 0
+                        and state.scard("nw:pending:alerts") == 0
+                        and len(receiver.received) >= 1, 60)
+    finally:
+        for w in workers:
+            os.killpg(w.pid, signal.SIGTERM)
+            w.wait(30)
+    assert len(receiver.received) == 1                       # one alert for ops
+    assert len(list((tmp_path / "out").glob("*.json"))) == 1  # one for desk
+    story_id = receiver.received[0].body["story"]["id"]
+    copies = state.hkeys(f"nw:story:{story_id}")
+    assert len(copies) == 3                                  # the three copies, one story
+    assert Counter(k.split(":")[0] for k in copies).most_common(1)[0][1] == 1
