@@ -149,6 +149,19 @@ def test_relative_feed_paths_and_opml(tmp_path: Path) -> None:
     assert len({f.id for f in config.feeds}) == 2
 
 
+def test_unknown_time_zone(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [ceasefire-talks]
+            digest: daily
+            timezone: Europe/Atlantis
+        """)
+    assert any(":6: subscribers[0].timezone: unknown time zone 'Europe/Atlantis'" in p
+               for p in found)
+
+
 def test_email_subscriber_needs_smtp(tmp_path: Path) -> None:
     found = problems(tmp_path, """\
         subscribers:

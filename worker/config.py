@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -108,6 +109,17 @@ class SubscriberConfig(_Model):
     secret: str | None = None
     outbox: str | None = None
     digest: Literal["none", "hourly", "daily"] = "none"
+    timezone: str = "UTC"         # digest periods follow this clock (IANA name)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "Europe/Paris)") from None
+        return value
 
     @model_validator(mode="after")
     def _one_channel(self) -> SubscriberConfig:

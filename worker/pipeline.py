@@ -9,8 +9,9 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from . import stories
+from . import digest, stories
 from .config import SubscriberConfig
 from .deliver import render
 from .deliver.email import send_email
@@ -110,9 +111,14 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
         if not mine:
             continue
         alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now)
-        created = rt.store.create_alert(alert, origin=entry_key)
-        if created:
-            out.append(alert.id)
+        if sub.digest != "none":      # held for the digest of the period it arrives in
+            period = digest.period_of(now, sub.digest, sub.timezone)
+            created = rt.store.create_alert(alert, origin=entry_key,
+                                            hold_until=(period.key, period.end.timestamp()))
+        else:
+            created = rt.store.create_alert(alert, origin=entry_key)
+            if created:
+                out.append(alert.id)
         if created == 1:
             rt.store.count(f"alerts:{sub.id}:created")
     return out
@@ -152,29 +158,55 @@ def due_work(rt: Runtime, now: float | None = None) -> DueWork:
     extra enqueue costs a no-op at worst."""
     now = now or time.time()
     cutoff = now - rt.config.settings.redeliver_after
-    alerts = rt.store.claim_due_retries(now) + rt.store.stale_alerts(cutoff)
+    alerts = close_digests(rt, now) + rt.store.claim_due_retries(now) + \
+        rt.store.stale_alerts(cutoff)
     return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.stale_entries(cutoff)))
+
+
+def close_digests(rt: Runtime, now: float) -> list[str]:
+    """Turn each digest period that is over into one digest record, to deliver. Safe to
+    repeat after a crash at any point: the record's id comes from the period, it is created
+    once, and the bucket is removed only after it exists."""
+    out = []
+    for bucket, alert_ids in rt.store.due_digest_buckets(now):
+        subscriber_id, kind, start = bucket.rsplit(":", 3)[-3:]
+        try:
+            zone = rt.config.subscriber(subscriber_id).timezone
+        except KeyError:
+            zone = "UTC"              # delivery dead-letters it with the reason
+        period = digest.period_of(datetime.fromtimestamp(int(start), UTC), kind, zone)
+        items = []
+        for alert_id in alert_ids:
+            record = rt.store.load_alert(alert_id)
+            if record is not None:
+                copies = list(rt.store.story_entries(record.alert.story_id).values())
+                items.append((record.alert, copies))
+        if items:
+            body = digest.digest_body(subscriber_id, period, items)
+            rt.store.create_digest(body["id"], body, subscriber_id)
+            out.append(body["id"])
+        rt.store.close_digest_bucket(bucket, alert_ids)
+    return out
 
 
 def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
-    record = rt.store.load_alert(alert_id)
-    if record is None or record.status in ("delivered", "dead"):
+    record = rt.store.record_state(alert_id)
+    if record is None or record.status not in ("pending", "retrying"):
         return DeliveryOutcome(alert_id, "skipped")
     s = rt.config.settings
     # The claim outlives a hung attempt (timeouts bound it), so two workers never send at once.
     if not rt.store.claim_delivery(alert_id, ttl=int(3 * s.fetch_timeout) + 5):
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
-    alert = record.alert
     try:
-        sub = rt.config.subscriber(alert.subscriber_id)
+        sub = rt.config.subscriber(record.subscriber_id)
     except KeyError:
         rt.store.mark_failed(alert_id, "subscriber no longer configured", retry_at=None,
                              channel="none")
         rt.store.release_delivery(alert_id)
         return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
     try:
-        _send(rt, sub, alert)
+        _send(rt, sub, alert_id, record.kind)
         rt.store.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
     except DeliveryError as exc:
         attempt = record.attempts + 1
@@ -198,23 +230,37 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     return DeliveryOutcome(alert_id, "delivered")
 
 
-def _send(rt: Runtime, sub: SubscriberConfig, alert: Alert) -> None:
+def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None:
     s = rt.config.settings
-    try:
-        feed_url = rt.config.feed(alert.entry.feed_id).url
-    except KeyError:
-        feed_url = alert.entry.feed_id
-    others = rt.store.story_entries(alert.story_id).values()
-    body = render.webhook_body(alert, feed_url, others)
+    body = _body(rt, record_id, kind)
+    to = sub.email or f"{sub.id}@localhost"
+    make = render.digest_email if kind == "digest" else render.email_message
     if sub.webhook:
         assert sub.secret is not None
         send_webhook(rt.http, sub.webhook, sub.secret, body)
     elif sub.email:
         assert s.smtp_url is not None
-        send_email(s.smtp_url, render.email_message(body, to=sub.email,
-                                                    from_address=s.from_address,
-                                                    unsubscribe_url=s.unsubscribe_url))
+        send_email(s.smtp_url, make(body, to=to, from_address=s.from_address,
+                                    unsubscribe_url=s.unsubscribe_url))
     elif sub.outbox:
-        message = render.email_message(body, to=f"{sub.id}@localhost",
-                                       from_address=s.from_address)
-        write_outbox(rt.config.resolve_path(sub.outbox), body, message)
+        write_outbox(rt.config.resolve_path(sub.outbox), body,
+                     make(body, to=to, from_address=s.from_address))
+
+
+def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
+    """The webhook JSON of an alert (its story's copies read now) or of a digest (built when
+    its period closed)."""
+    if kind == "digest":
+        body = rt.store.record_data(record_id)
+        if body is None:
+            raise DeliveryError(record_id, "digest record has no data", retryable=False)
+        return body
+    record = rt.store.load_alert(record_id)
+    if record is None:
+        raise DeliveryError(record_id, "alert record has no data", retryable=False)
+    alert = record.alert
+    try:
+        feed_url = rt.config.feed(alert.entry.feed_id).url
+    except KeyError:
+        feed_url = alert.entry.feed_id
+    return render.webhook_body(alert, feed_url, rt.store.story_entries(alert.story_id).values())

@@ -18,6 +18,8 @@ Keys (P = settings.key_prefix):
   P:alerts                 zset   alert ids by creation time
   P:dead                   zset   dead-lettered alert ids by time
   P:claim:{alert}          string a worker is delivering this alert (short TTL)
+  P:digest:{sub}:{period}  set    alerts held for a subscriber's digest of that period
+  P:digests                zset   digest bucket key -> period end, for `maintain` to close
   P:stats                  hash   counters for summaries
   P:lock:stories           lock   serialises story assignment
 """
@@ -58,11 +60,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if origin == ARGV[2] and (status == 'pending' or status == 'retrying') then return 2 end
   return 0
 end
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'status', 'pending', 'attempts', 0,
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'status', ARGV[7], 'attempts', 0,
            'origin', ARGV[2], 'created_at', ARGV[3], 'touched_at', ARGV[3],
-           'subscriber', ARGV[4])
+           'subscriber', ARGV[4], 'kind', ARGV[8])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[6])
+if ARGV[7] == 'pending' then
+  redis.call('SADD', KEYS[2], ARGV[6])
+else
+  -- held for a digest: into the period's bucket, which `maintain` closes when it is over
+  redis.call('SADD', KEYS[4], ARGV[6])
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  redis.call('ZADD', KEYS[5], ARGV[9], KEYS[4])
+end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
 return 1
 """
@@ -95,6 +104,17 @@ class FeedState:
     last_status: str | None
     last_error: str | None
     error_count: int
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """Delivery state of an alert or a digest."""
+
+    kind: str              # alert | digest
+    subscriber_id: str
+    status: str            # pending | held | digested | retrying | delivered | dead
+    attempts: int
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -264,21 +284,69 @@ class Store:
 
     # -- alerts -------------------------------------------------------------------------------
 
-    def create_alert(self, alert: Alert, origin: str) -> int:
-        """1: created; 2: exists, pending, same origin (enqueue again); 0: already handled."""
+    def create_alert(self, alert: Alert, origin: str, *,
+                     hold_until: tuple[str, float] | None = None) -> int:
+        """1: created; 2: exists, pending, same origin (enqueue again); 0: already handled.
+        With `hold_until` = (period key, period end) the alert waits for its digest."""
+        return self._create(alert.id, json.dumps(alert.to_dict()), origin,
+                            alert.subscriber_id, "alert", hold_until)
+
+    def create_digest(self, digest_id: str, body: dict[str, Any], subscriber_id: str) -> int:
+        """The digest of a closed period, created once (its id is derived from the period)."""
+        return self._create(digest_id, json.dumps(body), digest_id, subscriber_id, "digest",
+                            None)
+
+    def _create(self, record_id: str, data: str, origin: str, subscriber_id: str, kind: str,
+                hold_until: tuple[str, float] | None) -> int:
+        bucket = self.k("digest", subscriber_id, hold_until[0]) if hold_until else \
+            self.k("digest", "-")
         return int(self._create_alert(
-            keys=[self.k("alert", alert.id), self.k("pending", "alerts"), self.k("alerts")],
-            args=[json.dumps(alert.to_dict()), origin, time.time(), alert.subscriber_id,
-                  self.seen_ttl, alert.id]))
+            keys=[self.k("alert", record_id), self.k("pending", "alerts"), self.k("alerts"),
+                  bucket, self.k("digests")],
+            args=[data, origin, time.time(), subscriber_id, self.seen_ttl, record_id,
+                  "held" if hold_until else "pending", kind,
+                  hold_until[1] if hold_until else 0]))
+
+    def record_kind(self, record_id: str) -> str:
+        return cast(str | None, self.r.hget(self.k("alert", record_id), "kind")) or "alert"
+
+    def record_data(self, record_id: str) -> dict[str, Any] | None:
+        raw = cast(str | None, self.r.hget(self.k("alert", record_id), "data"))
+        return json.loads(raw) if raw else None
+
+    def due_digest_buckets(self, now: float) -> list[tuple[str, list[str]]]:
+        """(bucket key, alert ids) of the digest periods that are over."""
+        keys = cast(list[str], self.r.zrangebyscore(self.k("digests"), "-inf", now))
+        out = []
+        for key in keys:
+            out.append((key, sorted(cast(set[str], self.r.smembers(key)))))
+        return out
+
+    def close_digest_bucket(self, bucket: str, alert_ids: list[str]) -> None:
+        """After its digest record exists: the held alerts are in it; the bucket goes."""
+        pipe = self.r.pipeline()
+        for alert_id in alert_ids:
+            pipe.hset(self.k("alert", alert_id), "status", "digested")
+        pipe.delete(bucket)
+        pipe.zrem(self.k("digests"), bucket)
+        pipe.execute()
 
     def load_alert(self, alert_id: str) -> AlertRecord | None:
         h = cast(dict[str, str], self.r.hgetall(self.k("alert", alert_id)))
-        if not h.get("data"):
+        if not h.get("data") or h.get("kind", "alert") != "alert":
             return None
         return AlertRecord(Alert.from_dict(json.loads(h["data"])), h["status"],
                            int(h.get("attempts", 0)), h.get("last_error") or None,
                            float(h.get("created_at", 0)),
                            float(h["next_try_at"]) if h.get("next_try_at") else None)
+
+    def record_state(self, record_id: str) -> RecordState | None:
+        h = cast(list[str | None], self.r.hmget(self.k("alert", record_id), "kind",
+                                                "subscriber", "status", "attempts",
+                                                "created_at"))
+        if h[2] is None:
+            return None
+        return RecordState(h[0] or "alert", h[1] or "", h[2], int(h[3] or 0), float(h[4] or 0))
 
     def alert_history(self, alert_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in cast(list[str],

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
+from html import escape as html_escape
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -79,6 +80,43 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
     msg["X-Newswatch-Alert"] = body["id"]
     msg.set_content(_text(story, topics))
     msg.add_alternative(_html(story, topics), subtype="html")
+    return msg
+
+
+def digest_email(body: dict[str, Any], *, to: str, from_address: str,
+                 domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
+    """One message for a digest period: topics, one entry per story with all its sources."""
+    period = body["period"]
+    kind = "Daily" if period["kind"] == "daily" else "Hourly"
+    msg = EmailMessage()
+    msg["Subject"] = single_line(f"[newswatch] {kind} digest {period['label']} "
+                                 f"({period['timezone']}): {body['stories']} stories")
+    msg["From"], msg["To"] = from_address, to
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = f"<{body['id']}@{domain}>"
+    msg["List-Unsubscribe"] = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
+    lines = [f"{kind} digest, {period['label']} ({period['timezone']})", ""]
+    html = ["<!doctype html><html><body style=\"font-family:sans-serif;max-width:40em\">",
+            f"<h2>{html_escape(kind)} digest, {html_escape(period['label'])} "
+            f"({html_escape(period['timezone'])})</h2>"]
+    for topic in body["topics"]:
+        lines += [topic["name"], "=" * len(topic["name"])]
+        html.append(f"<h3>{html_escape(topic['name'])}</h3><ul>")
+        for story in topic["stories"]:
+            also = f" (also: {', '.join(story['also_topics'])})" if story["also_topics"] else ""
+            lines.append(f"- {single_line(story['title'], 300)}{also}")
+            sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
+            lines.append(f"  {story.get('url') or ''}  [{sources}]".rstrip())
+            link = safe_link(story.get("url"))
+            title = html_escape(story["title"])
+            html.append(f'<li><a href="{html_escape(link)}">{title}</a>' if link
+                        else f"<li>{title}")
+            html.append(f" <span style=\"color:#555\">{html_escape(sources + also)}</span></li>")
+        lines.append("")
+        html.append("</ul>")
+    html.append("</body></html>")
+    msg.set_content("\n".join(lines) + "\n")
+    msg.add_alternative("\n".join(html), subtype="html")
     return msg
 
 

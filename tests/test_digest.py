@@ -1,0 +1,111 @@
+"""Digests: periods in the subscriber's zone, one message per period grouped by topic, and
+nothing lost or sent twice when assembly is interrupted."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import runtime_for
+from tests.servers import FeedServer, Served
+from tests.test_stories_e2e import COPIES, rss
+from worker import pipeline
+from worker.digest import period_of
+from worker.runtime import Runtime
+
+
+def test_periods_follow_the_local_clock() -> None:
+    moment = datetime(2025, 1, 4, 23, 30, tzinfo=UTC)           # 00:30 on the 5th in Paris
+    day = period_of(moment, "daily", "Europe/Paris")
+    assert day.label == "2025-01-05"
+    assert (day.start, day.end) == (datetime(2025, 1, 4, 23, tzinfo=UTC),
+                                    datetime(2025, 1, 5, 23, tzinfo=UTC))
+    hour = period_of(moment, "hourly", "Asia/Kolkata")          # +05:30
+    assert hour.label == "2025-01-05 05:00"
+    assert hour.start == datetime(2025, 1, 4, 23, 30, tzinfo=UTC)
+    spring = period_of(datetime(2025, 3, 30, 12, tzinfo=UTC), "daily", "Europe/Paris")
+    assert (spring.end - spring.start).total_seconds() == 23 * 3600   # DST starts
+    autumn = period_of(datetime(2025, 10, 26, 12, tzinfo=UTC), "daily", "Europe/Paris")
+    assert (autumn.end - autumn.start).total_seconds() == 25 * 3600   # DST ends
+    assert period_of(moment, "daily", "UTC").label == "2025-01-04"
+
+
+def digest_runtime(tmp_path: Path, server: FeedServer, redis_url: str) -> Runtime:
+    for n, (title, link) in enumerate(COPIES):
+        server.files[f"/o{n}.xml"] = Served(rss(title, link, n))
+    server.files["/other.xml"] = Served(
+        b"<rss version='2.0'><channel><title>Other</title><item><title>Kidnapped nurses "
+        b"freed in Haiti</title><link>https://other.example/haiti</link><guid>h1</guid>"
+        b"<description>The nurses abducted last week were released.</description></item>"
+        b"</channel></rss>")
+    feeds = "".join(f"          - url: {server.url(p)}\n"
+                    for p in ("/o0.xml", "/o1.xml", "/o2.xml", "/other.xml"))
+    return runtime_for(tmp_path, f"""\
+        feeds:
+{feeds}
+        subscribers:
+          - id: briefing
+            outbox: out
+            topics: [ceasefire-talks, hostage-releases]
+            digest: daily
+            timezone: Europe/Paris
+        """, redis_url)
+
+
+def take_in(rt: Runtime) -> None:
+    for feed in rt.config.feeds:
+        outcome = pipeline.poll_feed(rt, feed.id)
+        assert pipeline.process_entries(rt, list(outcome.new_entries)) == []  # held, not sent
+
+
+def test_one_digest_per_period_with_every_source(tmp_path: Path, feed_server: FeedServer,
+                                                 redis_url: str) -> None:
+    rt = digest_runtime(tmp_path, feed_server, redis_url)
+    take_in(rt)
+    assert pipeline.due_work(rt).alerts == ()                 # the day is not over yet
+    assert not (tmp_path / "out").exists()
+    work = pipeline.due_work(rt, now=time.time() + 2 * 86400)
+    [digest_id] = work.alerts
+    assert pipeline.deliver_alert(rt, digest_id).status == "delivered"
+    assert pipeline.due_work(rt, now=time.time() + 3 * 86400).alerts == ()   # once only
+    [path] = (tmp_path / "out").glob("*.json")
+    body = json.loads(path.read_text())
+    assert body["type"] == "digest" and body["subscriber"] == "briefing"
+    assert body["period"]["timezone"] == "Europe/Paris" and body["stories"] == 2
+    topics = {t["id"]: t["stories"] for t in body["topics"]}
+    [doha] = topics["ceasefire-talks"]
+    assert doha["also_topics"] == ["Hostage releases"]
+    assert len(doha["sources"]) == 3                           # three outlets, one entry
+    assert [s["title"] for s in topics["hostage-releases"]] == ["Kidnapped nurses freed in Haiti"]
+    eml = path.with_suffix(".eml").read_text()
+    assert "Daily digest" in eml and "Ceasefire talks" in eml
+
+
+@pytest.mark.parametrize("crash", ["before the record", "after the record"])
+def test_a_crash_during_assembly_loses_and_repeats_nothing(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
+    rt = digest_runtime(tmp_path, feed_server, redis_url)
+    take_in(rt)
+    later = time.time() + 2 * 86400
+    store = rt.store
+    target = "create_digest" if crash == "before the record" else "close_digest_bucket"
+    real = getattr(store, target)
+
+    def dies(*args: object, **kwargs: object) -> object:
+        raise SystemExit("worker killed")                    # the process dies right here
+
+    monkeypatch.setattr(store, target, dies)
+    with pytest.raises(SystemExit):
+        pipeline.due_work(rt, now=later)
+    monkeypatch.setattr(store, target, real)                 # a new worker takes over
+    ids = pipeline.due_work(rt, now=later).alerts
+    assert len(ids) == 1
+    assert pipeline.deliver_alert(rt, ids[0]).status == "delivered"
+    assert pipeline.due_work(rt, now=later + 86400).alerts == ()
+    bodies = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
+    assert len(bodies) == 1 and bodies[0]["stories"] == 2

@@ -1,0 +1,77 @@
+"""Digest periods and the digest message. Pure: no I/O.
+
+A digest subscriber's alerts are held in the bucket of the period they arrive in (an hour or a
+day of the subscriber's time zone); once the period is over, one message lists them grouped by
+topic, one entry per story with every outlet that carried it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .models import Alert, Entry, iso
+
+
+@dataclass(frozen=True)
+class Period:
+    kind: str            # hourly | daily
+    start: datetime      # UTC
+    end: datetime        # UTC
+    label: str           # in the subscriber's zone: "2025-01-04" or "2025-01-04 14:00"
+    timezone: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{int(self.start.timestamp())}"
+
+
+def period_of(moment: datetime, kind: str, timezone: str) -> Period:
+    """The digest period containing `moment`, aligned to the subscriber's local clock (DST
+    days are 23 or 25 hours long)."""
+    zone = ZoneInfo(timezone)
+    local = moment.astimezone(zone)
+    if kind == "hourly":
+        start_local = local.replace(minute=0, second=0, microsecond=0)
+        end = (start_local.astimezone(UTC) + timedelta(hours=1))
+        label = start_local.strftime("%Y-%m-%d %H:00")
+    elif kind == "daily":
+        start_local = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = (start_local + timedelta(days=1)).astimezone(UTC)   # wall clock: DST-aware
+        label = start_local.strftime("%Y-%m-%d")
+    else:
+        raise ValueError(f"not a digest period: {kind!r}")
+    return Period(kind, start_local.astimezone(UTC), end, label, timezone)
+
+
+def digest_id(subscriber_id: str, period: Period) -> str:
+    return "d" + hashlib.sha256(f"{subscriber_id}\n{period.key}".encode()).hexdigest()[:23]
+
+
+def digest_body(subscriber_id: str, period: Period,
+                alerts: list[tuple[Alert, list[Entry]]]) -> dict[str, Any]:
+    """The digest, as webhook JSON: topics in order of first appearance, each story once (under
+    its first topic, naming the others), with all its sources."""
+    topics: dict[str, dict[str, Any]] = {}
+    for alert, copies in sorted(alerts, key=lambda a: (a[0].detected_at, a[0].id)):
+        first = alert.matches[0]
+        topic = topics.setdefault(first.topic_id, {"id": first.topic_id,
+                                                   "name": first.topic_name, "stories": []})
+        e = alert.entry
+        sources = [{"title": e.title, "url": e.link, "source": e.source_title}]
+        sources += [{"title": c.title, "url": c.link, "source": c.source_title}
+                    for c in copies if c.key != e.key]
+        topic["stories"].append({
+            "id": alert.story_id, "alert": alert.id, "title": e.title, "url": e.link,
+            "published": iso(e.published), "summary": e.summary,
+            "also_topics": [m.topic_name for m in alert.matches[1:]], "sources": sources,
+            "evidence": list(first.evidence)})
+    return {"type": "digest", "id": digest_id(subscriber_id, period),
+            "subscriber": subscriber_id,
+            "period": {"kind": period.kind, "label": period.label, "timezone": period.timezone,
+                       "start": iso(period.start), "end": iso(period.end)},
+            "stories": sum(len(t["stories"]) for t in topics.values()),
+            "topics": list(topics.values())}
