@@ -35,7 +35,7 @@ def test_webhook_body_contract() -> None:
     dup = Entry("f3", "g3", "same link", "", "https://a.example/1", None, "Mirror")
     body = render.webhook_body(alert(), "https://wire.example/rss", [alert().entry, copy, dup])
     assert body == {
-        "type": "alert", "id": "al1", "subscriber": "desk",
+        "type": "alert", "id": "al1", "update": False, "subscriber": "desk",
         "topics": [{"id": "ceasefire-talks", "name": "Ceasefire talks", "score": 1.0,
                     "evidence": ["*Talks* resume"], "clauses": ["talk = Talks"]}],
         "story": {"id": "s1", "title": "Talks resume", "url": "https://a.example/1",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ import redis
 
 from tests.conftest import ROOT, SECRET, write_config
 from tests.servers import FeedServer, Served, WebhookReceiver, wait_for
+from worker import pipeline
 from worker.config import load_config
+from worker.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +56,11 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
           - id: desk
             outbox: out
             topics: [ceasefire-talks]
+          - id: briefing
+            outbox: digests
+            topics: [ceasefire-talks]
+            digest: daily
+            timezone: Europe/Paris
         """)
     env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(config))
     celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
@@ -70,6 +80,13 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
                         and state.zcard("nw:pending:entries") == 0
                         and state.scard("nw:pending:alerts") == 0
                         and len(receiver.received) >= 1, 60)
+        # The day is over (as beat's `maintain` would find it tomorrow): one digest, delivered
+        # by the workers.
+        rt = Runtime.create(replace(load_config(config), settings=load_config(
+            config).settings.model_copy(update={"redis_url": redis_url})))
+        [digest_id] = pipeline.due_work(rt, now=time.time() + 2 * 86400).alerts
+        producer.send_task("newswatch.deliver", args=[digest_id], queue="deliver")
+        assert wait_for(lambda: len(list((tmp_path / "digests").glob("*.json"))) == 1, 30)
     finally:
         for w in workers:
             os.killpg(w.pid, signal.SIGTERM)
@@ -80,3 +97,7 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
     copies = state.hkeys(f"nw:story:{story_id}")
     assert len(copies) == 3                                  # the three copies, one story
     assert Counter(k.split(":")[0] for k in copies).most_common(1)[0][1] == 1
+    [digest_file] = (tmp_path / "digests").glob("*.json")
+    [topic] = json.loads(digest_file.read_text())["topics"]
+    [story] = topic["stories"]
+    assert story["id"] == story_id and len(story["sources"]) == 3   # one entry, three outlets

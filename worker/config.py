@@ -110,6 +110,7 @@ class SubscriberConfig(_Model):
     outbox: str | None = None
     digest: Literal["none", "hourly", "daily"] = "none"
     timezone: str = "UTC"         # digest periods follow this clock (IANA name)
+    updates: bool = False         # alert again, marked as an update, on material news
 
     @field_validator("timezone")
     @classmethod

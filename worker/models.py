@@ -88,12 +88,13 @@ class Alert:
     entry: Entry
     matches: tuple[Match, ...]
     detected_at: datetime
+    update: bool = False            # a material update of a story alerted before
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "subscriber_id": self.subscriber_id, "story_id": self.story_id,
             "entry": self.entry.to_dict(), "matches": [m.to_dict() for m in self.matches],
-            "detected_at": iso(self.detected_at),
+            "detected_at": iso(self.detected_at), "update": self.update,
         }
 
     @classmethod
@@ -104,5 +105,5 @@ class Alert:
             id=d["id"], subscriber_id=d["subscriber_id"], story_id=d["story_id"],
             entry=Entry.from_dict(d["entry"]),
             matches=tuple(Match.from_dict(m) for m in d["matches"]),
-            detected_at=detected,
+            detected_at=detected, update=bool(d.get("update", False)),
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,9 +119,25 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
             created = rt.store.create_alert(alert, origin=entry_key)
             if created:
                 out.append(alert.id)
+            elif sub.updates:
+                out += _update(rt, alert, entry_key)
         if created == 1:
             rt.store.count(f"alerts:{sub.id}:created")
     return out
+
+
+def _update(rt: Runtime, alert: Alert, entry_key: str) -> list[str]:
+    """An update alert for a subscriber who opted in, when this copy is material news."""
+    first = rt.store.load_alert(alert.id)
+    if first is None or not stories.material_update(
+            first.alert.entry, {m.topic_id for m in first.alert.matches},
+            alert.entry, {m.topic_id for m in alert.matches}):
+        return []
+    if not rt.store.take_update_slot(alert.subscriber_id, alert.story_id, stories.MAX_UPDATES):
+        return []
+    update = replace(alert, id=alert_id(alert.subscriber_id, f"{alert.story_id}\n{entry_key}"),
+                     update=True)
+    return [update.id] if rt.store.create_alert(update, origin=entry_key) else []
 
 
 def alert_id(subscriber_id: str, story_id: str) -> str:

@@ -20,6 +20,7 @@ Keys (P = settings.key_prefix):
   P:claim:{alert}          string a worker is delivering this alert (short TTL)
   P:digest:{sub}:{period}  set    alerts held for a subscriber's digest of that period
   P:digests                zset   digest bucket key -> period end, for `maintain` to close
+  P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
   P:stats                  hash   counters for summaries
   P:lock:stories           lock   serialises story assignment
 """
@@ -306,6 +307,15 @@ class Store:
             args=[data, origin, time.time(), subscriber_id, self.seen_ttl, record_id,
                   "held" if hold_until else "pending", kind,
                   hold_until[1] if hold_until else 0]))
+
+    def take_update_slot(self, subscriber_id: str, story_id: str, limit: int) -> bool:
+        """Count one more update alert for this story and subscriber, if under `limit`."""
+        key = self.k("updates", subscriber_id, story_id)
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self.window)
+        taken = int(pipe.execute()[0])
+        return taken <= limit
 
     def record_kind(self, record_id: str) -> str:
         return cast(str | None, self.r.hget(self.k("alert", record_id), "kind")) or "alert"

@@ -58,6 +58,21 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+UPDATE_TITLE_OVERLAP = 0.6    # a copy's headline sharing less than this with the alerted one
+MAX_UPDATES = 3               # update alerts per story and subscriber
+
+
+def material_update(alerted: Entry, alerted_topics: set[str], copy: Entry,
+                    copy_topics: set[str]) -> bool:
+    """Whether a later copy of an alerted story says something new: it matches a topic the
+    alert did not name, or its headline moved on ("talks resume" -> "deal agreed")."""
+    if copy_topics - alerted_topics:
+        return True
+    a, b = fingerprint(alerted).title, fingerprint(copy).title
+    shortest = min(len(a), len(b))
+    return bool(shortest) and len(a & b) / shortest < UPDATE_TITLE_OVERLAP
+
+
 def index_words(fp: Fingerprint) -> list[str]:
     """The headline words a story is found by."""
     return sorted(fp.title)

@@ -35,6 +35,7 @@ def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = ()) -> d
     return {
         "type": "alert",
         "id": alert.id,
+        "update": alert.update,
         "subscriber": alert.subscriber_id,
         "topics": [m.to_dict() for m in alert.matches],
         "story": {
@@ -63,7 +64,8 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
     story, topics = body["story"], body["topics"]
     names = ", ".join(t["name"] for t in topics)
     msg = EmailMessage()
-    msg["Subject"] = single_line(f"[newswatch] {names}: {story['title']}")
+    marker = "Update · " if body.get("update") else ""
+    msg["Subject"] = single_line(f"[newswatch] {marker}{names}: {story['title']}")
     msg["From"] = from_address
     msg["To"] = to
     msg["Date"] = formatdate(usegmt=True)
