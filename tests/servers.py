@@ -33,6 +33,9 @@ class Served:
     content_type: str = "application/xml"
     modified: float = field(default_factory=time.time)
     status: int = 200
+    location: str | None = None          # with a 3xx status
+    headers: dict[str, str] = field(default_factory=dict)
+    validators: bool = True              # ETag / Last-Modified sent
 
     @property
     def etag(self) -> str:
@@ -72,12 +75,17 @@ class _FeedHandler(_Quiet):
             return
         if doc.status != 200:
             self.send_response(doc.status)
+            if doc.location:
+                self.send_header("Location", doc.location)
+            for k, v in doc.headers.items():
+                self.send_header(k, v)
             self.end_headers()
             return
         last_modified = formatdate(doc.modified, usegmt=True)
         inm = self.headers.get("If-None-Match")
         ims = self.headers.get("If-Modified-Since")
-        if (inm and inm == doc.etag) or (not inm and ims and ims == last_modified):
+        if doc.validators and ((inm and inm == doc.etag)
+                               or (not inm and ims and ims == last_modified)):
             server.not_modified += 1
             self.send_response(304)
             self.send_header("ETag", doc.etag)
@@ -86,8 +94,11 @@ class _FeedHandler(_Quiet):
         self.send_response(200)
         self.send_header("Content-Type", doc.content_type)
         self.send_header("Content-Length", str(len(doc.body)))
-        self.send_header("ETag", doc.etag)
-        self.send_header("Last-Modified", last_modified)
+        if doc.validators:
+            self.send_header("ETag", doc.etag)
+            self.send_header("Last-Modified", last_modified)
+        for k, v in doc.headers.items():
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(doc.body)
 

@@ -177,7 +177,9 @@ class Settings(_Model):
     smtp_url: str | None = None
     from_address: str = "newswatch@localhost"
     allow_private_networks: bool = False
-    poll_interval: int = Field(default=300, ge=10)
+    poll_interval: int = Field(default=300, ge=10)       # the first interval of a feed
+    min_interval: int = Field(default=60, ge=10)         # adaptive intervals stay within
+    max_interval: int = Field(default=21_600, ge=10)
     fetch_timeout: float = Field(default=20.0, gt=0)           # each connect / read
     max_fetch_seconds: float = Field(default=60.0, gt=0)       # a whole body
     max_feed_bytes: int = Field(default=10_000_000, gt=0)

@@ -14,11 +14,14 @@ class ConfigError(NewswatchError):
 
 
 class FetchError(NewswatchError):
-    """A feed could not be fetched."""
+    """A feed could not be fetched; `status` and `retry_after` when the server answered."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         self.url = url
         self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
         super().__init__(f"{url}: {reason}")
 
 

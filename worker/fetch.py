@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 
 import httpx
 
+from .deliver.webhook import retry_after_seconds
 from .errors import FetchError
 from .netguard import GuardedTransport
 
@@ -40,6 +41,8 @@ class FetchResult:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     validators: Validators = Validators()
+    moved_to: str | None = None    # where 301/308 redirects (only permanent ones) led
+
 
     @property
     def not_modified(self) -> bool:
@@ -74,11 +77,18 @@ def fetch(client: httpx.Client, url: str, validators: Validators, *,
     try:
         with client.stream("GET", url, headers=headers) as response:
             final = str(response.url)
+            history = response.history
+            moved_to = final if history and all(r.status_code in (301, 308)
+                                                for r in history) else None
             if response.status_code == 304:
                 return FetchResult(final, 304, headers=dict(response.headers),
-                                   validators=_validators(response.headers, validators))
+                                   validators=_validators(response.headers, validators),
+                                   moved_to=moved_to)
             if response.status_code != 200:
-                raise FetchError(url, f"HTTP {response.status_code} {response.reason_phrase}")
+                raise FetchError(url, f"HTTP {response.status_code} {response.reason_phrase}",
+                                 status=response.status_code,
+                                 retry_after=retry_after_seconds(
+                                     response.headers.get("Retry-After")))
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(url, f"body of {declared} bytes exceeds the {max_bytes}-byte "
@@ -93,7 +103,7 @@ def fetch(client: httpx.Client, url: str, validators: Validators, *,
                 if time.monotonic() > deadline:
                     raise FetchError(url, f"body took longer than {max_seconds:g} s")
             return FetchResult(final, 200, bytes(body), dict(response.headers),
-                               _validators(response.headers, Validators()))
+                               _validators(response.headers, Validators()), moved_to)
     except httpx.TooManyRedirects:
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from None
     except httpx.InvalidURL as exc:

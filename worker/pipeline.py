@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from . import digest, stories
+from . import digest, schedule, stories
 from .config import SubscriberConfig
 from .deliver import render
 from .deliver.email import send_email
@@ -23,6 +24,7 @@ from .fetch import fetch
 from .models import Alert, Entry, Match
 from .parse import parse_feed
 from .runtime import Runtime
+from .store import FeedState
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again after this
@@ -51,38 +53,85 @@ def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
 
 
 def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
-    """Fetch one feed conditionally, parse it, take in the entries never seen before."""
+    """Fetch one feed conditionally, parse it if it changed, take in the entries never seen
+    before, and decide when to poll it next (schedule.py)."""
     try:
         feed = rt.config.feed(feed_id)
     except KeyError:
+        rt.store.unschedule(feed_id)
         return PollOutcome(feed_id, "error", error=f"feed {feed_id} is no longer configured")
     s = rt.config.settings
     state = rt.store.feed_state(feed_id)
+    if state.gone:
+        rt.store.unschedule(feed_id)
+        return PollOutcome(feed_id, "gone", error=state.last_error)
+    url = state.url or feed.url
+    bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
+                                                                     feed.interval))
+    interval = state.interval or feed.interval
+    host = urlsplit(url).hostname or ""
+    if (paused := rt.store.host_paused_for(host)) > 0:     # the host asked us to wait
+        rt.store.schedule_next(feed_id, time.time() + paused)
+        return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {paused:.0f} s")
     try:
-        result = fetch(rt.http, feed.url, state.validators, max_bytes=s.max_feed_bytes,
+        result = fetch(rt.http, url, state.validators, max_bytes=s.max_feed_bytes,
                        max_seconds=s.max_fetch_seconds)
-        if result.not_modified:
-            outcome = PollOutcome(feed_id, "not_modified")
-            rt.store.record_poll(feed_id, "not_modified", validators=result.validators)
+        _follow_move(rt, feed_id, state, result.moved_to)
+        hint = schedule.server_hint(result.headers, result.body)
+        digest = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
+        if result.not_modified or digest == state.body_hash:
+            # 304, or a 200 with the very same bytes: nothing to parse.
+            status = "not_modified" if result.not_modified else "unchanged"
+            outcome = PollOutcome(feed_id, status)
+            rt.store.record_poll(feed_id, status, validators=result.validators)
         else:
-            entries = parse_feed(result.body, url=feed.url, feed_id=feed_id,
-                                 feed_name=feed.name, headers=result.headers,
-                                 max_entries=s.max_entries)
+            entries = parse_feed(result.body, url=url, feed_id=feed_id, feed_name=feed.name,
+                                 headers=result.headers, max_entries=s.max_entries)
             new = rt.store.add_new_entries(entries)
             outcome = PollOutcome(feed_id, "ok", tuple(new))
             rt.store.record_poll(feed_id, "ok", validators=result.validators,
                                  new_entries=len(new))
+            rt.store.update_feed(feed_id, body_hash=digest or "")
+        interval = schedule.next_interval(interval, bounds, new_entries=len(outcome.new_entries),
+                                          hint=hint)
+        rt.store.update_feed(feed_id, interval=interval)
+        delay = interval
     except (FetchError, ParseError) as exc:
-        log.warning("feed %s (%s): %s", feed.name, feed.url, exc.reason)
-        rt.store.record_poll(feed_id, "error", error=str(exc))
+        log.warning("feed %s (%s): %s", feed.name, url, exc.reason)
         outcome = PollOutcome(feed_id, "error", error=str(exc))
+        rt.store.record_poll(feed_id, "error", error=str(exc))
+        retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+        code = exc.status if isinstance(exc, FetchError) else None
+        if code == 410:                   # Gone: the publisher says stop
+            rt.store.update_feed(feed_id, gone=1)
+            rt.store.unschedule(feed_id)
+            log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url)
+            return PollOutcome(feed_id, "gone", error=str(exc))
+        if code in (429, 503) and retry_after:
+            rt.store.pause_host(host, retry_after)
+        delay = schedule.error_delay(interval, state.error_count + 1, bounds, retry_after)
     except Exception as exc:   # input we did not foresee: recorded for this feed only
-        log.exception("feed %s (%s): unexpected failure", feed.name, feed.url)
-        error = f"{feed.url}: internal error: {type(exc).__name__}: {exc}"
+        log.exception("feed %s (%s): unexpected failure", feed.name, url)
+        error = f"{url}: internal error: {type(exc).__name__}: {exc}"
         rt.store.record_poll(feed_id, "error", error=error)
         outcome = PollOutcome(feed_id, "error", error=error)
-    rt.store.schedule_next(feed_id, time.time() + feed.interval)
+        delay = schedule.error_delay(interval, state.error_count + 1, bounds)
+    rt.store.schedule_next(feed_id, time.time() + delay)
     return outcome
+
+
+def _follow_move(rt: Runtime, feed_id: str, state: FeedState, moved_to: str | None) -> None:
+    """A permanent redirect, seen again and again, becomes the feed's URL."""
+    if moved_to is None:
+        if state.moved_count:
+            rt.store.update_feed(feed_id, moved_target="", moved_count=0)
+        return
+    count, adopt = schedule.moved(state.moved_target, state.moved_count, moved_to)
+    if adopt:
+        rt.store.update_feed(feed_id, url=moved_to, moved_target="", moved_count=0)
+        log.warning("feed %s moved permanently to %s", feed_id, moved_to)
+    else:
+        rt.store.update_feed(feed_id, moved_target=moved_to, moved_count=count)
 
 
 def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:

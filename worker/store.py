@@ -3,6 +3,7 @@
 Keys (P = settings.key_prefix):
   P:feed:{feed}            hash   poll state: etag, last_modified, last_poll_at, last_status, ...
   P:schedule               zset   feed id -> next poll time (unix seconds)
+  P:hostpause:{host}       string a host asked us to wait (Retry-After); TTL = the wait
   P:seen:{feed}:{h}        string an entry already taken in (TTL seen_ttl_days)
   P:entry:{feed}:{h}       string entry JSON awaiting or after processing (TTL seen_ttl_days)
   P:pending:entries        zset   entry keys taken in but not yet processed, by time
@@ -105,6 +106,12 @@ class FeedState:
     last_status: str | None
     last_error: str | None
     error_count: int
+    interval: float | None = None      # the adaptive interval now in force
+    body_hash: str | None = None       # of the last 200 body: an unchanged one is not parsed
+    url: str | None = None             # where the feed moved (repeated 301), if it did
+    moved_target: str | None = None    # a 301 seen, not yet adopted
+    moved_count: int = 0
+    gone: bool = False                 # 410: not polled any more
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,24 @@ class Store:
             Validators(h.get("etag") or None, h.get("last_modified") or None),
             float(h["last_poll_at"]) if h.get("last_poll_at") else None,
             h.get("last_status"), h.get("last_error") or None, int(h.get("error_count", 0)),
+            float(h["interval"]) if h.get("interval") else None, h.get("body_hash") or None,
+            h.get("url") or None, h.get("moved_target") or None, int(h.get("moved_count", 0)),
+            h.get("gone") == "1",
         )
+
+    def update_feed(self, feed_id: str, **fields: str | float | int) -> None:
+        """Set feed-state fields (interval, body_hash, url, moved_target, moved_count, gone)."""
+        self.r.hset(self.k("feed", feed_id), mapping=cast(dict[Any, Any], fields))
+
+    def pause_host(self, host: str, seconds: float) -> None:
+        self.r.set(self.k("hostpause", host), "1", px=max(1, int(seconds * 1000)))
+
+    def host_paused_for(self, host: str) -> float:
+        """Seconds this host still asked us to wait (429/503 Retry-After); 0 if none."""
+        return max(0.0, int(self.r.pttl(self.k("hostpause", host))) / 1000)
+
+    def unschedule(self, feed_id: str) -> None:
+        self.r.zrem(self.k("schedule"), feed_id)
 
     def record_poll(self, feed_id: str, status: str, *, validators: Validators | None = None,
                     error: str | None = None, new_entries: int = 0) -> None:

@@ -1,0 +1,132 @@
+"""Polite polling: adaptive intervals, server hints, backoff, Retry-After, 410, 301."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SEEDS, runtime_for
+from tests.servers import FeedServer, Served
+from worker import pipeline
+from worker.runtime import Runtime
+from worker.schedule import Bounds, error_delay, moved, next_interval, server_hint
+
+B = Bounds(60, 3600)
+
+
+def test_intervals_adapt_within_bounds() -> None:
+    assert next_interval(300, B, new_entries=3, hint=None) == 225        # busier: sooner
+    assert next_interval(300, B, new_entries=0, hint=None) == 375        # quiet: later
+    assert next_interval(70, B, new_entries=5, hint=None) == 60          # never under min
+    assert next_interval(3500, B, new_entries=0, hint=None) == 3600      # never over max
+    assert next_interval(300, B, new_entries=3, hint=900) == 900         # server asks more
+    assert next_interval(300, B, new_entries=3, hint=99_999) == 3600     # ... within bounds
+
+
+def test_server_hints() -> None:
+    now = datetime(2025, 1, 4, 12, tzinfo=UTC)
+    assert server_hint({"Cache-Control": "public, max-age=600"}) == 600
+    assert server_hint({"cache-control": "s-maxage=120, max-age=60"}) == 120
+    later = format_datetime(now + timedelta(minutes=15), usegmt=True)
+    assert server_hint({"Expires": later}, now=now) == 900
+    assert server_hint({}, b"<rss><channel><ttl>30</ttl></channel></rss>") == 1800
+    assert server_hint({"Expires": "garbage"}) is None
+    assert server_hint({}) is None
+
+
+def test_errors_back_off_and_honour_retry_after() -> None:
+    assert [error_delay(300, n, B) for n in (1, 2, 3, 4, 5)] == [300, 600, 1200, 2400, 3600]
+    assert error_delay(300, 1, B, retry_after=7200) == 7200
+
+
+def test_a_permanent_redirect_must_repeat() -> None:
+    assert moved(None, 0, "https://new.example/rss") == (1, False)
+    assert moved("https://new.example/rss", 1, "https://new.example/rss") == (2, True)
+    assert moved("https://new.example/rss", 1, "https://other.example/rss") == (1, False)
+
+
+def runtime(tmp_path: Path, server: FeedServer, redis_url: str, *paths: str) -> Runtime:
+    feeds = "".join(f"          - url: {server.url(p)}\n" for p in paths)
+    return runtime_for(tmp_path, f"""\
+        feeds:
+{feeds}
+        settings:
+          poll_interval: 300
+        """, redis_url)
+
+
+def next_poll_in(rt: Runtime, feed_id: str) -> float:
+    return float(rt.store.r.zscore(rt.store.k("schedule"), feed_id) or 0) - time.time()
+
+
+def test_unchanged_body_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
+                                      redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    feed_server.files["/f.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes(),
+                                         validators=False,        # a server without ETags
+                                         headers={"Cache-Control": "max-age=900"})
+    rt = runtime(tmp_path, feed_server, redis_url, "/f.xml")
+    feed = rt.config.feeds[0]
+    rt.store.sync_schedule([(feed.id, feed.interval)])
+    assert pipeline.poll_feed(rt, feed.id).status == "ok"
+    assert 890 < next_poll_in(rt, feed.id) <= 900          # the server's max-age, in bounds
+    parsed = []
+    real = pipeline.parse_feed
+    monkeypatch.setattr(pipeline, "parse_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    assert pipeline.poll_feed(rt, feed.id).status == "unchanged" and parsed == []
+
+
+def test_gone_feeds_stop_and_others_go_on(tmp_path: Path, feed_server: FeedServer,
+                                          redis_url: str) -> None:
+    feed_server.files["/gone.xml"] = Served(b"", status=410)
+    feed_server.files["/ok.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml")
+    gone, ok = rt.config.feeds
+    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    assert pipeline.poll_feed(rt, gone.id).status == "gone"
+    assert pipeline.poll_feed(rt, ok.id).status == "ok"
+    requests = len(feed_server.requests)
+    assert pipeline.poll_feed(rt, gone.id).status == "gone"
+    assert len(feed_server.requests) == requests             # not asked again
+    assert rt.store.claim_due_feeds(time.time() + 10**6, lease=60) == [ok.id]
+
+
+def test_repeated_301_moves_the_feed(tmp_path: Path, feed_server: FeedServer,
+                                     redis_url: str) -> None:
+    feed_server.files["/new.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    feed_server.files["/old.xml"] = Served(b"", status=301, location=feed_server.url("/new.xml"))
+    rt = runtime(tmp_path, feed_server, redis_url, "/old.xml")
+    feed = rt.config.feeds[0]
+    pipeline.poll_feed(rt, feed.id)
+    assert rt.store.feed_state(feed.id).url is None           # once may be a mistake
+    pipeline.poll_feed(rt, feed.id)
+    assert rt.store.feed_state(feed.id).url == feed_server.url("/new.xml")
+    before = [p for p, _ in feed_server.requests]
+    pipeline.poll_feed(rt, feed.id)
+    assert [p for p, _ in feed_server.requests][len(before):] == ["/new.xml"]
+
+
+def test_retry_after_pauses_the_host_and_errors_back_off(tmp_path: Path,
+                                                         feed_server: FeedServer,
+                                                         redis_url: str) -> None:
+    feed_server.files["/busy.xml"] = Served(b"", status=429, headers={"Retry-After": "1200"})
+    feed_server.files["/other.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    rt = runtime(tmp_path, feed_server, redis_url, "/busy.xml", "/other.xml")
+    busy, other = rt.config.feeds
+    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    assert pipeline.poll_feed(rt, busy.id).status == "error"
+    assert 1190 < next_poll_in(rt, busy.id) <= 1200
+    requests = len(feed_server.requests)
+    # The same host (127.0.0.1) asked us to wait: its other feed waits too, without a request.
+    assert pipeline.poll_feed(rt, other.id).status == "deferred"
+    assert len(feed_server.requests) == requests
+    rt.store.r.delete(rt.store.k("hostpause", "127.0.0.1"))
+    feed_server.files["/busy.xml"] = Served(b"", status=500)
+    delays = []
+    for _ in range(3):
+        pipeline.poll_feed(rt, busy.id)
+        delays.append(round(next_poll_in(rt, busy.id) / 60))
+    assert delays == [10, 20, 40]                     # 2nd, 3rd, 4th failure in a row
