@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -130,3 +131,28 @@ def test_retry_after_pauses_the_host_and_errors_back_off(tmp_path: Path,
         pipeline.poll_feed(rt, busy.id)
         delays.append(round(next_poll_in(rt, busy.id) / 60))
     assert delays == [10, 20, 40]                     # 2nd, 3rd, 4th failure in a row
+
+
+def test_feeds_status_command(tmp_path: Path, feed_server: FeedServer, redis_url: str,
+                              capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.cli import main
+
+    feed_server.files["/gone.xml"] = Served(b"", status=410)
+    feed_server.files["/ok.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    feed_server.files["/bad.xml"] = Served(b"<html>not a feed</html>", "text/html")
+    rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml", "/bad.xml")
+    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    for feed in rt.config.feeds:
+        pipeline.poll_feed(rt, feed.id)
+    monkeypatch.setenv("NEWSWATCH_REDIS_URL", redis_url)
+    monkeypatch.setenv("NEWSWATCH_KEY_PREFIX", rt.config.settings.key_prefix)
+    assert main(["feeds", "status", "--config", str(rt.config.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["FEED", "LAST", "POLL"]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    gone, ok, bad = lines[1:]
+    assert re.search(rf"{stamp} +error +1 +- +5 min +gone \(410\): not polled", gone)
+    # the seed declares <ttl>15</ttl>: the interval follows it; the next poll is scheduled
+    assert re.search(rf"{stamp} +ok +0 +{stamp} +15 min", ok)
+    assert re.search(rf"{stamp} +error +1 +{stamp} +5 min +http\S+: not a readable feed", bad)

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
+    feeds = command("feeds", _feeds, "feed health: last poll, outcome, errors, next poll")
+    feeds.add_argument("action", choices=["status"])
     dead = command("dead-letters", _dead_letters, "alerts that could not be delivered")
     dead.add_argument("action", choices=["list", "retry"])
     dead.add_argument("ids", nargs="*", metavar="ID", help="with retry: the alerts to retry")
@@ -250,6 +252,31 @@ def _stories(args: argparse.Namespace) -> int:
         else:
             print(json.dumps({"id": row[0], "story": next(ids)}, ensure_ascii=False))
     return 1 if failures else 0
+
+
+def _feeds(args: argparse.Namespace) -> int:
+    from .runner import services
+
+    config = load_config(args.config)
+    with services(config) as rt:
+        rows = [("FEED", "LAST POLL", "OUTCOME", "ERRORS", "NEXT POLL", "INTERVAL", "NOTE")]
+        for feed in config.feeds:
+            state = rt.store.feed_state(feed.id)
+            next_at = rt.store.next_poll_at(feed.id)
+            note = "gone (410): not polled" if state.gone else \
+                f"moved to {state.url}" if state.url else (state.last_error or "")
+            rows.append((feed.name[:30], _when(state.last_poll_at),
+                         state.last_status or "never", str(state.error_count),
+                         "-" if state.gone else _when(next_at),
+                         f"{(state.interval or feed.interval) / 60:.0f} min", note[:80]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _when(moment: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) if moment else "-"
 
 
 def _dead_letters(args: argparse.Namespace) -> int:

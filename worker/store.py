@@ -218,6 +218,10 @@ class Store:
         return cast(list[str], self._claim_due(keys=[self.k("schedule")],
                                                args=[now, limit, lease]))
 
+    def next_poll_at(self, feed_id: str) -> float | None:
+        score = self.r.zscore(self.k("schedule"), feed_id)
+        return float(score) if score is not None else None
+
     def schedule_next(self, feed_id: str, at: float) -> None:
         self.r.zadd(self.k("schedule"), {feed_id: at}, xx=True)
 
