@@ -104,6 +104,21 @@ topics:
 """
 
 
+def serve_seeds(server: FeedServer) -> str:
+    """Serve the three seed feeds; returns their `feeds:` entries for a config."""
+    from tests.servers import Served
+
+    server.files["/levant.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    server.files["/gulf.atom"] = Served((SEEDS / "gulf-daily.atom").read_bytes(),
+                                        "application/atom+xml")
+    server.files["/briefs.json"] = Served((SEEDS / "relief-briefs.json").read_bytes(),
+                                          "application/feed+json")
+    return "".join(f"          - url: {server.url(path)}\n            name: {name}\n"
+                   for path, name in (("/levant.xml", "Levant Wire"),
+                                      ("/gulf.atom", "Gulf Daily"),
+                                      ("/briefs.json", "Relief Briefs")))
+
+
 def write_config(folder: Path, body: str, *, topics: bool = True) -> Path:
     """A config file in `folder` from YAML text (the standard test topics appended)."""
     path = folder / "newswatch.yaml"

@@ -7,7 +7,6 @@ import email
 import email.policy
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +19,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from worker.embedded import free_port
 
 
 @dataclass

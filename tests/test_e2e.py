@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, SECRET, SEEDS, write_config
-from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver, wait_for
+from tests.conftest import ROOT, SECRET, SEEDS, serve_seeds, write_config
+from tests.servers import FeedServer, SMTPServer, WebhookReceiver, wait_for
 from worker.config import load_config
 
 pytestmark = pytest.mark.e2e
@@ -52,18 +52,10 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 @pytest.fixture
 def celery_setup(tmp_path: Path, feed_server: FeedServer, receiver: WebhookReceiver,
                  smtp: SMTPServer, redis_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    feed_server.files["/levant.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
-    feed_server.files["/gulf.atom"] = Served((SEEDS / "gulf-daily.atom").read_bytes())
-    feed_server.files["/briefs.json"] = Served((SEEDS / "relief-briefs.json").read_bytes(),
-                                               "application/feed+json")
+    feeds = serve_seeds(feed_server)
     config = write_config(tmp_path, f"""\
         feeds:
-          - url: {feed_server.url('/levant.xml')}
-            name: Levant Wire
-          - url: {feed_server.url('/gulf.atom')}
-            name: Gulf Daily
-          - url: {feed_server.url('/briefs.json')}
-            name: Relief Briefs
+{feeds}
         subscribers:
           - id: ops
             webhook: {receiver.url}

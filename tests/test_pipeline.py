@@ -6,32 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, SEEDS, runtime_for
+from tests.conftest import SECRET, SEEDS, runtime_for, serve_seeds
 from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver
 from worker import pipeline
 from worker.runtime import Runtime
 
 
-def seed_server(server: FeedServer) -> None:
-    server.files["/levant.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
-    server.files["/gulf.atom"] = Served((SEEDS / "gulf-daily.atom").read_bytes(),
-                                        "application/atom+xml")
-    server.files["/briefs.json"] = Served((SEEDS / "relief-briefs.json").read_bytes(),
-                                          "application/feed+json")
-
-
 def seeds_runtime(tmp_path: Path, server: FeedServer, redis_url: str, subscribers: str,
                   extra_feeds: str = "") -> Runtime:
-    seed_server(server)
+    feeds = serve_seeds(server)
     return runtime_for(tmp_path, f"""\
         feeds:
-          - url: {server.url('/levant.xml')}
-            name: Levant Wire
-          - url: {server.url('/gulf.atom')}
-            name: Gulf Daily
-          - url: {server.url('/briefs.json')}
-            name: Relief Briefs
-{extra_feeds}
+{feeds}{extra_feeds}
         subscribers:
 {subscribers}
         """, redis_url)

