@@ -63,6 +63,7 @@ class _FeedHandler(_Quiet):
     def do_GET(self) -> None:
         server: FeedServer = self.server.owner  # type: ignore[attr-defined]
         server.requests.append((self.path, dict(self.headers)))
+        server.request_times.append((self.path, time.time()))
         doc = server.files.get(self.path)
         if doc is None:
             self.send_response(404)
@@ -104,6 +105,7 @@ class FeedServer(_Server):
     def __init__(self) -> None:
         self.files: dict[str, Served] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.request_times: list[tuple[str, float]] = []
         self.not_modified = 0
         super().__init__(_FeedHandler)
 
