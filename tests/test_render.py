@@ -17,8 +17,9 @@ from tests.conftest import SECRET
 from worker.deliver import render
 from worker.deliver.outbox import write_outbox
 from worker.deliver.retry import backoff
-from worker.deliver.webhook import retry_after_seconds, signed_headers
+from worker.deliver.webhook import signed_headers
 from worker.models import Alert, Entry, Match
+from worker.retry_after import retry_after_seconds
 
 
 def alert(title: str = "Talks resume", link: str | None = "https://a.example/1") -> Alert:

@@ -17,9 +17,9 @@ from urllib.request import url2pathname
 
 import httpx
 
-from .deliver.webhook import retry_after_seconds
 from .errors import FetchError
 from .netguard import GuardedTransport
+from .retry_after import retry_after_seconds
 
 MAX_REDIRECTS = 5
 ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "

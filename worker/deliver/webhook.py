@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from ..errors import DeliveryError
 from ..netguard import BlockedAddress
+from ..retry_after import retry_after_seconds
 from .retry import RETRYABLE_STATUS
 
 
@@ -47,19 +47,3 @@ def send_webhook(client: httpx.Client, url: str, secret: str, body: dict[str, An
     raise DeliveryError(url, f"HTTP {status} {response.reason_phrase}",
                         retryable=status in RETRYABLE_STATUS,
                         retry_after=retry_after_seconds(response.headers.get("Retry-After")))
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
