@@ -195,6 +195,8 @@ class Settings(_Model):
     delivery_max_age_hours: float = Field(default=24.0, gt=0)   # then the alert is dead
     redeliver_after: float = Field(default=300.0, ge=1)     # work idle this long is re-queued
     unsubscribe_url: str | None = None    # base URL for List-Unsubscribe(-Post) one-click
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)   # Prometheus /metrics
+    metrics_address: str = "127.0.0.1"
 
     @field_validator("unsubscribe_url")
     @classmethod

@@ -73,6 +73,7 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
     if (paused := rt.store.host_paused_for(host)) > 0:     # the host asked us to wait
         rt.store.schedule_next(feed_id, time.time() + paused)
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {paused:.0f} s")
+    started = time.monotonic()
     try:
         result = fetch(rt.http, url, state.validators, max_bytes=s.max_feed_bytes,
                        max_seconds=s.max_fetch_seconds)
@@ -117,6 +118,7 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
         outcome = PollOutcome(feed_id, "error", error=error)
         delay = schedule.error_delay(interval, state.error_count + 1, bounds)
     rt.store.schedule_next(feed_id, time.time() + delay)
+    rt.store.observe("poll_duration", time.monotonic() - started)
     return outcome
 
 
@@ -273,6 +275,7 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     try:
         _send(rt, sub, alert_id, record.kind)
         rt.store.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
+        rt.store.observe("delivery_latency", max(0.0, time.time() - record.created_at))
     except DeliveryError as exc:
         attempt = record.attempts + 1
         delay = backoff(attempt, retry_after=exc.retry_after, base=s.retry_base_delay,

@@ -59,6 +59,10 @@ def run_forever(config: Config, *, concurrency: int = 4, loglevel: str = "INFO")
         from .app import QUEUES, app
 
         recover(rt)
+        if rt.config.settings.metrics_port:
+            from .metrics import serve
+
+            serve(rt.store, rt.config.settings.metrics_port, rt.config.settings.metrics_address)
         schedule = rt.config.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
         worker: Any = app.Worker(pool="threads", concurrency=concurrency, beat=True,

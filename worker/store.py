@@ -42,6 +42,11 @@ from .fetch import Validators
 from .models import Alert, Entry
 
 DAY = 86_400
+# Histograms kept as cumulative bucket counters in P:stats (seconds).
+HISTOGRAMS = {
+    "poll_duration": ("Time to fetch and parse a feed", (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)),
+    "delivery_latency": ("Time from detection to delivery", (1, 5, 15, 60, 300, 3600, 86400)),
+}
 
 # Take in an entry once: mark it seen, keep its data, queue it for processing, in one step.
 _ADD_ENTRY = """
@@ -488,6 +493,16 @@ class Store:
         return cast(list[str], self.r.zrange(self.k("dead"), 0, -1))
 
     # -- counters -----------------------------------------------------------------------------
+
+    def observe(self, name: str, seconds: float) -> None:
+        """Add one observation to a histogram (cumulative buckets, as Prometheus has them)."""
+        pipe = self.r.pipeline()
+        for bound in HISTOGRAMS[name][1]:
+            if seconds <= bound:
+                pipe.hincrby(self.k("stats"), f"hist:{name}:{bound}", 1)
+        pipe.hincrby(self.k("stats"), f"hist:{name}:count", 1)
+        pipe.hincrby(self.k("stats"), f"hist:{name}:sum_ms", int(seconds * 1000))
+        pipe.execute()
 
     def count(self, name: str, by: int = 1) -> None:
         self.r.hincrby(self.k("stats"), name, by)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from celery.signals import worker_ready
+
 from . import pipeline, runtime
 from .app import app
 
 BATCH = 50
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """A Celery worker serves /metrics too when settings.metrics_port is set (each worker
+    needs its own port; the figures are the whole deployment's, read from Redis)."""
+    rt = runtime.current()
+    if rt.config.settings.metrics_port:
+        from .metrics import serve
+
+        serve(rt.store, rt.config.settings.metrics_port, rt.config.settings.metrics_address)
 
 
 @app.task(name="newswatch.schedule_due")
