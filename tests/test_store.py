@@ -66,3 +66,40 @@ def test_delivery_claim_is_exclusive(store: Store) -> None:
     assert not store.claim_delivery("a1")
     store.release_delivery("a1")
     assert store.claim_delivery("a1")
+
+
+def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Task B reads "pending", then gets the claim only after task A delivered and released
+    it (a retry due and a lost-task sweep enqueue the same alert): B must not send again."""
+    from tests.conftest import runtime_for
+    from worker import pipeline
+
+    rt = runtime_for(tmp_path, """\
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [hostage-releases]
+        """, redis_url)
+    alert = Alert("race1", "desk", "s1", entry(1), (Match("hostage-releases", "H", 1.0),),
+                  datetime.now(UTC))
+    assert rt.store.create_alert(alert, origin="f1:e1") == 1
+    a_done, b_waiting = threading.Event(), threading.Event()
+    real_claim = rt.store.claim_delivery
+
+    def claim(alert_id: str, ttl: int = 300) -> bool:
+        if threading.current_thread().name == "B":
+            b_waiting.set()
+            a_done.wait(10)                   # A delivers and releases meanwhile
+        return real_claim(alert_id, ttl)
+
+    monkeypatch.setattr(rt.store, "claim_delivery", claim)
+    results: dict[str, str] = {}
+    b = threading.Thread(name="B", target=lambda: results.update(
+        B=pipeline.deliver_alert(rt, "race1").status))
+    b.start()
+    assert b_waiting.wait(10)                 # B has read the state and waits for the claim
+    results["A"] = pipeline.deliver_alert(rt, "race1").status
+    a_done.set()
+    b.join(10)
+    assert results == {"A": "delivered", "B": "skipped"}
+    assert len(list((tmp_path / "out").glob("*.json"))) == 1

@@ -265,6 +265,12 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     # The claim outlives a hung attempt (timeouts bound it), so two workers never send at once.
     if not rt.store.claim_delivery(alert_id, ttl=int(3 * s.fetch_timeout) + 5):
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
+    # Read the state again under the claim: another task may have delivered it between our
+    # first look and the claim (it releases the claim only after recording the delivery).
+    record = rt.store.record_state(alert_id)
+    if record is None or record.status not in ("pending", "retrying"):
+        rt.store.release_delivery(alert_id)
+        return DeliveryOutcome(alert_id, "skipped")
     try:
         sub = rt.config.subscriber(record.subscriber_id)
     except KeyError:
