@@ -156,3 +156,60 @@ def test_feeds_status_command(tmp_path: Path, feed_server: FeedServer, redis_url
     # the seed declares <ttl>15</ttl>: the interval follows it; the next poll is scheduled
     assert re.search(rf"{stamp} +ok +0 +{stamp} +15 min", ok)
     assert re.search(rf"{stamp} +error +1 +{stamp} +5 min +http\S+: not a readable feed", bad)
+
+
+def test_operators_hear_of_gone_and_failing_feeds(tmp_path: Path, feed_server: FeedServer,
+                                                  redis_url: str) -> None:
+    import email
+    import email.policy
+    import json
+
+    feed_server.files["/down.xml"] = Served(b"", status=500)
+    feed_server.files["/gone.xml"] = Served(b"", status=410)
+    rt = runtime_for(tmp_path, f"""\
+        feeds:
+          - url: {feed_server.url('/down.xml')}
+            name: Down
+          - url: {feed_server.url('/gone.xml')}
+            name: Gone
+        subscribers:
+          - id: oncall
+            outbox: ops
+            topics: [hostage-releases]
+        settings:
+          operators: [oncall]
+          operator_alert_after: 3
+        """, redis_url)
+    down, gone = rt.config.feeds
+    notices = [pipeline.poll_feed(rt, down.id).notices for _ in range(4)]
+    assert [len(n) for n in notices] == [0, 0, 1, 0]          # once, at the 3rd failure
+    gone_notices = pipeline.poll_feed(rt, gone.id).notices
+    assert len(gone_notices) == 1
+    for notice_id in (*notices[2], *gone_notices):
+        assert pipeline.deliver_alert(rt, notice_id).status == "delivered"
+    bodies = sorted((json.loads(p.read_text()) for p in (tmp_path / "ops").glob("*.json")),
+                    key=lambda b: b["problem"])
+    assert [(b["type"], b["problem"], b["feed"]["name"], b["error_class"],
+             b["errors_in_a_row"]) for b in bodies] == [
+        ("feed_problem", "failing", "Down", "HTTP 500", 3),
+        ("feed_problem", "gone", "Gone", "HTTP 410", 1)]
+    subjects = sorted(str(email.message_from_bytes(p.read_bytes(),
+                                                   policy=email.policy.default)["Subject"])
+                      for p in (tmp_path / "ops").glob("*.eml"))
+    assert subjects == ["[newswatch] Feed problem: Down failed 3 times in a row",
+                        "[newswatch] Feed problem: Gone is gone (HTTP 410): no longer polled"]
+
+
+def test_unknown_operator_is_a_config_error(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+    from worker.config import load_config
+    from worker.errors import ConfigError
+
+    path = write_config(tmp_path, """\
+        settings:
+          operators: [nobody]
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(":2: settings.operators[0]: unknown subscriber 'nobody'" in p
+               for p in info.value.problems)

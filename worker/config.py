@@ -195,6 +195,8 @@ class Settings(_Model):
     delivery_max_age_hours: float = Field(default=24.0, gt=0)   # then the alert is dead
     redeliver_after: float = Field(default=300.0, ge=1)     # work idle this long is re-queued
     unsubscribe_url: str | None = None    # base URL for List-Unsubscribe(-Post) one-click
+    operators: tuple[str, ...] = ()       # subscribers told when a feed is gone or failing
+    operator_alert_after: int = Field(default=5, ge=1)     # failures in a row before telling
     metrics_port: int | None = Field(default=None, ge=1, le=65535)   # Prometheus /metrics
     metrics_address: str = "127.0.0.1"
 
@@ -382,6 +384,11 @@ def _cross_check(model: ConfigModel, where: Any) -> list[str]:
             problems.append(f"{where(('topics', topic_id))}: topics.{topic_id}: topic ids are "
                             "lowercase letters, digits, '-' and '_'")
     seen: set[str] = set()
+    known_subscribers = {s.id for s in model.subscribers}
+    for j, operator in enumerate(model.settings.operators):
+        if operator not in known_subscribers:
+            problems.append(f"{where(('settings', 'operators', j))}: settings.operators[{j}]: "
+                            f"unknown subscriber {operator!r}")
     for i, sub in enumerate(model.subscribers):
         if sub.id in seen:
             problems.append(f"{where(('subscribers', i, 'id'))}: subscribers[{i}].id: "

@@ -21,7 +21,7 @@ from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, ParseError
 from .fetch import fetch
-from .models import Alert, Entry, Match
+from .models import Alert, Entry, Match, iso
 from .parse import parse_feed
 from .runtime import Runtime
 from .store import FeedState
@@ -33,9 +33,10 @@ CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again 
 @dataclass(frozen=True)
 class PollOutcome:
     feed_id: str
-    status: str                      # ok | not_modified | error
+    status: str                      # ok | not_modified | unchanged | error | gone | deferred
     new_entries: tuple[str, ...] = ()
     error: str | None = None
+    notices: tuple[str, ...] = ()    # operator notices to deliver (feed gone or failing)
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,13 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
             rt.store.update_feed(feed_id, gone=1)
             rt.store.unschedule(feed_id)
             log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url)
-            return PollOutcome(feed_id, "gone", error=str(exc))
+            notices = _notify(rt, feed_id, feed.name, url, "gone", exc, state.error_count + 1)
+            return PollOutcome(feed_id, "gone", error=str(exc), notices=notices)
         if code in (429, 503) and retry_after:
             rt.store.pause_host(host, retry_after)
+        if state.error_count + 1 == s.operator_alert_after:       # once per failure streak
+            outcome = replace(outcome, notices=_notify(rt, feed_id, feed.name, url, "failing",
+                                                       exc, state.error_count + 1))
         delay = schedule.error_delay(interval, state.error_count + 1, bounds, retry_after)
     except Exception as exc:   # input we did not foresee: recorded for this feed only
         log.exception("feed %s (%s): unexpected failure", feed.name, url)
@@ -120,6 +125,28 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
     rt.store.schedule_next(feed_id, time.time() + delay)
     rt.store.observe("poll_duration", time.monotonic() - started)
     return outcome
+
+
+def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str, exc: Exception,
+            errors: int) -> tuple[str, ...]:
+    """Tell the operators (settings.operators) that a feed is gone or keeps failing."""
+    now = datetime.now(UTC)
+    if isinstance(exc, FetchError):
+        error_class = f"HTTP {exc.status}" if exc.status else \
+            "timeout" if "timed out" in exc.reason or "took longer" in exc.reason else "fetch"
+    else:
+        error_class = "not a feed" if isinstance(exc, ParseError) else type(exc).__name__
+    created = []
+    for operator in rt.config.settings.operators:
+        notice_id = "n" + hashlib.sha256(
+            f"{operator}\n{feed_id}\n{problem}\n{now.isoformat()}".encode()).hexdigest()[:23]
+        body = {"type": "feed_problem", "id": notice_id, "subscriber": operator,
+                "problem": problem, "feed": {"id": feed_id, "name": name, "url": url},
+                "error_class": error_class, "error": str(exc), "errors_in_a_row": errors,
+                "detected_at": iso(now)}
+        if rt.store.create_notice(notice_id, body, operator):
+            created.append(notice_id)
+    return tuple(created)
 
 
 def _follow_move(rt: Runtime, feed_id: str, state: FeedState, moved_to: str | None) -> None:
@@ -308,7 +335,8 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
     s = rt.config.settings
     body = _body(rt, record_id, kind)
     to = sub.email or f"{sub.id}@localhost"
-    make = render.digest_email if kind == "digest" else render.email_message
+    make = {"digest": render.digest_email, "notice": render.notice_email}.get(
+        kind, render.email_message)
     if sub.webhook:
         assert sub.secret is not None
         send_webhook(rt.http, sub.webhook, sub.secret, body)
@@ -324,10 +352,10 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
 def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
     """The webhook JSON of an alert (its story's copies read now) or of a digest (built when
     its period closed)."""
-    if kind == "digest":
+    if kind in ("digest", "notice"):
         body = rt.store.record_data(record_id)
         if body is None:
-            raise DeliveryError(record_id, "digest record has no data", retryable=False)
+            raise DeliveryError(record_id, f"{kind} record has no data", retryable=False)
         return body
     record = rt.store.load_alert(record_id)
     if record is None:

@@ -330,6 +330,11 @@ class Store:
         return self._create(digest_id, json.dumps(body), digest_id, subscriber_id, "digest",
                             None)
 
+    def create_notice(self, notice_id: str, body: dict[str, Any], subscriber_id: str) -> int:
+        """An operator notice (a feed gone or failing), delivered like an alert."""
+        return self._create(notice_id, json.dumps(body), notice_id, subscriber_id, "notice",
+                            None)
+
     def _create(self, record_id: str, data: str, origin: str, subscriber_id: str, kind: str,
                 hold_until: tuple[str, float] | None) -> int:
         bucket = self.k("digest", subscriber_id, hold_until[0]) if hold_until else \

@@ -32,6 +32,8 @@ def schedule_due() -> int:
 @app.task(name="newswatch.poll_feed")
 def poll_feed(feed_id: str) -> str:
     outcome = pipeline.poll_feed(runtime.current(), feed_id)
+    for notice_id in outcome.notices:
+        deliver.delay(notice_id)
     keys = list(outcome.new_entries)
     for i in range(0, len(keys), BATCH):
         process_entries.delay(keys[i:i + BATCH])

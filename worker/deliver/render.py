@@ -122,6 +122,24 @@ def digest_email(body: dict[str, Any], *, to: str, from_address: str,
     return msg
 
 
+def notice_email(body: dict[str, Any], *, to: str, from_address: str,
+                 domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
+    """An operator notice: a feed is gone (410) or keeps failing."""
+    feed = body["feed"]
+    what = "is gone (HTTP 410): no longer polled" if body["problem"] == "gone" else \
+        f"failed {body['errors_in_a_row']} times in a row"
+    msg = EmailMessage()
+    msg["Subject"] = single_line(f"[newswatch] Feed problem: {feed['name']} {what}")
+    msg["From"], msg["To"] = from_address, to
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = f"<{body['id']}@{domain}>"
+    text = (f"Feed {feed['name']} ({feed['url']}) {what}.\n\n"
+            f"Error class: {body['error_class']}\nLast error: {body['error']}\n")
+    msg.set_content(text)
+    msg.add_alternative(f"<p>{html_escape(text).replace(chr(10), '<br>')}</p>", subtype="html")
+    return msg
+
+
 def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     lines = [story["title"], ""]
     if story.get("url"):
