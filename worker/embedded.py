@@ -63,12 +63,6 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 SERVER_FILE = "server.json"
 

@@ -49,7 +49,9 @@ class DeliveryOutcome:
 
 def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
     """Claim the feeds whose next poll time has come (atomic across schedulers)."""
-    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    if not rt.schedule_synced:      # the feed list changes only with the config (a restart)
+        rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+        rt.schedule_synced = True
     return rt.store.claim_due_feeds(now or time.time(), lease=CLAIM_LEASE)
 
 

@@ -23,6 +23,7 @@ class Runtime:
     store: Store
     classifier: Classifier
     http: httpx.Client
+    schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
 
     @classmethod
     def create(cls, config: Config) -> Runtime:

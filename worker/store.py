@@ -159,9 +159,6 @@ class Store:
     def k(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
-    def ping(self) -> bool:
-        return bool(self.r.ping())
-
     # -- feeds and schedule -------------------------------------------------------------------
 
     def feed_state(self, feed_id: str) -> FeedState:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-MAX_ATTEMPTS = 8
 BASE_DELAY = 2.0
 MAX_DELAY = 600.0
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
