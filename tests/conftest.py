@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -117,6 +120,42 @@ def serve_seeds(server: FeedServer) -> str:
                    for path, name in (("/levant.xml", "Levant Wire"),
                                       ("/gulf.atom", "Gulf Daily"),
                                       ("/briefs.json", "Relief Briefs")))
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path | None = None,
+          cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    """A process in its own session (so `stop` reaches its children), output to `log`."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+CELERY = [sys.executable, "-m", "celery", "-A", "worker.app"]
+
+
+def celery_worker(env: dict[str, str], name: str, log: Path | None = None, *,
+                  concurrency: int = 4, queues: str = "poll,process,deliver",
+                  extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """A real Celery worker process on the threads pool."""
+    return spawn([*CELERY, "worker", "-Q", queues, "--pool", "threads", "-c",
+                  str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+                  *extra], env, log)
+
+
+def celery_beat(env: dict[str, str], schedule: Path,
+                log: Path | None = None) -> subprocess.Popen[bytes]:
+    return spawn([*CELERY, "beat", "-s", str(schedule)], env, log)
 
 
 def write_config(folder: Path, body: str, *, topics: bool = True) -> Path:

@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, SECRET, SEEDS, serve_seeds, write_config
+from tests.conftest import (
+    ROOT,
+    SECRET,
+    SEEDS,
+    celery_beat,
+    celery_worker,
+    serve_seeds,
+    spawn,
+    stop,
+    write_config,
+)
 from tests.servers import FeedServer, SMTPServer, WebhookReceiver, wait_for
 from worker.config import load_config
 
@@ -30,23 +40,6 @@ def env_for(config: Path, redis_url: str) -> dict[str, str]:
                PYTHONUNBUFFERED="1")
     env.pop("NEWSWATCH_BROKER_URL", None)
     return env
-
-
-def start(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        return subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
 
 
 @pytest.fixture
@@ -76,12 +69,8 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
                                            receiver: WebhookReceiver, smtp: SMTPServer,
                                            redis_url: str) -> None:
     config, env = celery_setup
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
-    worker = start([*celery, "worker", "-Q", "poll,process,deliver", "--pool", "threads",
-                    "-c", "4", "-n", "e2e@%h", "--without-mingle", "--without-gossip"],
-                   env, tmp_path / "worker.log", ROOT)
-    beat = start([*celery, "beat", "-s", str(tmp_path / "beat-schedule")], env,
-                 tmp_path / "beat.log", ROOT)
+    worker = celery_worker(env, "e2e", tmp_path / "worker.log")
+    beat = celery_beat(env, tmp_path / "beat-schedule", tmp_path / "beat.log")
     try:
         # Cycle 1, scheduled by beat: 5 alerts for ops (webhook), 3 for desk (email).
         assert wait_for(lambda: len(receiver.received) >= 5 and len(smtp.messages) >= 3, 60), \
@@ -158,7 +147,7 @@ def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
 def test_run_forever_polls_on_schedule_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     config = readme_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
-    proc = start([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
+    proc = spawn([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
                  tmp_path / "run.log", tmp_path)
     try:
         assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == 5, 60), \
@@ -203,9 +192,7 @@ def test_rabbitmq_as_the_celery_broker(tmp_path: Path, celery_setup: tuple[Path,
     suffix = uuid.uuid4().hex[:8]
     env["NEWSWATCH_QUEUE_SUFFIX"] = suffix
     queues = ",".join(f"{q}-{suffix}" for q in ("poll", "process", "deliver"))
-    worker = start([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues,
-                    "--pool", "threads", "-c", "4", "-n", f"amqp-{suffix}@%h",
-                    "--without-mingle", "--without-gossip"], env, tmp_path / "worker.log", ROOT)
+    worker = celery_worker(env, f"amqp-{suffix}", tmp_path / "worker.log", queues=queues)
     try:
         from celery import Celery
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, SECRET, runtime_for, write_config
+from tests.conftest import SECRET, celery_beat, celery_worker, runtime_for, stop, write_config
 from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver, free_port, wait_for
 from worker import pipeline
 from worker.config import load_config
@@ -120,14 +120,9 @@ def test_worker_killed_mid_delivery(tmp_path: Path, feed_server: FeedServer,
     receiver.delay = 0.7                       # deliveries are in flight when the kill comes
     config = webhook_config(tmp_path, feed_server, receiver, "          redeliver_after: 2")
     env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(config))
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
 
     def worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([*celery, "worker", "-Q", "poll,process,deliver", "--pool",
-                                 "threads", "-c", "4", "-n", f"{name}@%h", "-l", "INFO",
-                                 "--without-mingle", "--without-gossip"], env=env, cwd=ROOT,
-                                stdout=open(tmp_path / f"{name}.log", "wb"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return celery_worker(env, name, tmp_path / f"{name}.log", extra=("-l", "INFO"))
 
     first = worker("first")
     from celery import Celery
@@ -142,9 +137,7 @@ def test_worker_killed_mid_delivery(tmp_path: Path, feed_server: FeedServer,
         killed_at = time.time()
         in_flight = {i for i, t, _ in receiver.attempts if t > killed_at - receiver.delay}
         second = worker("second")
-        beat = subprocess.Popen([*celery, "beat", "-s", str(tmp_path / "beat")], env=env,
-                                cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        beat = celery_beat(env, tmp_path / "beat")
         try:
             state = redis.Redis.from_url(redis_url, decode_responses=True)
             assert wait_for(lambda: len({i for i, _, s in receiver.attempts if s == 200}) == 8
@@ -152,11 +145,9 @@ def test_worker_killed_mid_delivery(tmp_path: Path, feed_server: FeedServer,
                 (receiver.attempts, state.smembers("nw:pending:alerts"))
         finally:
             for proc in (beat, second):
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
+                stop(proc)
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+        stop(first, signal.SIGKILL)
     counts = Counter(i for i, _, s in receiver.attempts if s == 200)
     assert len(counts) == 8                                   # nothing lost
     twice = {i for i, n in counts.items() if n > 1}

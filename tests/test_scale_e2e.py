@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, SECRET, write_config
+from tests.conftest import SECRET, celery_beat, celery_worker, stop, write_config
 from tests.servers import FeedServer, Served, WebhookReceiver, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -59,15 +56,8 @@ def test_two_schedulers_two_workers_200_feeds(tmp_path: Path, feed_server: FeedS
           max_interval: 10
         """)
     env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(config))
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
-    procs = [subprocess.Popen([*celery, "worker", "-Q", "poll,process,deliver", "--pool",
-                               "threads", "-c", "8", "-n", f"w{i}@%h", "--without-mingle",
-                               "--without-gossip"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True) for i in range(2)]
-    procs += [subprocess.Popen([*celery, "beat", "-s", str(tmp_path / f"beat{i}")], env=env,
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True) for i in range(2)]
+    procs = [celery_worker(env, f"w{i}", concurrency=8) for i in range(2)]
+    procs += [celery_beat(env, tmp_path / f"beat{i}") for i in range(2)]
     start = time.time()
     try:
         state = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -78,9 +68,8 @@ def test_two_schedulers_two_workers_200_feeds(tmp_path: Path, feed_server: FeedS
                         and len(receiver.received) >= FEEDS, 30)
     finally:
         for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(30)
+            stop(p)
+
     times: dict[str, list[float]] = defaultdict(list)
     for path, when in feed_server.request_times:
         times[path].append(when)

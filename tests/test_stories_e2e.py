@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, SECRET, write_config
+from tests.conftest import SECRET, celery_worker, stop, write_config
 from tests.servers import FeedServer, Served, WebhookReceiver, wait_for
 from worker import pipeline
 from worker.config import load_config
@@ -63,12 +60,7 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
             timezone: Europe/Paris
         """)
     env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url, NEWSWATCH_CONFIG=str(config))
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-              "poll,process,deliver", "--pool", "threads", "-c", "4", "--without-mingle",
-              "--without-gossip"]
-    workers = [subprocess.Popen([*celery, "-n", f"w{i}@%h"], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True) for i in range(2)]
+    workers = [celery_worker(env, f"w{i}") for i in range(2)]
     try:
         from celery import Celery
 
@@ -89,8 +81,7 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
         assert wait_for(lambda: len(list((tmp_path / "digests").glob("*.json"))) == 1, 30)
     finally:
         for w in workers:
-            os.killpg(w.pid, signal.SIGTERM)
-            w.wait(30)
+            stop(w)
     assert len(receiver.received) == 1                       # one alert for ops
     assert len(list((tmp_path / "out").glob("*.json"))) == 1  # one for desk
     story_id = receiver.received[0].body["story"]["id"]
