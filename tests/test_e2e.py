@@ -69,7 +69,8 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
                                            receiver: WebhookReceiver, smtp: SMTPServer,
                                            redis_url: str) -> None:
     config, env = celery_setup
-    worker = celery_worker(env, "e2e", tmp_path / "worker.log")
+    env["NEWSWATCH_LOG_FORMAT"] = "json"
+    worker = celery_worker(env, "e2e", tmp_path / "worker.log", extra=("-l", "INFO"))
     beat = celery_beat(env, tmp_path / "beat-schedule", tmp_path / "beat.log")
     try:
         # Cycle 1, scheduled by beat: 5 alerts for ops (webhook), 3 for desk (email).
@@ -103,6 +104,19 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
     assert len(smtp.messages) == 3
     assert len({m["Message-ID"] for m in smtp.messages}) == 3
     assert sum(any(t in m["Subject"] for t in SEED_STORY) for m in smtp.messages) == 1
+
+    # The worker logged JSON lines (Celery's own records too) naming each feed and alert.
+    records = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
+               if line.startswith("{")]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    polled = [r for r in records if r.get("outcome") == "ok" and "feed" in r]
+    assert {r["url"] for r in polled} == {f.url for f in load_config(config).feeds}
+    delivered = [r for r in records if r.get("outcome") == "delivered"]
+    assert len(delivered) == 8
+    assert {(r["subscriber"], r["channel"]) for r in delivered} == {("ops", "webhook"),
+                                                                   ("desk", "email")}
+    assert all(r["alert"] in r["message"] for r in delivered)
+    assert any(r["logger"].startswith("celery") for r in records)
 
 
 def readme_config(tmp_path: Path) -> Path:

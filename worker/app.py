@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
+from . import logs
 from .config import Settings, load_config
 from .errors import ConfigError
 
@@ -40,6 +43,12 @@ def broker_url(settings: Settings) -> str:
               "`newswatch run` starts an embedded Redis for you", file=sys.stderr)
         raise SystemExit(2)
     return url
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _logging(loglevel: Any = None, **_: Any) -> None:
+    """Celery's worker and beat log through our handler: text or JSON (settings.log_format)."""
+    logs.configure(loglevel or "WARNING", logs.resolve_format(None, _settings().log_format))
 
 
 app = Celery("newswatch", include=["worker.tasks"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import __version__
+from . import __version__, logs
 from .config import Config, load_config
 from .errors import ConfigError, NewswatchError
 
@@ -21,8 +20,9 @@ from .errors import ConfigError, NewswatchError
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format:               # seen by Celery's logging setup in this process too
+        os.environ["NEWSWATCH_LOG_FORMAT"] = args.log_format
+    logs.configure(args.log_level, logs.resolve_format(args.log_format))
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"newswatch {__version__}")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=logs.FORMATS, default=None,
+                   help="text (default) or json: one object per line, with the feed or "
+                        "alert as fields (also NEWSWATCH_LOG_FORMAT or settings.log_format)")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
@@ -88,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     from . import runner
 
     config = load_config(args.config)
+    logs.configure(args.log_level, logs.resolve_format(args.log_format,
+                                                       config.settings.log_format))
     if not args.once:
         level = "INFO" if args.log_level == "WARNING" else args.log_level
         runner.run_forever(config, concurrency=args.concurrency, loglevel=level)

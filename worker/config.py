@@ -199,6 +199,7 @@ class Settings(_Model):
     operator_alert_after: int = Field(default=5, ge=1)     # failures in a row before telling
     metrics_port: int | None = Field(default=None, ge=1, le=65535)   # Prometheus /metrics
     metrics_address: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = "text"    # json: one object per line, for machines
 
     @field_validator("unsubscribe_url")
     @classmethod

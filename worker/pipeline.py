@@ -21,6 +21,7 @@ from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, ParseError
 from .fetch import fetch
+from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
 from .parse import parse_feed
 from .runtime import Runtime
@@ -88,6 +89,8 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
             status = "not_modified" if result.not_modified else "unchanged"
             outcome = PollOutcome(feed_id, status)
             rt.store.record_poll(feed_id, status, validators=result.validators)
+            log.debug("feed %s (%s): %s", feed.name, url, status,
+                      extra=feed_fields(feed_id, url, outcome=status))
         else:
             entries = parse_feed(result.body, url=url, feed_id=feed_id, feed_name=feed.name,
                                  headers=result.headers, max_entries=s.max_entries)
@@ -96,12 +99,17 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
             rt.store.record_poll(feed_id, "ok", validators=result.validators,
                                  new_entries=len(new))
             rt.store.update_feed(feed_id, body_hash=digest or "")
+            log.info("feed %s (%s): %d entries, %d new", feed.name, url, len(entries), len(new),
+                     extra=feed_fields(feed_id, url, outcome="ok", entries=len(entries),
+                                       new_entries=len(new)))
         interval = schedule.next_interval(interval, bounds, new_entries=len(outcome.new_entries),
                                           hint=hint)
         rt.store.update_feed(feed_id, interval=interval)
         delay = interval
     except (FetchError, ParseError) as exc:
-        log.warning("feed %s (%s): %s", feed.name, url, exc.reason)
+        log.warning("feed %s (%s): %s", feed.name, url, exc.reason,
+                    extra=feed_fields(feed_id, url, outcome="error", status=getattr(
+                        exc, "status", None), errors_in_a_row=state.error_count + 1))
         outcome = PollOutcome(feed_id, "error", error=str(exc))
         rt.store.record_poll(feed_id, "error", error=str(exc))
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
@@ -109,7 +117,8 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
         if code == 410:                   # Gone: the publisher says stop
             rt.store.update_feed(feed_id, gone=1)
             rt.store.unschedule(feed_id)
-            log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url)
+            log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url,
+                      extra=feed_fields(feed_id, url, outcome="gone", status=410))
             notices = _notify(rt, feed_id, feed.name, url, "gone", exc, state.error_count + 1)
             return PollOutcome(feed_id, "gone", error=str(exc), notices=notices)
         if code in (429, 503) and retry_after:
@@ -119,7 +128,8 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
                                                        exc, state.error_count + 1))
         delay = schedule.error_delay(interval, state.error_count + 1, bounds, retry_after)
     except Exception as exc:   # input we did not foresee: recorded for this feed only
-        log.exception("feed %s (%s): unexpected failure", feed.name, url)
+        log.exception("feed %s (%s): unexpected failure", feed.name, url,
+                      extra=feed_fields(feed_id, url, outcome="error"))
         error = f"{url}: internal error: {type(exc).__name__}: {exc}"
         rt.store.record_poll(feed_id, "error", error=error)
         outcome = PollOutcome(feed_id, "error", error=error)
@@ -160,7 +170,8 @@ def _follow_move(rt: Runtime, feed_id: str, state: FeedState, moved_to: str | No
     count, adopt = schedule.moved(state.moved_target, state.moved_count, moved_to)
     if adopt:
         rt.store.update_feed(feed_id, url=moved_to, moved_target="", moved_count=0)
-        log.warning("feed %s moved permanently to %s", feed_id, moved_to)
+        log.warning("feed %s moved permanently to %s", feed_id, moved_to,
+                    extra=feed_fields(feed_id, moved_to, outcome="moved"))
     else:
         rt.store.update_feed(feed_id, moved_target=moved_to, moved_count=count)
 
@@ -203,6 +214,10 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
                 out += _update(rt, alert, entry_key)
         if created == 1:
             rt.store.count(f"alerts:{sub.id}:created")
+            log.info("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
+                     extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
+                                        feed=entry.feed_id, outcome="created",
+                                        topics=[m.topic_id for m in mine]))
     return out
 
 
@@ -323,13 +338,17 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
         rt.store.mark_failed(alert_id, error, retry_at=None if dead else retry_at,
                              channel=sub.channel)
         log.warning("alert %s to %s (%s) attempt %d: %s", alert_id, sub.id, sub.channel,
-                    attempt, exc)
+                    attempt, exc, extra=alert_fields(
+                        alert_id, sub.id, sub.channel, kind=record.kind, attempt=attempt,
+                        outcome="dead" if dead else "retrying"))
         if dead:
             return DeliveryOutcome(alert_id, "dead", error=error)
         return DeliveryOutcome(alert_id, "retrying", delay, error)
     finally:
         rt.store.release_delivery(alert_id)
-    log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel)
+    log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel,
+             extra=alert_fields(alert_id, sub.id, sub.channel, kind=record.kind,
+                                outcome="delivered"))
     return DeliveryOutcome(alert_id, "delivered")
 
 
