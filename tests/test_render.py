@@ -34,14 +34,16 @@ def alert(title: str = "Talks resume", link: str | None = "https://a.example/1")
 def test_webhook_body_contract() -> None:
     copy = Entry("f2", "g2", "Talks resume, again", "", "https://b.example/2", None, "Other")
     dup = Entry("f3", "g3", "same link", "", "https://a.example/1", None, "Mirror")
-    body = render.webhook_body(alert(), "https://wire.example/rss", [alert().entry, copy, dup])
+    body = render.webhook_body(alert(), "https://wire.example/rss", [alert().entry, copy, dup],
+                               ["Middle East/Gulf"])
     assert body == {
         "type": "alert", "id": "al1", "update": False, "subscriber": "desk",
         "topics": [{"id": "ceasefire-talks", "name": "Ceasefire talks", "score": 1.0,
                     "evidence": ["*Talks* resume"], "clauses": ["talk = Talks"]}],
         "story": {"id": "s1", "title": "Talks resume", "url": "https://a.example/1",
                   "published": "2025-01-04T14:05:00Z", "summary": "Mediators met <again>.",
-                  "source": {"feed": "https://wire.example/rss", "title": "Wire"},
+                  "source": {"feed": "https://wire.example/rss", "title": "Wire",
+                             "categories": ["Middle East/Gulf"]},
                   "also_reported_by": [{"title": "Talks resume, again",
                                         "url": "https://b.example/2", "source": "Other"},
                                        {"title": "same link", "url": "https://a.example/1",

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -73,8 +74,21 @@ def _parser() -> argparse.ArgumentParser:
     _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
-    feeds = command("feeds", _feeds, "feed health: last poll, outcome, errors, next poll")
-    feeds.add_argument("action", choices=["status"])
+    feeds = sub.add_parser("feeds", help="feed health, OPML import and export",
+                           description="feed health, OPML import and export")
+    feeds_sub = feeds.add_subparsers(required=True, metavar="ACTION")
+    for name, func, help_ in (
+            ("status", _feeds, "table: last poll, outcome, error streak, next poll, interval"),
+            ("import", _feeds_import, "add the feeds of an OPML file (categories kept)"),
+            ("export", _feeds_export, "every configured feed as OPML 2.0")):
+        action = feeds_sub.add_parser(name, help=help_, description=help_)
+        action.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or "
+                                             "config/newswatch.yaml)")
+        action.set_defaults(func=func)
+        if name == "import":
+            action.add_argument("file", metavar="FILE.opml")
+        if name == "export":
+            action.add_argument("-o", "--output", default="-", help="file (default: stdout)")
     dead = command("dead-letters", _dead_letters, "alerts that could not be delivered")
     dead.add_argument("action", choices=["list", "retry"])
     dead.add_argument("ids", nargs="*", metavar="ID", help="with retry: the alerts to retry")
@@ -277,6 +291,32 @@ def _feeds(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _feeds_import(args: argparse.Namespace) -> int:
+    from .feedlist import describe, import_opml
+
+    config = load_config(args.config)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise NewswatchError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
+    result = import_opml(config, data, args.file)
+    print("\n".join(describe(result)))
+    return 0
+
+
+def _feeds_export(args: argparse.Namespace) -> int:
+    from .feedlist import export_opml
+
+    data = export_opml(load_config(args.config))
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        with open(args.output, "wb") as out:
+            out.write(data)
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

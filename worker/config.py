@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from xml.etree import ElementTree
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .classify.query import parse_query
 from .errors import ConfigError, QueryError
+from .opml import OpmlError, read_opml
 
 DEFAULT_CONFIG = Path("config/newswatch.yaml")
 ENV_PREFIX = "NEWSWATCH_"
@@ -44,6 +44,7 @@ class FeedConfig(_Model):
     name: str | None = None
     id: str | None = None
     interval: int | None = Field(default=None, ge=10, description="seconds between polls")
+    categories: tuple[str, ...] = ()     # folder paths such as "Middle East/Gulf"
 
     @model_validator(mode="after")
     def _one_source(self) -> FeedConfig:
@@ -222,6 +223,14 @@ class ConfigModel(_Model):
     subscribers: tuple[SubscriberConfig, ...] = ()
     settings: Settings = Field(default_factory=Settings)
 
+    @field_validator("feeds", "topics", "subscribers", "settings", mode="before")
+    @classmethod
+    def _empty(cls, value: Any, info: Any) -> Any:
+        """`feeds:` with nothing under it means no feeds, not an error."""
+        if value is None:
+            return {} if info.field_name in ("topics", "settings") else ()
+        return value
+
 
 @dataclass(frozen=True)
 class Feed:
@@ -231,6 +240,7 @@ class Feed:
     url: str
     name: str
     interval: int
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -415,17 +425,20 @@ def _resolve_feeds(model: ConfigModel, file: Path, where: Any,
     for i, fc in enumerate(model.feeds):
         if fc.opml is not None:
             try:
-                found = _read_opml(base / fc.opml)
-            except (OSError, ElementTree.ParseError) as exc:
+                found = read_opml((base / fc.opml).read_bytes(), fc.opml)
+            except OSError as exc:
                 problems.append(f"{where(('feeds', i, 'opml'))}: feeds[{i}].opml: "
-                                f"cannot read OPML {fc.opml}: {exc}")
+                                f"cannot read OPML {fc.opml}: {exc.strerror or exc}")
                 continue
-            pairs: list[tuple[str, str | None, str | None]] = [
-                (url, name, None) for url, name in found]
+            except OpmlError as exc:
+                problems.append(f"{where(('feeds', i, 'opml'))}: feeds[{i}].opml: {exc}")
+                continue
+            pairs: list[tuple[str, str | None, str | None, tuple[str, ...]]] = [
+                (f.url, f.title, None, f.categories or fc.categories) for f in found]
         else:
             assert fc.url is not None
-            pairs = [(fc.url, fc.name, fc.id)]
-        for url, name, explicit_id in pairs:
+            pairs = [(fc.url, fc.name, fc.id, fc.categories)]
+        for url, name, explicit_id, categories in pairs:
             resolved = _resolve_url(url, base)
             feed_id = explicit_id or "f" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
             if feed_id in ids:
@@ -435,7 +448,7 @@ def _resolve_feeds(model: ConfigModel, file: Path, where: Any,
             ids[feed_id] = i
             display = name or urlsplit(resolved).hostname or Path(urlsplit(resolved).path).name
             feeds.append(Feed(feed_id, resolved, display,
-                              fc.interval or model.settings.poll_interval))
+                              fc.interval or model.settings.poll_interval, tuple(categories)))
     return tuple(feeds)
 
 
@@ -443,9 +456,3 @@ def _resolve_url(url: str, base: Path) -> str:
     if urlsplit(url).scheme:
         return url
     return (base / url).resolve().as_uri()
-
-
-def _read_opml(path: Path) -> list[tuple[str, str | None]]:
-    root = ElementTree.parse(path).getroot()
-    return [(o.attrib["xmlUrl"], o.attrib.get("title") or o.attrib.get("text"))
-            for o in root.iter("outline") if o.attrib.get("xmlUrl")]

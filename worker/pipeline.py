@@ -383,7 +383,9 @@ def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
         raise DeliveryError(record_id, "alert record has no data", retryable=False)
     alert = record.alert
     try:
-        feed_url = rt.config.feed(alert.entry.feed_id).url
+        feed = rt.config.feed(alert.entry.feed_id)
+        feed_url, categories = feed.url, feed.categories
     except KeyError:
-        feed_url = alert.entry.feed_id
-    return render.webhook_body(alert, feed_url, rt.store.story_entries(alert.story_id).values())
+        feed_url, categories = alert.entry.feed_id, ()
+    return render.webhook_body(alert, feed_url, rt.store.story_entries(alert.story_id).values(),
+                               categories)

@@ -29,8 +29,9 @@ def also_reported(alert: Alert, others: Iterable[Entry]) -> list[Entry]:
     return out
 
 
-def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = ()) -> dict[str, Any]:
-    """The webhook JSON body (DESIGN.md contract)."""
+def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
+                 categories: Iterable[str] = ()) -> dict[str, Any]:
+    """The webhook JSON body (DESIGN.md contract; `source.categories` is the feed's folders)."""
     e = alert.entry
     return {
         "type": "alert",
@@ -40,7 +41,8 @@ def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = ()) -> d
         "topics": [m.to_dict() for m in alert.matches],
         "story": {
             "id": alert.story_id, "title": e.title, "url": e.link, "published": iso(e.published),
-            "summary": e.summary, "source": {"feed": feed_url, "title": e.source_title},
+            "summary": e.summary, "source": {"feed": feed_url, "title": e.source_title,
+                                          "categories": list(categories)},
             "also_reported_by": [{"title": o.title, "url": o.link, "source": o.source_title}
                                  for o in also_reported(alert, others)],
         },
