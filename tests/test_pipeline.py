@@ -164,7 +164,7 @@ def test_webhook_and_email_delivery(tmp_path: Path, feed_server: FeedServer, red
     assert any("*hostages*" in ev for ev in seed.body["topics"][0]["evidence"])
     assert seed.body["story"]["published"] == "2025-01-04T14:05:00Z"
     assert seed.body["story"]["source"] == {"feed": feed_server.url("/levant.xml"),
-                                            "title": "Levant Wire"}
+                                            "title": "Levant Wire", "categories": []}
 
     assert len(smtp.messages) == 5
     mail = next(m for m in smtp.messages if "Qatari" in m["Subject"])
