@@ -30,6 +30,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Path_ = tuple[str | int, ...]
+CHANNELS = ("email", "webhook", "apprise", "outbox")
 
 
 class _Model(BaseModel):
@@ -109,6 +110,7 @@ class SubscriberConfig(_Model):
     webhook: str | None = None
     secret: str | None = None
     outbox: str | None = None
+    apprise: str | None = None    # a chat URL for Apprise: slack://, tgram://, ntfy://, json://
     digest: Literal["none", "hourly", "daily"] = "none"
     timezone: str = "UTC"         # digest periods follow this clock (IANA name)
     updates: bool = False         # alert again, marked as an update, on material news
@@ -125,9 +127,10 @@ class SubscriberConfig(_Model):
 
     @model_validator(mode="after")
     def _one_channel(self) -> SubscriberConfig:
-        channels = [c for c in ("email", "webhook", "outbox") if getattr(self, c)]
+        channels = [c for c in CHANNELS if getattr(self, c)]
         if len(channels) != 1:
-            raise ValueError("a subscriber needs exactly one of 'email', 'webhook' or 'outbox'"
+            raise ValueError("a subscriber needs exactly one of 'email', 'webhook', 'apprise' "
+                             "or 'outbox'"
                              + (f" (has {', '.join(channels)})" if channels else ""))
         if self.webhook and not self.secret:
             raise ValueError("a webhook subscriber needs a 'secret' (whsec_...)")
@@ -161,13 +164,24 @@ class SubscriberConfig(_Model):
                 raise ValueError("secret must be 'whsec_' + base64 of at least 16 bytes") from None
         return value
 
+    @field_validator("apprise")
+    @classmethod
+    def _apprise(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .deliver.apprise import url_problem
+
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
     @property
     def channel(self) -> str:
-        return "email" if self.email else "webhook" if self.webhook else "outbox"
+        return next((c for c in CHANNELS if getattr(self, c)), "outbox")
 
     @property
     def target(self) -> str:
-        return self.email or self.webhook or self.outbox or ""
+        return self.email or self.webhook or self.apprise or self.outbox or ""
 
 
 class Settings(_Model):

@@ -37,6 +37,22 @@ def address_problem(ip: Address) -> str | None:
     return None if ip.is_global else "not a public address"
 
 
+def host_problem(host: str, port: int) -> str | None:
+    """Why a host must not be reached (any of its addresses is not public), else None. For
+    clients we cannot give the guarded backend (Apprise uses requests): a name could still
+    resolve differently a moment later, so this narrows the hole rather than closing it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot resolve {host}: {exc}"
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        problem = address_problem(ip)
+        if problem:
+            return f"refused {host}: {ip} is {problem} (set allow_private_networks to allow it)"
+    return None
+
+
 class BlockedAddress(httpcore.ConnectError):
     """A connection refused by the guard; the message names the host, address and rule."""
 

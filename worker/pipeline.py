@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from . import digest, schedule, stories
 from .config import SubscriberConfig
 from .deliver import render
+from .deliver.apprise import send_apprise
 from .deliver.email import send_email
 from .deliver.outbox import write_outbox
 from .deliver.retry import backoff
@@ -365,6 +366,9 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
         assert s.smtp_url is not None
         send_email(s.smtp_url, make(body, to=to, from_address=s.from_address,
                                     unsubscribe_url=s.unsubscribe_url))
+    elif sub.apprise:
+        send_apprise(sub.apprise, body, timeout=s.fetch_timeout,
+                     allow_private_networks=s.allow_private_networks)
     elif sub.outbox:
         write_outbox(rt.config.resolve_path(sub.outbox), body,
                      make(body, to=to, from_address=s.from_address))

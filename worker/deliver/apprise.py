@@ -1,0 +1,79 @@
+"""Chat delivery through Apprise (Slack, Telegram, Discord, ntfy, Matrix, ... by URL).
+
+Apprise says only whether a notification went out; the HTTP status, when there was one, is in
+its log entries for this call (`error=NNN`). A 4xx other than 408/425/429 will not change on a
+retry and is dead-lettered at once, like a webhook's; anything else is retried with the same
+backoff. Apprise is an optional extra: `pip install 'newswatch[apprise]'`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import DeliveryError
+from ..netguard import host_problem
+from .chat import chat_message
+from .retry import RETRYABLE_STATUS
+
+_STATUS = re.compile(r"\berror=(\d{3})\b")
+
+
+def load() -> Any:
+    try:
+        import apprise
+    except ImportError:
+        return None
+    return apprise
+
+
+def url_problem(url: str) -> str | None:
+    """Why Apprise cannot use this URL (or is missing), else None."""
+    apprise = load()
+    if apprise is None:
+        return "apprise subscribers need the extra: pip install 'newswatch[apprise]'"
+    if not apprise.Apprise().add(url):
+        return "not a notification URL that Apprise knows (see its wiki for the schemes)"
+    return None
+
+
+# Apprise's generic HTTP schemes reach any host: the SSRF guard applies to them as to webhooks.
+_HTTP_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+
+
+def send_apprise(url: str, body: dict[str, Any], *, timeout: float,
+                 allow_private_networks: bool = False) -> None:
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in _HTTP_SCHEMES and not allow_private_networks:
+        parts = urlsplit(f"http://{rest}")
+        problem = host_problem(parts.hostname or "", parts.port or 80)
+        if problem:
+            raise DeliveryError(_where(url), problem, retryable=False)
+    apprise = load()
+    if apprise is None:
+        raise DeliveryError(_where(url), url_problem(url) or "apprise missing",
+                            retryable=False)
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        raise DeliveryError(_where(url), "not a notification URL that Apprise knows",
+                            retryable=False)
+    for service in notifier:
+        service.socket_connect_timeout = service.socket_read_timeout = timeout
+    title, text = chat_message(body)
+    result = notifier.notify(body=text, title=title, body_format=apprise.NotifyFormat.MARKDOWN)
+    if result:
+        return
+    messages = [entry.message for entry in result.logs()] if hasattr(result, "logs") else []
+    codes = [int(m.group(1)) for m in map(_STATUS.search, messages) if m]
+    status = codes[-1] if codes else None
+    reason = messages[-1] if messages else "Apprise reported a failure"
+    retryable = status is None or status in RETRYABLE_STATUS
+    raise DeliveryError(_where(url), reason, retryable=retryable)
+
+
+def _where(url: str) -> str:
+    """The URL without anything that may be a secret (tokens live in the path and user)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/…"

@@ -1,0 +1,81 @@
+"""Alert, digest and notice bodies -> (title, Markdown) for chat tools (via Apprise).
+
+Feed text is untrusted: every Markdown character that could make a link, an image, a heading or
+HTML is escaped, so an item cannot smuggle a link or a mention into a chat. Our own `*term*`
+highlights are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .render import safe_link, single_line
+
+_SPECIAL = re.compile(r"([\\`_\[\]()#+\-!|<>~{}.])")
+MAX_EVIDENCE = 2                      # snippets per topic: a chat line, not an essay
+MAX_SOURCES = 5
+
+
+def md(text: str | None) -> str:
+    """Feed text as inert Markdown on one line (our `*` highlights stay)."""
+    return _SPECIAL.sub(r"\\\1", single_line(text or "", 2000))
+
+
+def _link(label: str, url: str | None) -> str:
+    link = safe_link(url)
+    return f"[{md(label)}](<{link.replace('>', '%3E')}>)" if link else md(label)
+
+
+def chat_message(body: dict[str, Any]) -> tuple[str, str]:
+    kind = body.get("type", "alert")
+    if kind == "digest":
+        return _digest(body)
+    if kind == "feed_problem":
+        return _notice(body)
+    return _alert(body)
+
+
+def _alert(body: dict[str, Any]) -> tuple[str, str]:
+    story, topics = body["story"], body["topics"]
+    names = ", ".join(t["name"] for t in topics)
+    marker = "Update · " if body.get("update") else ""
+    title = single_line(f"[newswatch] {marker}{names}: {story['title']}")
+    lines = [f"**{_link(story['title'], story.get('url'))}**",
+             f"{md(story['source']['title'])} · {md(story.get('published') or 'undated')}"]
+    for t in topics:
+        score = f" · semantic {t['semantic']:.2f}" if t.get("semantic") is not None else ""
+        lines.append(f"**{md(t['name'])}**{md(score)}")
+        lines += [f"> {md(ev)}" for ev in t.get("evidence", [])[:MAX_EVIDENCE]]
+    others = story.get("also_reported_by") or []
+    if others:
+        shown = ", ".join(_link(o["source"] or o["title"], o.get("url"))
+                          for o in others[:MAX_SOURCES])
+        more = f" and {len(others) - MAX_SOURCES} more" if len(others) > MAX_SOURCES else ""
+        lines.append(f"Also reported by {shown}{more}")
+    return title, "\n\n".join(lines)
+
+
+def _digest(body: dict[str, Any]) -> tuple[str, str]:
+    period = body["period"]
+    kind = "Daily" if period["kind"] == "daily" else "Hourly"
+    title = single_line(f"[newswatch] {kind} digest {period['label']} ({period['timezone']}): "
+                        f"{body['stories']} stories")
+    lines = []
+    for topic in body["topics"]:
+        lines.append(f"**{md(topic['name'])}**")
+        for story in topic["stories"]:
+            sources = ", ".join(dict.fromkeys(md(s["source"]) for s in story["sources"]))
+            lines.append(f"- {_link(story['title'], story.get('url'))} ({sources})")
+        lines.append("")
+    return title, "\n".join(lines).strip()
+
+
+def _notice(body: dict[str, Any]) -> tuple[str, str]:
+    feed = body["feed"]
+    what = "is gone (HTTP 410): no longer polled" if body["problem"] == "gone" else \
+        f"failed {body['errors_in_a_row']} times in a row"
+    title = single_line(f"[newswatch] Feed problem: {feed['name']} {what}")
+    text = (f"Feed **{md(feed['name'])}** ({md(feed['url'])}) {md(what)}\n\n"
+            f"Error class: {md(body['error_class'])}\n\nLast error: {md(body['error'])}")
+    return title, text
