@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
             action.add_argument("file", metavar="FILE.opml")
         if name == "export":
             action.add_argument("-o", "--output", default="-", help="file (default: stdout)")
+    back = command("backtest", _backtest, "replay recent entries against the current topics; "
+                                          "per topic: would-be matches, latest examples")
+    back.add_argument("--since", default="7d", help="7d, 12h, 30m, 2w or an ISO date "
+                                                    "(default 7d)")
+    back.add_argument("--topic", action="append", metavar="ID",
+                      help="only this topic (repeatable; default every topic)")
+    back.add_argument("--examples", type=int, default=3, help="examples per topic (default 3)")
+    back.add_argument("--json", action="store_true", help="one JSON object")
+    _semantic_flag(back)
     dead = command("dead-letters", _dead_letters, "alerts that could not be delivered")
     dead.add_argument("action", choices=["list", "retry"])
     dead.add_argument("ids", nargs="*", metavar="ID", help="with retry: the alerts to retry")
@@ -322,6 +332,30 @@ def _feeds_export(args: argparse.Namespace) -> int:
 
 def _when(moment: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) if moment else "-"
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from .backtest import parse_since, report, run_backtest
+    from .progress import progress
+    from .runner import services
+    from .runtime import make_classifier
+
+    config = load_config(args.config)
+    since = parse_since(args.since)
+    wanted = args.topic or list(config.topics)
+    for topic_id in wanted:
+        _topic(config, topic_id)
+    subset = replace(config, topics={t: config.topics[t] for t in wanted})
+    classifier = make_classifier(subset, args.semantic)
+    with services(config) as rt:
+        result = run_backtest(rt.store, classifier, {t: config.topics[t].name for t in wanted},
+                              since, examples=args.examples,
+                              wrap=lambda it: progress(it, desc="backtest", unit="entry"))
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        print("\n".join(report(result)))
+    return 0
 
 
 def _dead_letters(args: argparse.Namespace) -> int:

@@ -203,6 +203,8 @@ class Settings(_Model):
     data_dir: str | None = None             # unset: ./var; relative: to the config file
     key_prefix: str = "nw"
     seen_ttl_days: int = Field(default=30, ge=1)
+    backtest_days: int = Field(default=7, ge=1)              # recent entries kept for backtest
+    backtest_max_entries: int = Field(default=100_000, ge=0)
     story_window_hours: int = Field(default=72, ge=1)
     semantic: bool = False        # score topics' descriptions/examples (newswatch[semantic])
     retry_base_delay: float = Field(default=2.0, gt=0)      # seconds; doubles per attempt

@@ -269,6 +269,7 @@ def due_work(rt: Runtime, now: float | None = None) -> DueWork:
     (idle longer than settings.redeliver_after). Processing and delivery are idempotent, so an
     extra enqueue costs a no-op at worst."""
     now = now or time.time()
+    rt.store.trim_recent(now)
     cutoff = now - rt.config.settings.redeliver_after
     alerts = close_digests(rt, now) + rt.store.claim_due_retries(now) + \
         rt.store.stale_alerts(cutoff)

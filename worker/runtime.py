@@ -33,7 +33,8 @@ class Runtime:
                                "NEWSWATCH_REDIS_URL; only `newswatch run` starts an embedded "
                                "Redis)"])
         store = Store.from_url(s.redis_url, s.key_prefix, seen_ttl_days=s.seen_ttl_days,
-                               story_window_hours=s.story_window_hours)
+                               story_window_hours=s.story_window_hours,
+                               recent_max=s.backtest_max_entries, recent_days=s.backtest_days)
         return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
                                allow_private=s.allow_private_networks))

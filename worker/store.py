@@ -7,6 +7,8 @@ Keys (P = settings.key_prefix):
   P:seen:{feed}:{h}        string an entry already taken in (TTL seen_ttl_days)
   P:entry:{feed}:{h}       string entry JSON awaiting or after processing (TTL seen_ttl_days)
   P:pending:entries        zset   entry keys taken in but not yet processed, by time
+  P:recent                 stream entry keys taken in, by time (capped by count and age), for
+                                  `newswatch backtest`; the entries themselves are P:entry
   P:url:{h}                string canonical URL -> story id (TTL story window)
   P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
   P:stok:{word}            zset   story ids by time, per headline word (TTL window): candidates
@@ -142,10 +144,13 @@ class AlertRecord:
 
 class Store:
     def __init__(self, client: redis.Redis, prefix: str = "nw", *, seen_ttl_days: int = 30,
-                 story_window_hours: int = 72) -> None:
+                 story_window_hours: int = 72, recent_max: int = 100_000,
+                 recent_days: int = 7) -> None:
         self.r = client
         self.p = prefix
         self.seen_ttl = seen_ttl_days * DAY
+        self.recent_max = recent_max
+        self.recent_age = min(recent_days, seen_ttl_days) * DAY   # never outlive the entries
         self.window = story_window_hours * 3600
         self._add_entry = client.register_script(_ADD_ENTRY)
         self._create_alert = client.register_script(_CREATE_ALERT)
@@ -242,7 +247,31 @@ class Store:
                                args=[json.dumps(entry.to_dict()), self.seen_ttl, ek,
                                      time.time()]):
                 new.append(ek)
+        if new:
+            pipe = self.r.pipeline(transaction=False)
+            for ek in new:
+                pipe.xadd(self.k("recent"), {"k": ek}, maxlen=self.recent_max, approximate=True)
+            pipe.execute()
         return new
+
+    def trim_recent(self, now: float | None = None) -> None:
+        """Drop recent-entry records older than the backtest window (`maintain` calls this)."""
+        oldest_ms = int(((now or time.time()) - self.recent_age) * 1000)
+        self.r.xtrim(self.k("recent"), minid=f"{oldest_ms}-0", approximate=False)
+
+    def recent_entries(self, since: float, batch: int = 1000) -> Iterator[list[Entry]]:
+        """The entries taken in since `since` (unix seconds), oldest first, in batches."""
+        start = f"{int(since * 1000)}-0"
+        while True:
+            rows = cast(list[tuple[str, dict[str, str]]],
+                        self.r.xrange(self.k("recent"), min=start, count=batch))
+            if not rows:
+                return
+            keys = [self.k("entry", fields["k"]) for _, fields in rows]
+            raws = cast(list[str | None], self.r.mget(keys))
+            yield [Entry.from_dict(json.loads(raw)) for raw in raws if raw]
+            start = "(" + rows[-1][0]
+
 
     def load_entry(self, entry_key: str) -> Entry | None:
         raw = self.r.get(self.k("entry", entry_key))
