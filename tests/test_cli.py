@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,34 @@ def test_stories_contract(tmp_path: Path) -> None:
     stories = [r["story"] for r in rows]
     assert stories[0] == stories[1] == stories[2]     # near-duplicate; same canonical URL
     assert stories[3] != stories[0]                   # same words, two months later
+
+
+def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    """Long CLI work draws a bar on a terminal's stderr and stays quiet when piped."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"id": i, "title": f"Truce talks resume, day {i}"})
+                             + "\n" for i in range(3000)))
+    args = [sys.executable, "-m", "worker.cli", "classify", "--config", CONFIG, str(items)]
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert len(piped.stdout.splitlines()) == 3000
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with open(tmp_path / "out.jsonl", "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:                      # EIO: the terminal closed with the process
+            break
+        seen += chunk
+    assert proc.wait(120) == 0
+    os.close(leader)
+    assert b"classify" in seen and b"item" in seen      # tqdm's bar: "classify: 3000item ..."

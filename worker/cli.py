@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from . import __version__, logs
 from .config import Config, load_config
 from .errors import ConfigError, NewswatchError
+from .progress import progress
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +180,7 @@ def _classify(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     classifier = make_classifier(config, args.semantic)
     failures = 0
-    lines = _items(args.file)
+    lines = progress(_items(args.file), desc="classify")
     while batch := list(islice(lines, CLASSIFY_BATCH)):
         good = [item for _, item in batch if not isinstance(item, str)]
         found = iter(classifier.classify_many([_item_text(item) for item in good]))
@@ -258,7 +259,7 @@ def _stories(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     rows: list[tuple[str | int, Entry] | str] = []
-    for n, item in _items(args.file):
+    for n, item in progress(_items(args.file), desc="read"):
         if isinstance(item, str):
             rows.append(item)
             continue
@@ -336,7 +337,6 @@ def _when(moment: float | None) -> str:
 
 def _backtest(args: argparse.Namespace) -> int:
     from .backtest import parse_since, report, run_backtest
-    from .progress import progress
     from .runner import services
     from .runtime import make_classifier
 
