@@ -139,6 +139,8 @@ def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
     out = first.stdout
     assert "3 feeds" in out and "(3 changed, 0 unchanged, 0 failed)" in out
     assert "alerts: 5 new (5 delivered)" in out
+    assert "entries: 12 new" in out and "matches: ceasefire-talks 6, hostage-releases 5" in out
+    assert "per subscriber: desk 5 (outbox)" in out
     blocks = out.split("  [")
     seed_block = next(b for b in blocks if SEED_TITLE in b)
     assert seed_block.startswith("delivered] desk: Ceasefire talks + Hostage releases\n")

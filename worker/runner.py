@@ -18,6 +18,7 @@ from .embedded import start_redis
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+SHOWN_ALERTS = 25          # alerts listed one by one in the --once summary; the rest counted
 
 
 @contextmanager
@@ -182,7 +183,14 @@ def format_summary(summary: Summary, config: Config) -> str:
     lines.append(f"alerts: {len(summary.alerts)} new"
                  + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
                     if counts else ""))
+    per_sub: dict[str, int] = {}
     for a in summary.alerts:
+        per_sub[a["subscriber"]] = per_sub.get(a["subscriber"], 0) + 1
+    if per_sub:
+        channels = {s.id: s.channel for s in config.subscribers}
+        lines.append("per subscriber: " + ", ".join(
+            f"{sub} {n} ({channels.get(sub, '?')})" for sub, n in sorted(per_sub.items())))
+    for a in summary.alerts[:SHOWN_ALERTS]:
         lines.append(f"  [{a['status']}] {a['subscriber']}: {' + '.join(a['topics'])}")
         lines.append(f"      {a['title']} ({a['source']})")
         if a["url"]:
@@ -194,6 +202,8 @@ def format_summary(summary: Summary, config: Config) -> str:
         if a["status"] == "retrying" and a["next_try_at"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["next_try_at"]))
             lines.append(f"      next try: {when} (kept; the next run or worker retries it)")
+    if len(summary.alerts) > SHOWN_ALERTS:
+        lines.append(f"  ... and {len(summary.alerts) - SHOWN_ALERTS} more alerts")
     failed = [(fid, err) for fid, (status, err) in summary.feeds.items() if status == "error"]
     if failed:
         lines.append("failed feeds:")
