@@ -6,8 +6,10 @@ import email
 import email.policy
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,62 @@ def test_retry_after_forms() -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     value = retry_after_seconds(later)
     assert value is not None and 80 <= value <= 90
+
+
+class _Tags(HTMLParser):
+    """Checks that every opened element is closed in order (void elements aside)."""
+
+    VOID = frozenset({"meta", "br", "img", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: set[str] = set()
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attrs += attrs
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+
+def test_email_html_is_self_contained_and_matches_its_text_twin() -> None:
+    copy = Entry("f2", "g2", "Talks resume, again", "", "https://b.example/2", None, "Other")
+    body = render.webhook_body(alert(), "u", [alert().entry, copy])
+    msg = render.email_message(body, to="desk@example.org", from_address="nw@example.org")
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    tags = _Tags()
+    tags.feed(html)
+    assert tags.errors == [] and tags.stack == []
+    # No <style>, <script> or external resource: mail clients strip or block them.
+    assert not tags.tags & {"style", "script", "link", "img", "iframe"}
+    assert all(not (v or "").startswith(("http://", "//")) for k, v in tags.attrs
+               if k == "src")
+    for twin in (html, text):
+        assert "Talks resume" in twin and "https://a.example/1" in twin
+        assert "Talks resume, again" in twin and "Ceasefire talks" in twin
+        assert "4 Jan 2025, 14:05 UTC" in twin
+    assert re.search(r"<mark[^>]*>Talks</mark> resume", html)
+
+
+def test_digest_and_notice_html_escape_feed_text() -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    digest = {"type": "digest", "id": "d1", "subscriber": "desk", "stories": 1,
+              "period": {"kind": "daily", "label": "2025-01-04", "timezone": "UTC"},
+              "topics": [{"id": "t", "name": evil, "stories": [
+                  {"id": "s", "title": evil, "url": "javascript:x", "also_topics": [],
+                   "sources": [{"source": evil, "title": evil, "url": None}]}]}]}
+    notice = {"type": "feed_problem", "id": "n1", "subscriber": "ops", "problem": "failing",
+              "feed": {"id": "f", "name": evil, "url": "https://x.example/rss"},
+              "error_class": "HTTP 500", "error": evil, "errors_in_a_row": 5}
+    for msg in (render.digest_email(digest, to="a@b.example", from_address="n@b.example"),
+                render.notice_email(notice, to="a@b.example", from_address="n@b.example")):
+        html = msg.get_body(("html",)).get_content()
+        assert "<img" not in html and "&lt;img" in html and "javascript:" not in html

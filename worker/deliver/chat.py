@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .render import safe_link, single_line
+from .render import single_line
+from .templates import safe_link
 
 _SPECIAL = re.compile(r"([\\`_\[\]()#+\-!|<>~{}.])")
 MAX_EVIDENCE = 2                      # snippets per topic: a chat line, not an essay

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
-from html import escape as html_escape
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from ..models import Alert, Entry, iso
+from .templates import alert_html, digest_html, notice_html, when
 
 MAX_SUBJECT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -56,10 +55,6 @@ def single_line(text: str, limit: int = MAX_SUBJECT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def safe_link(url: str | None) -> str | None:
-    return url if url and urlsplit(url).scheme in ("http", "https") else None
-
-
 def email_message(body: dict[str, Any], *, to: str, from_address: str,
                   domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
     """multipart/alternative (text + HTML) for one alert body as built by `webhook_body`."""
@@ -83,7 +78,7 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
         msg["List-Unsubscribe"] = mailto
     msg["X-Newswatch-Alert"] = body["id"]
     msg.set_content(_text(story, topics))
-    msg.add_alternative(_html(story, topics), subtype="html")
+    msg.add_alternative(alert_html(body), subtype="html")
     return msg
 
 
@@ -100,27 +95,16 @@ def digest_email(body: dict[str, Any], *, to: str, from_address: str,
     msg["Message-ID"] = f"<{body['id']}@{domain}>"
     msg["List-Unsubscribe"] = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
     lines = [f"{kind} digest, {period['label']} ({period['timezone']})", ""]
-    html = ["<!doctype html><html><body style=\"font-family:sans-serif;max-width:40em\">",
-            f"<h2>{html_escape(kind)} digest, {html_escape(period['label'])} "
-            f"({html_escape(period['timezone'])})</h2>"]
     for topic in body["topics"]:
         lines += [topic["name"], "=" * len(topic["name"])]
-        html.append(f"<h3>{html_escape(topic['name'])}</h3><ul>")
         for story in topic["stories"]:
             also = f" (also: {', '.join(story['also_topics'])})" if story["also_topics"] else ""
             lines.append(f"- {single_line(story['title'], 300)}{also}")
             sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
             lines.append(f"  {story.get('url') or ''}  [{sources}]".rstrip())
-            link = safe_link(story.get("url"))
-            title = html_escape(story["title"])
-            html.append(f'<li><a href="{html_escape(link)}">{title}</a>' if link
-                        else f"<li>{title}")
-            html.append(f" <span style=\"color:#555\">{html_escape(sources + also)}</span></li>")
         lines.append("")
-        html.append("</ul>")
-    html.append("</body></html>")
     msg.set_content("\n".join(lines) + "\n")
-    msg.add_alternative("\n".join(html), subtype="html")
+    msg.add_alternative(digest_html(body), subtype="html")
     return msg
 
 
@@ -138,7 +122,7 @@ def notice_email(body: dict[str, Any], *, to: str, from_address: str,
     text = (f"Feed {feed['name']} ({feed['url']}) {what}.\n\n"
             f"Error class: {body['error_class']}\nLast error: {body['error']}\n")
     msg.set_content(text)
-    msg.add_alternative(f"<p>{html_escape(text).replace(chr(10), '<br>')}</p>", subtype="html")
+    msg.add_alternative(notice_html(body, what), subtype="html")
     return msg
 
 
@@ -146,7 +130,7 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     lines = [story["title"], ""]
     if story.get("url"):
         lines.append(story["url"])
-    lines.append(f"{story['source']['title']} · {story.get('published') or 'undated'}")
+    lines.append(f"{story['source']['title']} · {when(story.get('published'))}")
     lines += ["", story.get("summary") or "", ""]
     for t in topics:
         lines.append(f"Matched topic: {t['name']} ({t['id']}){_semantic(t)}")
@@ -160,39 +144,5 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
-    esc = html.escape
-    link = safe_link(story.get("url"))
-    title = esc(story["title"])
-    heading = f'<a href="{esc(link)}">{title}</a>' if link else title
-    parts = [
-        "<!doctype html><html><body style=\"font-family:sans-serif;max-width:40em\">",
-        f"<h2 style=\"margin-bottom:0.2em\">{heading}</h2>",
-        f"<p style=\"color:#555;margin-top:0\">{esc(story['source']['title'])} · "
-        f"{esc(story.get('published') or 'undated')}</p>",
-        f"<p>{esc(story.get('summary') or '')}</p>",
-    ]
-    for t in topics:
-        parts.append(f"<p><strong>{esc(t['name'])}</strong>{esc(_semantic(t))}</p><ul>")
-        parts += [f"<li>{_emphasis(esc(ev))}</li>" for ev in t.get("evidence", [])]
-        parts.append("</ul>")
-        if t.get("clauses"):
-            parts.append(f"<p style=\"color:#555\">because: {esc('; '.join(t['clauses']))}</p>")
-    if story.get("also_reported_by"):
-        parts.append("<p>Also reported by:</p><ul>")
-        for o in story["also_reported_by"]:
-            href = safe_link(o.get("url"))
-            text = f"{esc(o['source'])}: {esc(o['title'])}"
-            parts.append(f'<li><a href="{esc(href)}">{text}</a></li>' if href
-                         else f"<li>{text}</li>")
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 def _semantic(topic: dict[str, Any]) -> str:
     return f" · semantic {topic['semantic']:.2f}" if topic.get("semantic") is not None else ""
-
-
-def _emphasis(escaped: str) -> str:
-    return re.sub(r"\*([^*]+)\*", r"<mark>\1</mark>", escaped)

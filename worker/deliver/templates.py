@@ -1,0 +1,157 @@
+"""Email HTML: one centred card, inline styles and presentation tables (what mail clients
+render alike), every piece of feed text escaped. The plain-text twins live in render.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+ACCENT, INK, MUTED, RULE = "#b4232a", "#111827", "#6b7280", "#e5e7eb"
+FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif"
+
+
+def alert_html(body: dict[str, Any]) -> str:
+    story, topics = body["story"], body["topics"]
+    link = safe_link(story.get("url"))
+    title = escape(story["title"])
+    heading = (f'<a href="{escape(link)}" style="color:{INK};text-decoration:none">{title}</a>'
+               if link else title)
+    marker = "Update" if body.get("update") else "Alert"
+    rows = [
+        _row(f'<h1 style="margin:0 0 6px;font-size:22px;line-height:1.3;color:{INK}">'
+             f"{heading}</h1>"
+             f'<p style="margin:0;font-size:13px;color:{MUTED}">'
+             f"{escape(story['source']['title'])} · {escape(when(story.get('published')))}</p>",
+             "24px 28px 6px"),
+    ]
+    if story.get("summary"):
+        rows.append(_row(f'<p style="margin:0;font-size:15px;line-height:1.6;color:#374151">'
+                         f"{escape(story['summary'])}</p>", "10px 28px 6px"))
+    for t in topics:
+        evidence = "".join(f'<p style="margin:6px 0 0;font-size:14px;line-height:1.5;'
+                           f'color:{INK}">{highlight(escape(ev))}</p>'
+                           for ev in t.get("evidence", []))
+        because = (f'<p style="margin:8px 0 0;font-size:12px;color:{MUTED}">because: '
+                   f"{escape('; '.join(t['clauses']))}</p>" if t.get("clauses") else "")
+        semantic = (f" · semantic {t['semantic']:.2f}" if t.get("semantic") is not None else "")
+        rows.append(_row(
+            f'<div style="border-left:3px solid {ACCENT};background:#fdf2f2;padding:10px 14px;'
+            f'border-radius:4px"><p style="margin:0;font-size:12px;font-weight:600;'
+            f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">Matched: '
+            f"{escape(t['name'])}{escape(semantic)}</p>{evidence}{because}</div>",
+            "12px 28px 4px"))
+    others = story.get("also_reported_by") or []
+    if others:
+        items = "".join(f'<li style="margin:0 0 4px">{_linked(o["title"], safe_link(o.get("url")))}'
+                        f' <span style="color:{MUTED}">· {escape(o["source"])}</span></li>'
+                        for o in others)
+        rows.append(_row(f'<p style="margin:0 0 6px;font-size:13px;font-weight:600;'
+                         f'color:#374151">Also reported by {len(others)} more</p>'
+                         f'<ul style="margin:0;padding-left:18px;font-size:14px;'
+                         f'line-height:1.5;color:{INK}">{items}</ul>', "14px 28px 4px"))
+    if link:
+        rows.append(_row(f'<a href="{escape(link)}" style="display:inline-block;background:'
+                         f'{INK};color:#ffffff;padding:10px 18px;border-radius:6px;'
+                         f'text-decoration:none;font-size:14px;font-weight:600">'
+                         "Read the story &rarr;</a>", "18px 28px 26px"))
+    names = " · ".join(escape(t["name"]) for t in topics)
+    return _page(story["title"], story.get("summary") or "", f"{marker} · {names}", rows,
+                 f"Sent to {escape(body['subscriber'])} because this story matches a watch "
+                 "topic. One alert per story: later copies from other outlets are listed here, "
+                 "not sent again.")
+
+
+def digest_html(body: dict[str, Any]) -> str:
+    period = body["period"]
+    kind = "Daily" if period["kind"] == "daily" else "Hourly"
+    rows = [_row(f'<h1 style="margin:0;font-size:22px;color:{INK}">{kind} digest</h1>'
+                 f'<p style="margin:4px 0 0;font-size:13px;color:{MUTED}">'
+                 f"{escape(period['label'])} ({escape(period['timezone'])}) · "
+                 f"{body['stories']} stories</p>", "24px 28px 6px")]
+    for topic in body["topics"]:
+        items = []
+        for story in topic["stories"]:
+            sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
+            also = f" · also {', '.join(story['also_topics'])}" if story["also_topics"] else ""
+            items.append(f'<li style="margin:0 0 8px">'
+                         f'{_linked(story["title"], safe_link(story.get("url")))}<br>'
+                         f'<span style="font-size:12px;color:{MUTED}">{escape(sources + also)}'
+                         "</span></li>")
+        rows.append(_row(f'<p style="margin:0 0 6px;font-size:12px;font-weight:600;'
+                         f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">'
+                         f"{escape(topic['name'])}</p><ul style=\"margin:0;padding-left:18px;"
+                         f'font-size:14px;line-height:1.45;color:{INK}">{"".join(items)}</ul>',
+                         "14px 28px 6px"))
+    return _page(f"{kind} digest {period['label']}", "", f"{kind} digest", rows,
+                 f"Sent to {escape(body['subscriber'])}: one message per period, one line per "
+                 "story with all its sources.")
+
+
+def notice_html(body: dict[str, Any], what: str) -> str:
+    feed = body["feed"]
+    rows = [_row(f'<h1 style="margin:0 0 8px;font-size:20px;color:{INK}">Feed problem: '
+                 f"{escape(feed['name'])}</h1>"
+                 f'<p style="margin:0;font-size:14px;line-height:1.6;color:#374151">'
+                 f"{escape(feed['url'])} {escape(what)}.</p>"
+                 f'<p style="margin:10px 0 0;font-size:13px;color:{MUTED}">Error class: '
+                 f"{escape(body['error_class'])}<br>Last error: {escape(body['error'])}</p>",
+                 "24px 28px 24px")]
+    return _page(f"Feed problem: {feed['name']}", "", "Operator notice", rows,
+                 "Sent to the operators listed in settings.operators.")
+
+
+def safe_link(url: str | None) -> str | None:
+    """Only http(s) links become links (no javascript:, data:, file:)."""
+    return url if url and urlsplit(url).scheme in ("http", "https") else None
+
+
+def when(published: str | None) -> str:
+    """`2025-01-04T14:05:00Z` -> `4 Jan 2025, 14:05 UTC`."""
+    if not published:
+        return "undated"
+    try:
+        moment = datetime.fromisoformat(published.replace("Z", "+00:00"))
+    except ValueError:
+        return published
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def highlight(escaped: str) -> str:
+    return re.sub(r"\*([^*]+)\*", r'<mark style="background:#fde68a;color:inherit;'
+                                  r'padding:0 2px;border-radius:2px">\1</mark>', escaped)
+
+
+def _linked(text: str, url: str | None) -> str:
+    return (f'<a href="{escape(url)}" style="color:{INK}">{escape(text)}</a>' if url
+            else escape(text))
+
+
+def _row(html: str, padding: str) -> str:
+    return f'<tr><td style="padding:{padding}">{html}</td></tr>'
+
+
+def _page(title: str, preheader: str, kicker: str, rows: list[str], footer: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="color-scheme" content="light">'
+        f"<title>{escape(title)}</title></head>"
+        f'<body style="margin:0;padding:0;background:#f3f4f6">'
+        f'<div style="display:none;max-height:0;overflow:hidden">{escape(preheader[:140])}'
+        "</div>"
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+        'style="background:#f3f4f6"><tr><td align="center" style="padding:24px 12px">'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+        f'style="max-width:600px;background:#ffffff;border:1px solid {RULE};border-radius:8px;'
+        f'font-family:{FONT};color:{INK}">'
+        f'<tr><td style="padding:14px 28px;border-bottom:1px solid {RULE};font-size:12px;'
+        f'color:{MUTED}"><strong style="color:{ACCENT};letter-spacing:.08em">NEWSWATCH'
+        f"</strong>&nbsp;&nbsp;{kicker}</td></tr>"
+        + "".join(rows)
+        + f'<tr><td style="padding:14px 28px;border-top:1px solid {RULE};font-size:12px;'
+        f'line-height:1.5;color:#9ca3af">{footer}</td></tr>'
+        "</table></td></tr></table></body></html>")
