@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def test_compose_services_and_commands(redis_url: str) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"redis", "worker", "beat"}
+    assert set(services) == {"redis", "worker", "beat", "flower", "mailpit"}
     assert "--appendonly" in services["redis"]["command"]
     assert "redis-data" in compose["volumes"]
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -32,6 +32,15 @@ def test_compose_services_and_commands(redis_url: str) -> None:
         assert out.returncode == 0, out.stderr
     worker_queues = services["worker"]["command"][services["worker"]["command"].index("-Q") + 1]
     assert set(worker_queues.split(",")) == {"poll", "process", "deliver"}
+    # Flower watches the broker the workers use; workers send the task events it shows.
+    broker = services["worker"]["environment"]["NEWSWATCH_REDIS_URL"]
+    assert f"--broker={broker}" in services["flower"]["command"]
+    assert "--task-events" in services["worker"]["command"]
+    # Email goes to Mailpit (its SMTP port), read in its web UI.
+    smtp = services["worker"]["environment"]["NEWSWATCH_SMTP_URL"]
+    assert smtp == "smtp://mailpit:1025"
+    assert "127.0.0.1:8025:8025" in services["mailpit"]["ports"]
+    assert "127.0.0.1:5555:5555" in services["flower"]["ports"]
 
 
 def test_celery_worker_refuses_an_invalid_config(tmp_path: Path, redis_url: str) -> None:
