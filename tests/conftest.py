@@ -24,6 +24,8 @@ from worker.store import Store
 # The test servers live on 127.0.0.1: the documented opt-in for local use. The SSRF tests build
 # their clients with the guard on.
 os.environ["NEWSWATCH_ALLOW_PRIVATE_NETWORKS"] = "true"
+# Many test feeds share 127.0.0.1: no politeness gap between them (tests of the gap set it).
+os.environ["NEWSWATCH_HOST_MIN_GAP"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -38,8 +38,9 @@ class Served:
 
 
 class _Server:
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.httpd = ThreadingHTTPServer((host, 0), handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -47,7 +48,7 @@ class _Server:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"http://{self.host}:{self.httpd.server_address[1]}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -102,12 +103,12 @@ class _FeedHandler(_Quiet):
 class FeedServer(_Server):
     """Serves `files[path]`; answers 304 to a matching If-None-Match / If-Modified-Since."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.files: dict[str, Served] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.request_times: list[tuple[str, float]] = []
         self.not_modified = 0
-        super().__init__(_FeedHandler)
+        super().__init__(_FeedHandler, host)
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -9,29 +9,26 @@ import random
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import DATA, SEEDS, runtime_for
 from tests.servers import FeedServer, Served
-from worker import pipeline
+from worker import parsepool, pipeline
 from worker.deliver import render
 from worker.errors import FetchError, ParseError
-from worker.fetch import Validators, fetch, make_client
+from worker.fetch import FetchResult, Limits, Validators, fetch
 from worker.models import Entry
 from worker.parse import parse_feed
 
 
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with make_client(user_agent="t", timeout=1.0, allow_private=True) as c:
-        yield c
+def get(url: str, *, max_seconds: float = 60.0) -> FetchResult:
+    return fetch(url, Validators(), Limits(timeout=1.0, max_bytes=1000, max_seconds=max_seconds,
+                                           allow_private=True))
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
@@ -41,7 +38,7 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, s
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def test_redirect_loop_is_cut(client: httpx.Client) -> None:
+def test_redirect_loop_is_cut() -> None:
     class Loop(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(302)
@@ -54,12 +51,12 @@ def test_redirect_loop_is_cut(client: httpx.Client) -> None:
     server, base = serve(Loop)
     try:
         with pytest.raises(FetchError, match="more than 5 redirects"):
-            fetch(client, base + "/r0", Validators(), max_bytes=1000)
+            get(base + "/r0")
     finally:
         server.shutdown()
 
 
-def test_trickling_server_hits_the_total_time_limit(client: httpx.Client) -> None:
+def test_trickling_server_hits_the_total_time_limit() -> None:
     class Trickle(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
@@ -79,7 +76,7 @@ def test_trickling_server_hits_the_total_time_limit(client: httpx.Client) -> Non
     try:
         start = time.monotonic()
         with pytest.raises(FetchError, match=r"body took longer than 1 s"):
-            fetch(client, base + "/slow", Validators(), max_bytes=1000, max_seconds=1.0)
+            get(base + "/slow", max_seconds=1.0)
         assert time.monotonic() - start < 3
     finally:
         server.shutdown()
@@ -151,15 +148,15 @@ def test_unforeseen_parser_failure_is_recorded_for_that_feed_only(
           - url: {feed_server.url('/evil.xml')}
           - url: {feed_server.url('/good.xml')}
         """, redis_url)
-    real = pipeline.parse_feed
+    real = parsepool.parse_feed
 
     def exploding(body: bytes, **kw: object):  # type: ignore[no-untyped-def]
         if b"EVIL" in body:
             raise RecursionError("maximum recursion depth exceeded")  # a parser bug
         return real(body, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "parse_feed", exploding)
-    evil, good = (pipeline.poll_feed(rt, f.id) for f in rt.config.feeds)
+    monkeypatch.setattr(parsepool, "parse_feed", exploding)
+    evil, good = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds])     # one batch
     assert evil.status == "error"
     assert evil.error == (f"{feed_server.url('/evil.xml')}: internal error: RecursionError: "
                           "maximum recursion depth exceeded")

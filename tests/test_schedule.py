@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SEEDS, runtime_for
 from tests.servers import FeedServer, Served
-from worker import pipeline
+from worker import parsepool, pipeline
 from worker.runtime import Runtime
 from worker.schedule import Bounds, error_delay, moved, next_interval, server_hint
 
@@ -75,8 +75,8 @@ def test_unchanged_body_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
     assert pipeline.poll_feed(rt, feed.id).status == "ok"
     assert 890 < next_poll_in(rt, feed.id) <= 900          # the server's max-age, in bounds
     parsed = []
-    real = pipeline.parse_feed
-    monkeypatch.setattr(pipeline, "parse_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    real = parsepool.parse_feed
+    monkeypatch.setattr(parsepool, "parse_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
     assert pipeline.poll_feed(rt, feed.id).status == "unchanged" and parsed == []
 
 

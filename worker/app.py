@@ -69,6 +69,7 @@ app.conf.update(
     task_routes={
         "newswatch.schedule_due": {"queue": POLL},
         "newswatch.poll_feed": {"queue": POLL},
+        "newswatch.poll_feeds": {"queue": POLL},
         "newswatch.process_entries": {"queue": PROCESS},
         "newswatch.deliver": {"queue": DELIVER},
         "newswatch.maintain": {"queue": DELIVER},

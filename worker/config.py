@@ -217,6 +217,11 @@ class Settings(_Model):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)   # Prometheus /metrics
     metrics_address: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"    # json: one object per line, for machines
+    poll_concurrency: int = Field(default=100, ge=1)    # feed requests in flight per batch
+    host_concurrency: int = Field(default=2, ge=1)      # ... to one host
+    host_min_gap: float = Field(default=0.25, ge=0)     # seconds between requests to one host
+    poll_batch: int = Field(default=100, ge=1)          # feeds per poll task
+    parse_processes: int | None = Field(default=None, ge=0)   # None: one per core; 0/1: inline
 
     @field_validator("unsubscribe_url")
     @classmethod

@@ -16,6 +16,8 @@ class ConfigError(NewswatchError):
 class FetchError(NewswatchError):
     """A feed could not be fetched; `status` and `retry_after` when the server answered."""
 
+    elapsed = 0.0       # seconds the attempt took (set by fetch)
+
     def __init__(self, url: str, reason: str, *, status: int | None = None,
                  retry_after: float | None = None) -> None:
         self.url = url
@@ -23,6 +25,9 @@ class FetchError(NewswatchError):
         self.status = status
         self.retry_after = retry_after
         super().__init__(f"{url}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_fetch_error, (self.url, self.reason, self.status, self.retry_after))
 
 
 class ParseError(NewswatchError):
@@ -32,6 +37,14 @@ class ParseError(NewswatchError):
         self.url = url
         self.reason = reason
         super().__init__(f"{url}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:       # crosses process boundaries (parsepool)
+        return (ParseError, (self.url, self.reason))
+
+
+def _fetch_error(url: str, reason: str, status: int | None,
+                 retry_after: float | None) -> FetchError:
+    return FetchError(url, reason, status=status, retry_after=retry_after)
 
 
 class QueryError(NewswatchError):

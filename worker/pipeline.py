@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import digest, schedule, stories
-from .config import SubscriberConfig
+from .config import Feed, SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
 from .deliver.email import send_email
@@ -21,10 +21,10 @@ from .deliver.outbox import write_outbox
 from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, ParseError
-from .fetch import fetch
+from .fetch import FetchResult, Limits, fetch_many
 from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
-from .parse import parse_feed
+from .parsepool import ParserCrash
 from .runtime import Runtime
 from .store import FeedState
 
@@ -58,8 +58,49 @@ def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
 
 
 def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
-    """Fetch one feed conditionally, parse it if it changed, take in the entries never seen
-    before, and decide when to poll it next (schedule.py)."""
+    """Poll one feed (see `poll_feeds`)."""
+    return poll_feeds(rt, [feed_id])[0]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    feed: Feed
+    state: FeedState
+    url: str
+    bounds: schedule.Bounds
+    interval: float
+
+
+def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
+    """Fetch the feeds concurrently and conditionally (fetch.py); then, feed by feed, parse the
+    bodies that changed (over the cores: runtime's parser pool), take in the entries never
+    seen before, and decide when to poll each next (schedule.py). One outcome per feed, in
+    order; one feed's failure is recorded for that feed alone."""
+    planned = [_plan(rt, feed_id) for feed_id in feed_ids]
+    todo = [p for p in planned if isinstance(p, _Plan)]
+    fetched = fetch_many([(p.url, p.state.validators) for p in todo], fetch_limits(rt))
+    changed = {i: r for i, (p, r) in enumerate(zip(todo, fetched, strict=True))
+               if isinstance(r, FetchResult) and not r.not_modified
+               and hashlib.sha256(r.body).hexdigest() != p.state.body_hash}
+    parsed = rt.parser.parse_all([(r.body, todo[i].url, todo[i].feed.id, todo[i].feed.name,
+                                   r.headers) for i, r in changed.items()],
+                                 max_entries=rt.config.settings.max_entries)
+    entries = dict(zip(changed, parsed, strict=True))
+    finished = iter([_finish(rt, p, r, entries.get(i)) for i, (p, r)
+                     in enumerate(zip(todo, fetched, strict=True))])
+    return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
+
+
+def fetch_limits(rt: Runtime) -> Limits:
+    s = rt.config.settings
+    return Limits(user_agent=s.user_agent, timeout=s.fetch_timeout,
+                  max_seconds=s.max_fetch_seconds, max_bytes=s.max_feed_bytes,
+                  concurrency=s.poll_concurrency, per_host=s.host_concurrency,
+                  host_gap=s.host_min_gap, allow_private=s.allow_private_networks)
+
+
+def _plan(rt: Runtime, feed_id: str) -> _Plan | PollOutcome:
+    """What to fetch for a feed, or why not to (unknown, gone, its host asked us to wait)."""
     try:
         feed = rt.config.feed(feed_id)
     except KeyError:
@@ -71,21 +112,28 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
         rt.store.unschedule(feed_id)
         return PollOutcome(feed_id, "gone", error=state.last_error)
     url = state.url or feed.url
-    bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
-                                                                     feed.interval))
-    interval = state.interval or feed.interval
     host = urlsplit(url).hostname or ""
     if (paused := rt.store.host_paused_for(host)) > 0:     # the host asked us to wait
         rt.store.schedule_next(feed_id, time.time() + paused)
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {paused:.0f} s")
-    started = time.monotonic()
+    bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
+                                                                     feed.interval))
+    return _Plan(feed, state, url, bounds, state.interval or feed.interval)
+
+
+def _finish(rt: Runtime, plan: _Plan, result: FetchResult | FetchError,
+            parsed: list[Entry] | Exception | None) -> PollOutcome:
+    """Record one feed's poll and schedule its next one."""
+    feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
+    feed_id, s = feed.id, rt.config.settings
     try:
-        result = fetch(rt.http, url, state.validators, max_bytes=s.max_feed_bytes,
-                       max_seconds=s.max_fetch_seconds)
+        if isinstance(result, FetchError):
+            raise result
+        if isinstance(parsed, Exception):
+            raise parsed
         _follow_move(rt, feed_id, state, result.moved_to)
         hint = schedule.server_hint(result.headers, result.body)
-        digest = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
-        if result.not_modified or digest == state.body_hash:
+        if parsed is None:
             # 304, or a 200 with the very same bytes: nothing to parse.
             status = "not_modified" if result.not_modified else "unchanged"
             outcome = PollOutcome(feed_id, status)
@@ -93,18 +141,16 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
             log.debug("feed %s (%s): %s", feed.name, url, status,
                       extra=feed_fields(feed_id, url, outcome=status))
         else:
-            entries = parse_feed(result.body, url=url, feed_id=feed_id, feed_name=feed.name,
-                                 headers=result.headers, max_entries=s.max_entries)
-            new = rt.store.add_new_entries(entries)
+            new = rt.store.add_new_entries(parsed)
             outcome = PollOutcome(feed_id, "ok", tuple(new))
             rt.store.record_poll(feed_id, "ok", validators=result.validators,
                                  new_entries=len(new))
-            rt.store.update_feed(feed_id, body_hash=digest or "")
-            log.info("feed %s (%s): %d entries, %d new", feed.name, url, len(entries), len(new),
-                     extra=feed_fields(feed_id, url, outcome="ok", entries=len(entries),
+            rt.store.update_feed(feed_id, body_hash=hashlib.sha256(result.body).hexdigest())
+            log.info("feed %s (%s): %d entries, %d new", feed.name, url, len(parsed), len(new),
+                     extra=feed_fields(feed_id, url, outcome="ok", entries=len(parsed),
                                        new_entries=len(new)))
-        interval = schedule.next_interval(interval, bounds, new_entries=len(outcome.new_entries),
-                                          hint=hint)
+        interval = schedule.next_interval(interval, plan.bounds,
+                                          new_entries=len(outcome.new_entries), hint=hint)
         rt.store.update_feed(feed_id, interval=interval)
         delay = interval
     except (FetchError, ParseError) as exc:
@@ -123,20 +169,21 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
             notices = _notify(rt, feed_id, feed.name, url, "gone", exc, state.error_count + 1)
             return PollOutcome(feed_id, "gone", error=str(exc), notices=notices)
         if code in (429, 503) and retry_after:
-            rt.store.pause_host(host, retry_after)
+            rt.store.pause_host(urlsplit(url).hostname or "", retry_after)
         if state.error_count + 1 == s.operator_alert_after:       # once per failure streak
             outcome = replace(outcome, notices=_notify(rt, feed_id, feed.name, url, "failing",
                                                        exc, state.error_count + 1))
-        delay = schedule.error_delay(interval, state.error_count + 1, bounds, retry_after)
+        delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds, retry_after)
     except Exception as exc:   # input we did not foresee: recorded for this feed only
         log.exception("feed %s (%s): unexpected failure", feed.name, url,
                       extra=feed_fields(feed_id, url, outcome="error"))
-        error = f"{url}: internal error: {type(exc).__name__}: {exc}"
+        detail = str(exc) if isinstance(exc, ParserCrash) else f"{type(exc).__name__}: {exc}"
+        error = f"{url}: internal error: {detail}"
         rt.store.record_poll(feed_id, "error", error=error)
         outcome = PollOutcome(feed_id, "error", error=error)
-        delay = schedule.error_delay(interval, state.error_count + 1, bounds)
+        delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds)
     rt.store.schedule_next(feed_id, time.time() + delay)
-    rt.store.observe("poll_duration", time.monotonic() - started)
+    rt.store.observe("poll_duration", result.elapsed)
     return outcome
 
 

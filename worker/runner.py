@@ -39,7 +39,7 @@ def services(config: Config) -> Iterator[Runtime]:
         yield rt
     finally:
         runtime.install(None)
-        rt.http.close()
+        rt.close()
         if server is not None:
             server.stop()
 
@@ -107,8 +107,7 @@ def run_once(config: Config, *, timeout: float = 300.0, concurrency: int = 4) ->
         try:
             recover(rt)
             rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
-            for feed in rt.config.feeds:
-                tasks.poll_feed.delay(feed.id)
+            tasks.enqueue_polls([f.id for f in rt.config.feeds], rt.config.settings.poll_batch)
             timed_out = not _wait_idle(rt, start, timeout)
         finally:
             worker.stop(in_sighandler=False)

@@ -12,8 +12,9 @@ import httpx
 
 from .classify import Classifier
 from .config import Config, load_config
+from .deliver.webhook import make_client
 from .errors import ConfigError
-from .fetch import make_client
+from .parsepool import Parser
 from .store import Store
 
 
@@ -22,7 +23,8 @@ class Runtime:
     config: Config
     store: Store
     classifier: Classifier
-    http: httpx.Client
+    http: httpx.Client               # webhooks (feeds are fetched by fetch.py's async client)
+    parser: Parser
     schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
 
     @classmethod
@@ -37,7 +39,12 @@ class Runtime:
                                recent_max=s.backtest_max_entries, recent_days=s.backtest_days)
         return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
-                               allow_private=s.allow_private_networks))
+                               allow_private=s.allow_private_networks),
+                   Parser(s.parse_processes))
+
+    def close(self) -> None:
+        self.http.close()
+        self.parser.close()
 
 
 def make_classifier(config: Config, semantic: bool | None = None) -> Classifier:

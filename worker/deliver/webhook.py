@@ -10,9 +10,22 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from ..errors import DeliveryError
-from ..netguard import BlockedAddress
+from ..netguard import BlockedAddress, GuardedTransport
 from ..retry_after import retry_after_seconds
 from .retry import RETRYABLE_STATUS
+
+
+def make_client(*, user_agent: str, timeout: float,
+                allow_private: bool = False) -> httpx.Client:
+    """The HTTP client for webhooks; unless `allow_private`, it only connects to public
+    addresses (netguard), checked on every connection and redirect."""
+    return httpx.Client(
+        headers={"User-Agent": user_agent},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=True, max_redirects=5,   # each hop checked by the guard
+        transport=None if allow_private else GuardedTransport(),
+        trust_env=False,            # no proxy from the environment may bypass the guard
+    )
 
 
 def signed_headers(secret: str, msg_id: str, payload: str,
