@@ -31,6 +31,7 @@ class Served:
     location: str | None = None          # with a 3xx status
     headers: dict[str, str] = field(default_factory=dict)
     validators: bool = True              # ETag / Last-Modified sent
+    delay: float = 0.0                   # seconds before answering
 
     @property
     def etag(self) -> str:
@@ -66,6 +67,18 @@ class _FeedHandler(_Quiet):
         server.requests.append((self.path, dict(self.headers)))
         server.request_times.append((self.path, time.time()))
         doc = server.files.get(self.path)
+        with server.lock:
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            if doc is not None and doc.delay:
+                time.sleep(doc.delay)
+            self._answer(server, doc)
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _answer(self, server: FeedServer, doc: Served | None) -> None:
         if doc is None:
             self.send_response(404)
             self.end_headers()
@@ -108,6 +121,8 @@ class FeedServer(_Server):
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.request_times: list[tuple[str, float]] = []
         self.not_modified = 0
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
         super().__init__(_FeedHandler, host)
 
     def url(self, path: str) -> str:

@@ -1,0 +1,98 @@
+"""Polling many feeds at once: concurrency, per-host politeness, parsing over the cores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SEEDS, runtime_for
+from tests.servers import FeedServer, Served
+from worker import pipeline
+from worker.fetch import Limits, Validators, fetch_many
+from worker.parsepool import Parser
+
+LEVANT = (SEEDS / "levant-wire.xml").read_bytes()
+
+
+def rss(n: int) -> bytes:
+    items = "".join(f"<item><title>Story {n}-{i}</title><guid>g{n}-{i}</guid></item>"
+                    for i in range(3))
+    return f"<rss version='2.0'><channel><title>F{n}</title>{items}</channel></rss>".encode()
+
+
+def test_requests_to_many_hosts_run_at_once() -> None:
+    """40 feeds on 8 hosts, each answer taking 0.3 s: in flight together, not one by one."""
+    servers = [FeedServer(host=f"127.0.0.{i + 2}") for i in range(8)]
+    try:
+        urls = []
+        for n in range(40):
+            server = servers[n % 8]
+            server.files[f"/f{n}.xml"] = Served(rss(n), delay=0.3)
+            urls.append(server.url(f"/f{n}.xml"))
+        start = time.monotonic()
+        results = fetch_many([(u, Validators()) for u in urls],
+                             Limits(allow_private=True, per_host=5))
+        elapsed = time.monotonic() - start
+        assert [r.status for r in results] == [200] * 40         # type: ignore[union-attr]
+        assert elapsed < 2.0, elapsed           # one by one: 12 s
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_per_host_cap_and_gap(feed_server: FeedServer) -> None:
+    for n in range(6):
+        feed_server.files[f"/f{n}.xml"] = Served(rss(n), delay=0.2)
+    requests = [(feed_server.url(f"/f{n}.xml"), Validators()) for n in range(6)]
+    fetch_many(requests, Limits(allow_private=True, per_host=2))
+    assert feed_server.max_in_flight == 2
+    feed_server.request_times.clear()
+    fetch_many(requests, Limits(allow_private=True, per_host=6, host_gap=0.15))
+    starts = sorted(t for _, t in feed_server.request_times)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.14, gaps
+
+
+def test_one_batch_polls_every_feed_and_isolates_failures(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    for n in range(12):
+        feed_server.files[f"/f{n}.xml"] = Served(rss(n))
+    feed_server.files["/broken.xml"] = Served(b"<html>not a feed</html>", "text/html")
+    feeds = "".join(f"  - url: {feed_server.url(f'/f{n}.xml')}\n" for n in range(12))
+    rt = runtime_for(tmp_path, f"feeds:\n{feeds}  - url: {feed_server.url('/broken.xml')}\n"
+                               "  - url: http://127.0.0.1:9/refused.xml\n", redis_url)
+    outcomes = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds])
+    assert [o.status for o in outcomes] == ["ok"] * 12 + ["error", "error"]
+    assert all(len(o.new_entries) == 3 for o in outcomes[:12])
+    assert "not a readable feed" in (outcomes[12].error or "")
+    assert "ConnectError" in (outcomes[13].error or "")
+    again = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds[:12]])
+    assert {o.status for o in again} == {"not_modified"}
+
+
+def test_parsing_in_processes_gives_what_parsing_inline_gives() -> None:
+    bodies = [(rss(n), f"http://x.example/{n}", f"f{n}", f"F{n}", {}) for n in range(10)]
+    bodies.append((b"<html>no</html>", "http://x.example/bad", "bad", "Bad", {}))
+    bodies.append((LEVANT, "http://x.example/levant", "lv", "Levant", {}))
+    pooled = Parser(processes=2)
+    try:
+        in_pool = pooled.parse_all(bodies, max_entries=1000)
+        assert pooled._pool is not None                     # the pool did the work
+    finally:
+        pooled.close()
+    inline = Parser(processes=0).parse_all(bodies, max_entries=1000)
+    assert [x if isinstance(x, list) else str(x) for x in in_pool] == \
+        [x if isinstance(x, list) else str(x) for x in inline]
+    assert "not a readable feed" in str(in_pool[10])
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_pool_size_setting(processes: int) -> None:
+    parser = Parser(processes)
+    try:
+        parser.parse_all([(rss(n), "u", "f", "F", {}) for n in range(8)], max_entries=10)
+        assert (parser._pool is not None) == (processes > 1)
+    finally:
+        parser.close()
