@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_per_host_cap_and_gap(feed_server: FeedServer) -> None:
     feed_server.request_times.clear()
     fetch_many(requests, Limits(allow_private=True, per_host=6, host_gap=0.15))
     starts = sorted(t for _, t in feed_server.request_times)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert min(gaps) >= 0.14, gaps
 
 
