@@ -167,11 +167,28 @@ def write_config(folder: Path, body: str, *, topics: bool = True) -> Path:
     return path
 
 
+_RUNTIMES: list[Runtime] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes() -> Iterator[None]:
+    """Runtimes made by a test are closed after it (HTTP sessions, fetch loop, parser pool)."""
+    yield
+    while _RUNTIMES:
+        _RUNTIMES.pop().close()
+
+
 def make_runtime(config: Config, redis_url: str) -> Runtime:
     settings = config.settings.model_copy(update={"redis_url": redis_url,
                                                   "key_prefix": f"t{uuid.uuid4().hex[:8]}"})
-    return Runtime.create(Config(config.path, config.feeds, config.topics, config.subscribers,
-                                 settings))
+    return track(Runtime.create(Config(config.path, config.feeds, config.topics,
+                                       config.subscribers, settings)))
+
+
+def track(rt: Runtime) -> Runtime:
+    """Close this runtime when the test ends."""
+    _RUNTIMES.append(rt)
+    return rt
 
 
 def runtime_for(folder: Path, body: str, redis_url: str) -> Runtime:

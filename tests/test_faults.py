@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import SECRET, celery_beat, celery_worker, runtime_for, stop, write_config
+from tests.conftest import (
+    SECRET,
+    celery_beat,
+    celery_worker,
+    runtime_for,
+    stop,
+    track,
+    write_config,
+)
 from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver, free_port, wait_for
 from worker import pipeline
 from worker.config import load_config
@@ -163,8 +171,8 @@ def test_redis_restarted_between_poll_and_delivery(tmp_path: Path, feed_server: 
     config = load_config(webhook_config(tmp_path, feed_server, receiver))
 
     def runtime(url: str) -> Runtime:
-        return Runtime.create(replace(config, settings=config.settings.model_copy(
-            update={"redis_url": url})))
+        return track(Runtime.create(replace(config, settings=config.settings.model_copy(
+            update={"redis_url": url}))))
 
     server = start_redis(folder)                       # persistent: append-only file
     try:

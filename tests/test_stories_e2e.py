@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import SECRET, celery_worker, stop, write_config
+from tests.conftest import SECRET, celery_worker, stop, track, write_config
 from tests.servers import FeedServer, Served, WebhookReceiver, wait_for
 from worker import pipeline
 from worker.config import load_config
@@ -74,8 +74,8 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
                         and len(receiver.received) >= 1, 60)
         # The day is over (as beat's `maintain` would find it tomorrow): one digest, delivered
         # by the workers.
-        rt = Runtime.create(replace(load_config(config), settings=load_config(
-            config).settings.model_copy(update={"redis_url": redis_url})))
+        rt = track(Runtime.create(replace(load_config(config), settings=load_config(
+            config).settings.model_copy(update={"redis_url": redis_url}))))
         [digest_id] = pipeline.due_work(rt, now=time.time() + 2 * 86400).alerts
         producer.send_task("newswatch.deliver", args=[digest_id], queue="deliver")
         assert wait_for(lambda: len(list((tmp_path / "digests").glob("*.json"))) == 1, 30)

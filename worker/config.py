@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -273,16 +274,18 @@ class Config:
     settings: Settings
 
     def feed(self, feed_id: str) -> Feed:
-        for feed in self.feeds:
-            if feed.id == feed_id:
-                return feed
-        raise KeyError(feed_id)
+        return self._feeds_by_id[feed_id]
 
     def subscriber(self, subscriber_id: str) -> SubscriberConfig:
-        for sub in self.subscribers:
-            if sub.id == subscriber_id:
-                return sub
-        raise KeyError(subscriber_id)
+        return self._subscribers_by_id[subscriber_id]
+
+    @cached_property
+    def _feeds_by_id(self) -> dict[str, Feed]:          # 10,000 feeds: no linear scans
+        return {feed.id: feed for feed in self.feeds}
+
+    @cached_property
+    def _subscribers_by_id(self) -> dict[str, SubscriberConfig]:
+        return {sub.id: sub for sub in self.subscribers}
 
     @property
     def data_dir(self) -> Path:

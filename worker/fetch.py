@@ -16,8 +16,9 @@ import hashlib
 import ipaddress
 import os
 import socket
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -73,12 +74,65 @@ class Limits:
     allow_private: bool = False      # SSRF guard off (tests, LAN feeds)
 
 
+class Fetcher:
+    """Fetches for one worker process: an event loop in a thread of its own and one HTTP
+    session, shared by every poll batch (whichever Celery thread runs it), so the global and
+    per-host limits and the per-host gap hold across batches, and connections and DNS answers
+    are reused while they last."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._gate: _HostGate | None = None
+
+    def fetch_many(self, requests: Sequence[tuple[str, Validators]]
+                   ) -> list[FetchResult | FetchError]:
+        """Fetch every (url, validators) concurrently; a result or an error each, in order."""
+        if not requests:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._all(requests), self._running_loop())
+        return future.result()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                factory = _loop_factory()
+                loop = factory() if factory else asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="newswatch-fetch",
+                                 daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    async def _all(self, requests: Sequence[tuple[str, Validators]]
+                   ) -> list[FetchResult | FetchError]:
+        if self._session is None or self._session.closed:
+            self._session = _session(self.limits)
+            self._gate = _HostGate(self.limits.per_host, self.limits.host_gap)
+        session, gate = self._session, self._gate
+        assert gate is not None
+        return list(await asyncio.gather(*(_one(session, gate, url, validators, self.limits)
+                                           for url, validators in requests)))
+
+    def close(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._session is not None:
+            asyncio.run_coroutine_threadsafe(self._session.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+
+
 def fetch_many(requests: Sequence[tuple[str, Validators]],
                limits: Limits) -> list[FetchResult | FetchError]:
-    """Fetch every (url, validators) concurrently; one result or error per request, in order."""
-    if not requests:
-        return []
-    return asyncio.run(_fetch_all(requests, limits))
+    """One batch with a session of its own (tools and tests; the worker uses a Fetcher)."""
+    fetcher = Fetcher(limits)
+    try:
+        return fetcher.fetch_many(requests)
+    finally:
+        fetcher.close()
 
 
 def fetch(url: str, validators: Validators, limits: Limits) -> FetchResult:
@@ -89,20 +143,26 @@ def fetch(url: str, validators: Validators, limits: Limits) -> FetchResult:
     return result
 
 
-async def _fetch_all(requests: Sequence[tuple[str, Validators]],
-                     limits: Limits) -> list[FetchResult | FetchError]:
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (less CPU per request), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _session(limits: Limits) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=limits.concurrency, limit_per_host=limits.per_host, ttl_dns_cache=300,
         resolver=None if limits.allow_private else GuardedResolver())
     timeout = aiohttp.ClientTimeout(total=None, connect=min(limits.timeout, 10.0),
                                     sock_read=limits.timeout)
-    async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trust_env=False,   # no proxy around the guard
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": limits.user_agent, "Accept": ACCEPT}) as session:
-        gate = _HostGate(limits.per_host, limits.host_gap)
-        return list(await asyncio.gather(*(_one(session, gate, url, validators, limits)
-                                           for url, validators in requests)))
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False,   # no proxy around the guard
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": limits.user_agent, "Accept": ACCEPT})
 
 
 async def _one(session: aiohttp.ClientSession, gate: _HostGate, url: str,

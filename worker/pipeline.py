@@ -21,12 +21,12 @@ from .deliver.outbox import write_outbox
 from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, ParseError
-from .fetch import FetchResult, Limits, fetch_many
+from .fetch import FetchResult
 from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
 from .parsepool import ParserCrash
 from .runtime import Runtime
-from .store import FeedState
+from .store import FeedState, Store
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again after this
@@ -76,9 +76,12 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     bodies that changed (over the cores: runtime's parser pool), take in the entries never
     seen before, and decide when to poll each next (schedule.py). One outcome per feed, in
     order; one feed's failure is recorded for that feed alone."""
-    planned = [_plan(rt, feed_id) for feed_id in feed_ids]
+    states = rt.store.feed_states(feed_ids)                 # reads: one round trip each
+    urls = {f: states[f].url or _configured_url(rt, f) for f in feed_ids}
+    paused = rt.store.hosts_paused_for(urlsplit(u).hostname or "" for u in urls.values())
+    planned = [_plan(rt, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
-    fetched = fetch_many([(p.url, p.state.validators) for p in todo], fetch_limits(rt))
+    fetched = rt.fetcher.fetch_many([(p.url, p.state.validators) for p in todo])
     changed = {i: r for i, (p, r) in enumerate(zip(todo, fetched, strict=True))
                if isinstance(r, FetchResult) and not r.not_modified
                and hashlib.sha256(r.body).hexdigest() != p.state.body_hash}
@@ -86,20 +89,23 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
                                    r.headers) for i, r in changed.items()],
                                  max_entries=rt.config.settings.max_entries)
     entries = dict(zip(changed, parsed, strict=True))
-    finished = iter([_finish(rt, p, r, entries.get(i)) for i, (p, r)
-                     in enumerate(zip(todo, fetched, strict=True))])
+    good = {i: e for i, e in entries.items() if not isinstance(e, Exception)}
+    new = dict(zip(good, rt.store.add_new_entries_many(list(good.values())), strict=True))
+    with rt.store.batch() as writes:                          # writes: one round trip
+        finished = iter([_finish(rt, writes, p, r, entries.get(i), new.get(i, []))
+                         for i, (p, r) in enumerate(zip(todo, fetched, strict=True))])
     return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
 
 
-def fetch_limits(rt: Runtime) -> Limits:
-    s = rt.config.settings
-    return Limits(user_agent=s.user_agent, timeout=s.fetch_timeout,
-                  max_seconds=s.max_fetch_seconds, max_bytes=s.max_feed_bytes,
-                  concurrency=s.poll_concurrency, per_host=s.host_concurrency,
-                  host_gap=s.host_min_gap, allow_private=s.allow_private_networks)
+def _configured_url(rt: Runtime, feed_id: str) -> str:
+    try:
+        return rt.config.feed(feed_id).url
+    except KeyError:
+        return ""
 
 
-def _plan(rt: Runtime, feed_id: str) -> _Plan | PollOutcome:
+def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
+          paused: dict[str, float]) -> _Plan | PollOutcome:
     """What to fetch for a feed, or why not to (unknown, gone, its host asked us to wait)."""
     try:
         feed = rt.config.feed(feed_id)
@@ -107,23 +113,21 @@ def _plan(rt: Runtime, feed_id: str) -> _Plan | PollOutcome:
         rt.store.unschedule(feed_id)
         return PollOutcome(feed_id, "error", error=f"feed {feed_id} is no longer configured")
     s = rt.config.settings
-    state = rt.store.feed_state(feed_id)
     if state.gone:
         rt.store.unschedule(feed_id)
         return PollOutcome(feed_id, "gone", error=state.last_error)
-    url = state.url or feed.url
     host = urlsplit(url).hostname or ""
-    if (paused := rt.store.host_paused_for(host)) > 0:     # the host asked us to wait
-        rt.store.schedule_next(feed_id, time.time() + paused)
-        return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {paused:.0f} s")
+    if (wait := paused.get(host, 0.0)) > 0:                # the host asked us to wait
+        rt.store.schedule_next(feed_id, time.time() + wait)
+        return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {wait:.0f} s")
     bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
                                                                      feed.interval))
     return _Plan(feed, state, url, bounds, state.interval or feed.interval)
 
 
-def _finish(rt: Runtime, plan: _Plan, result: FetchResult | FetchError,
-            parsed: list[Entry] | Exception | None) -> PollOutcome:
-    """Record one feed's poll and schedule its next one."""
+def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError,
+            parsed: list[Entry] | Exception | None, new: list[str]) -> PollOutcome:
+    """Record one feed's poll and schedule its next one; writes go through the batch `w`."""
     feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
     feed_id, s = feed.id, rt.config.settings
     try:
@@ -131,45 +135,44 @@ def _finish(rt: Runtime, plan: _Plan, result: FetchResult | FetchError,
             raise result
         if isinstance(parsed, Exception):
             raise parsed
-        _follow_move(rt, feed_id, state, result.moved_to)
+        _follow_move(w, feed_id, state, result.moved_to)
         hint = schedule.server_hint(result.headers, result.body)
         if parsed is None:
             # 304, or a 200 with the very same bytes: nothing to parse.
             status = "not_modified" if result.not_modified else "unchanged"
             outcome = PollOutcome(feed_id, status)
-            rt.store.record_poll(feed_id, status, validators=result.validators)
+            w.record_poll(feed_id, status, validators=result.validators)
             log.debug("feed %s (%s): %s", feed.name, url, status,
                       extra=feed_fields(feed_id, url, outcome=status))
         else:
-            new = rt.store.add_new_entries(parsed)
             outcome = PollOutcome(feed_id, "ok", tuple(new))
-            rt.store.record_poll(feed_id, "ok", validators=result.validators,
+            w.record_poll(feed_id, "ok", validators=result.validators,
                                  new_entries=len(new))
-            rt.store.update_feed(feed_id, body_hash=hashlib.sha256(result.body).hexdigest())
+            w.update_feed(feed_id, body_hash=hashlib.sha256(result.body).hexdigest())
             log.info("feed %s (%s): %d entries, %d new", feed.name, url, len(parsed), len(new),
                      extra=feed_fields(feed_id, url, outcome="ok", entries=len(parsed),
                                        new_entries=len(new)))
         interval = schedule.next_interval(interval, plan.bounds,
                                           new_entries=len(outcome.new_entries), hint=hint)
-        rt.store.update_feed(feed_id, interval=interval)
+        w.update_feed(feed_id, interval=interval)
         delay = interval
     except (FetchError, ParseError) as exc:
         log.warning("feed %s (%s): %s", feed.name, url, exc.reason,
                     extra=feed_fields(feed_id, url, outcome="error", status=getattr(
                         exc, "status", None), errors_in_a_row=state.error_count + 1))
         outcome = PollOutcome(feed_id, "error", error=str(exc))
-        rt.store.record_poll(feed_id, "error", error=str(exc))
+        w.record_poll(feed_id, "error", error=str(exc))
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         code = exc.status if isinstance(exc, FetchError) else None
         if code == 410:                   # Gone: the publisher says stop
-            rt.store.update_feed(feed_id, gone=1)
-            rt.store.unschedule(feed_id)
+            w.update_feed(feed_id, gone=1)
+            w.unschedule(feed_id)
             log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url,
                       extra=feed_fields(feed_id, url, outcome="gone", status=410))
             notices = _notify(rt, feed_id, feed.name, url, "gone", exc, state.error_count + 1)
             return PollOutcome(feed_id, "gone", error=str(exc), notices=notices)
         if code in (429, 503) and retry_after:
-            rt.store.pause_host(urlsplit(url).hostname or "", retry_after)
+            w.pause_host(urlsplit(url).hostname or "", retry_after)
         if state.error_count + 1 == s.operator_alert_after:       # once per failure streak
             outcome = replace(outcome, notices=_notify(rt, feed_id, feed.name, url, "failing",
                                                        exc, state.error_count + 1))
@@ -179,11 +182,11 @@ def _finish(rt: Runtime, plan: _Plan, result: FetchResult | FetchError,
                       extra=feed_fields(feed_id, url, outcome="error"))
         detail = str(exc) if isinstance(exc, ParserCrash) else f"{type(exc).__name__}: {exc}"
         error = f"{url}: internal error: {detail}"
-        rt.store.record_poll(feed_id, "error", error=error)
+        w.record_poll(feed_id, "error", error=error)
         outcome = PollOutcome(feed_id, "error", error=error)
         delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds)
-    rt.store.schedule_next(feed_id, time.time() + delay)
-    rt.store.observe("poll_duration", result.elapsed)
+    w.schedule_next(feed_id, time.time() + delay)
+    w.observe("poll_duration", result.elapsed)
     return outcome
 
 
@@ -209,19 +212,19 @@ def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str, exc: E
     return tuple(created)
 
 
-def _follow_move(rt: Runtime, feed_id: str, state: FeedState, moved_to: str | None) -> None:
+def _follow_move(w: Store, feed_id: str, state: FeedState, moved_to: str | None) -> None:
     """A permanent redirect, seen again and again, becomes the feed's URL."""
     if moved_to is None:
         if state.moved_count:
-            rt.store.update_feed(feed_id, moved_target="", moved_count=0)
+            w.update_feed(feed_id, moved_target="", moved_count=0)
         return
     count, adopt = schedule.moved(state.moved_target, state.moved_count, moved_to)
     if adopt:
-        rt.store.update_feed(feed_id, url=moved_to, moved_target="", moved_count=0)
+        w.update_feed(feed_id, url=moved_to, moved_target="", moved_count=0)
         log.warning("feed %s moved permanently to %s", feed_id, moved_to,
                     extra=feed_fields(feed_id, moved_to, outcome="moved"))
     else:
-        rt.store.update_feed(feed_id, moved_target=moved_to, moved_count=count)
+        w.update_feed(feed_id, moved_target=moved_to, moved_count=count)
 
 
 def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:

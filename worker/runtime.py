@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import httpx
 
 from .classify import Classifier
-from .config import Config, load_config
+from .config import Config, Settings, load_config
 from .deliver.webhook import make_client
 from .errors import ConfigError
+from .fetch import Fetcher, Limits
 from .parsepool import Parser
 from .store import Store
 
@@ -23,7 +24,8 @@ class Runtime:
     config: Config
     store: Store
     classifier: Classifier
-    http: httpx.Client               # webhooks (feeds are fetched by fetch.py's async client)
+    http: httpx.Client               # webhooks (feeds are fetched by `fetcher`)
+    fetcher: Fetcher
     parser: Parser
     schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
 
@@ -40,11 +42,19 @@ class Runtime:
         return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
                                allow_private=s.allow_private_networks),
-                   Parser(s.parse_processes))
+                   Fetcher(fetch_limits(s)), Parser(s.parse_processes))
 
     def close(self) -> None:
         self.http.close()
+        self.fetcher.close()
         self.parser.close()
+
+
+def fetch_limits(s: Settings) -> Limits:
+    return Limits(user_agent=s.user_agent, timeout=s.fetch_timeout,
+                  max_seconds=s.max_fetch_seconds, max_bytes=s.max_feed_bytes,
+                  concurrency=s.poll_concurrency, per_host=s.host_concurrency,
+                  host_gap=s.host_min_gap, allow_private=s.allow_private_networks)
 
 
 def make_classifier(config: Config, semantic: bool | None = None) -> Classifier:
@@ -67,6 +77,12 @@ def current() -> Runtime:
     with _lock:
         if _current is None:
             _current = Runtime.create(load_config())
+        return _current
+
+
+def installed() -> Runtime | None:
+    """This process's runtime if one was created, without creating one."""
+    with _lock:
         return _current
 
 

@@ -30,6 +30,7 @@ Keys (P = settings.key_prefix):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -55,6 +56,7 @@ _ADD_ENTRY = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[3])
   return 1
 end
 return 0
@@ -156,6 +158,8 @@ class Store:
         self._create_alert = client.register_script(_CREATE_ALERT)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._claim_retries = client.register_script(_CLAIM_RETRIES)
+        self._batched = False
+        self._counts: dict[str, int] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "nw", **kw: Any) -> Store:
@@ -164,18 +168,53 @@ class Store:
     def k(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
+    @contextmanager
+    def batch(self) -> Iterator[Store]:
+        """A store whose writes are queued and sent in one round trip when the block ends, for
+        the bookkeeping of a whole poll batch. Only writes inside: a read would get nothing."""
+        writer = copy.copy(self)
+        writer.r = self.r.pipeline(transaction=False)
+        writer._batched = True
+        writer._counts = {}
+        yield writer
+        for name, by in writer._counts.items():       # counters summed: one command each
+            writer.r.hincrby(self.k("stats"), name, by)
+        writer.r.execute()
+
+    def _pipe(self) -> Any:
+        """A pipeline for a group of writes: the batch's own, or a new one sent by `_send`."""
+        return self.r if self._batched else self.r.pipeline()
+
+    def _send(self, pipe: Any) -> None:
+        if not self._batched:
+            pipe.execute()
+
+    def _incr(self, pipe: Any, name: str, by: int = 1) -> None:
+        """Add to a counter in P:stats (summed per batch when batched)."""
+        if self._batched:
+            self._counts[name] = self._counts.get(name, 0) + by
+        else:
+            pipe.hincrby(self.k("stats"), name, by)
+
     # -- feeds and schedule -------------------------------------------------------------------
 
     def feed_state(self, feed_id: str) -> FeedState:
-        h = cast(dict[str, str], self.r.hgetall(self.k("feed", feed_id)))
-        return FeedState(
-            Validators(h.get("etag") or None, h.get("last_modified") or None),
-            float(h["last_poll_at"]) if h.get("last_poll_at") else None,
-            h.get("last_status"), h.get("last_error") or None, int(h.get("error_count", 0)),
-            float(h["interval"]) if h.get("interval") else None, h.get("body_hash") or None,
-            h.get("url") or None, h.get("moved_target") or None, int(h.get("moved_count", 0)),
-            h.get("gone") == "1",
-        )
+        return _feed_state(cast(dict[str, str], self.r.hgetall(self.k("feed", feed_id))))
+
+    def feed_states(self, feed_ids: Sequence[str]) -> dict[str, FeedState]:
+        """Many feeds' states in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for feed_id in feed_ids:
+            pipe.hgetall(self.k("feed", feed_id))
+        return {f: _feed_state(h) for f, h in zip(feed_ids, pipe.execute(), strict=True)}
+
+    def hosts_paused_for(self, hosts: Iterable[str]) -> dict[str, float]:
+        """`host_paused_for` of many hosts in one round trip."""
+        hosts = list(dict.fromkeys(hosts))
+        pipe = self.r.pipeline(transaction=False)
+        for host in hosts:
+            pipe.pttl(self.k("hostpause", host))
+        return {h: max(0.0, int(ms) / 1000) for h, ms in zip(hosts, pipe.execute(), strict=True)}
 
     def update_feed(self, feed_id: str, **fields: str | float | int) -> None:
         """Set feed-state fields (interval, body_hash, url, moved_target, moved_count, gone)."""
@@ -199,16 +238,16 @@ class Store:
         if validators is not None:
             fields["etag"] = validators.etag or ""
             fields["last_modified"] = validators.last_modified or ""
-        pipe = self.r.pipeline()
-        pipe.hset(key, mapping=fields)
+        pipe = self._pipe()
         if error:
             pipe.hincrby(key, "error_count", 1)
         else:
-            pipe.hset(key, "error_count", 0)
-        pipe.hincrby(self.k("stats"), f"polls:{status}", 1)
+            fields["error_count"] = 0
+        pipe.hset(key, mapping=fields)
+        self._incr(pipe, f"polls:{status}")
         if new_entries:
-            pipe.hincrby(self.k("stats"), "entries:new", new_entries)
-        pipe.execute()
+            self._incr(pipe, "entries:new", new_entries)
+        self._send(pipe)
 
     def sync_schedule(self, feeds: Iterable[tuple[str, float]]) -> None:
         """Add configured feeds (due at once if new) and drop feeds no longer configured."""
@@ -239,20 +278,22 @@ class Store:
 
     def add_new_entries(self, entries: Iterable[Entry]) -> list[str]:
         """Take in the entries never seen before; return their keys, queued for processing."""
-        new = []
-        for entry in entries:
-            ek = self.entry_key(entry)
-            if self._add_entry(keys=[self.k("seen", ek), self.k("entry", ek),
-                                     self.k("pending", "entries")],
-                               args=[json.dumps(entry.to_dict()), self.seen_ttl, ek,
-                                     time.time()]):
-                new.append(ek)
-        if new:
-            pipe = self.r.pipeline(transaction=False)
-            for ek in new:
-                pipe.xadd(self.k("recent"), {"k": ek}, maxlen=self.recent_max, approximate=True)
-            pipe.execute()
-        return new
+        return self.add_new_entries_many([list(entries)])[0]
+
+    def add_new_entries_many(self, feeds: Sequence[Sequence[Entry]]) -> list[list[str]]:
+        """`add_new_entries` for the entries of many feeds, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        keys = [[self.entry_key(entry) for entry in entries] for entries in feeds]
+        now = time.time()
+        for entries, eks in zip(feeds, keys, strict=True):
+            for entry, ek in zip(entries, eks, strict=True):
+                self._add_entry(keys=[self.k("seen", ek), self.k("entry", ek),
+                                      self.k("pending", "entries"), self.k("recent")],
+                                args=[json.dumps(entry.to_dict()), self.seen_ttl, ek, now,
+                                      self.recent_max],
+                                client=pipe)
+        added = iter(pipe.execute())
+        return [[ek for ek in eks if next(added)] for eks in keys]
 
     def trim_recent(self, now: float | None = None) -> None:
         """Drop recent-entry records older than the backtest window (`maintain` calls this)."""
@@ -527,13 +568,13 @@ class Store:
 
     def observe(self, name: str, seconds: float) -> None:
         """Add one observation to a histogram (cumulative buckets, as Prometheus has them)."""
-        pipe = self.r.pipeline()
+        pipe = self._pipe()
         for bound in HISTOGRAMS[name][1]:
             if seconds <= bound:
-                pipe.hincrby(self.k("stats"), f"hist:{name}:{bound}", 1)
-        pipe.hincrby(self.k("stats"), f"hist:{name}:count", 1)
-        pipe.hincrby(self.k("stats"), f"hist:{name}:sum_ms", int(seconds * 1000))
-        pipe.execute()
+                self._incr(pipe, f"hist:{name}:{bound}")
+        self._incr(pipe, f"hist:{name}:count")
+        self._incr(pipe, f"hist:{name}:sum_ms", int(seconds * 1000))
+        self._send(pipe)
 
     def count(self, name: str, by: int = 1) -> None:
         self.r.hincrby(self.k("stats"), name, by)
@@ -541,3 +582,14 @@ class Store:
     def stats(self) -> dict[str, int]:
         return {k: int(v) for k, v in cast(dict[str, str],
                                            self.r.hgetall(self.k("stats"))).items()}
+
+
+def _feed_state(h: dict[str, str]) -> FeedState:
+    return FeedState(
+        Validators(h.get("etag") or None, h.get("last_modified") or None),
+        float(h["last_poll_at"]) if h.get("last_poll_at") else None,
+        h.get("last_status"), h.get("last_error") or None, int(h.get("error_count", 0)),
+        float(h["interval"]) if h.get("interval") else None, h.get("body_hash") or None,
+        h.get("url") or None, h.get("moved_target") or None, int(h.get("moved_count", 0)),
+        h.get("gone") == "1",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 from . import pipeline, runtime
 from .app import app
@@ -19,6 +19,14 @@ def _serve_metrics(**_: object) -> None:
         from .metrics import serve
 
         serve(rt.store, rt.config.settings.metrics_port, rt.config.settings.metrics_address)
+
+
+@worker_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    """Close the fetch session, its loop and the parser pool when the worker stops."""
+    rt = runtime.installed()
+    if rt is not None:
+        rt.close()
 
 
 @app.task(name="newswatch.schedule_due")
