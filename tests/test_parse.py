@@ -152,3 +152,10 @@ def test_shared_real_feeds_all_yield_entries() -> None:
 def test_ambiguous_query_parameters_are_kept() -> None:
     # Content ids in the query tell pages apart: dropping them would merge different stories.
     assert canonical_url("https://example.org/a?cid=1") != canonical_url("https://example.org/a?cid=2")
+
+
+def test_an_unparsable_link_is_skipped_not_fatal() -> None:
+    body = (b"<rss version='2.0'><channel><title>t</title><item><title>One</title>"
+            b"<link>http://[bad/x</link><guid>g1</guid></item></channel></rss>")
+    (entry,) = parse_feed(body, url="http://wire.example/rss", feed_id="f", feed_name="W")
+    assert entry.title == "One" and entry.link is None

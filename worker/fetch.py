@@ -18,9 +18,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
@@ -74,6 +75,10 @@ class Limits:
     allow_private: bool = False      # SSRF guard off (tests, LAN feeds)
 
 
+T = TypeVar("T")
+Then = Callable[[int, "FetchResult"], Awaitable[T]]
+
+
 class Fetcher:
     """Fetches for one worker process: an event loop in a thread of its own and one HTTP
     session, shared by every poll batch (whichever Celery thread runs it), so the global and
@@ -90,9 +95,17 @@ class Fetcher:
     def fetch_many(self, requests: Sequence[tuple[str, Validators]]
                    ) -> list[FetchResult | FetchError]:
         """Fetch every (url, validators) concurrently; a result or an error each, in order."""
+        return [result for result, _ in self.fetch_then(requests, None)]
+
+    def fetch_then(self, requests: Sequence[tuple[str, Validators]],
+                   then: Then[T] | None) -> list[tuple[FetchResult | FetchError, T | None]]:
+        """`fetch_many`, and `then(i, result)` awaited for each body as soon as it arrives
+        (while the other requests go on): for the caller's work on a body, such as handing it
+        to a parser process."""
         if not requests:
             return []
-        future = asyncio.run_coroutine_threadsafe(self._all(requests), self._running_loop())
+        future = asyncio.run_coroutine_threadsafe(self._all(requests, then),
+                                                  self._running_loop())
         return future.result()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -105,15 +118,23 @@ class Fetcher:
                 self._loop = loop
             return self._loop
 
-    async def _all(self, requests: Sequence[tuple[str, Validators]]
-                   ) -> list[FetchResult | FetchError]:
+    async def _all(self, requests: Sequence[tuple[str, Validators]], then: Then[T] | None
+                   ) -> list[tuple[FetchResult | FetchError, T | None]]:
         if self._session is None or self._session.closed:
             self._session = _session(self.limits)
             self._gate = _HostGate(self.limits.per_host, self.limits.host_gap)
         session, gate = self._session, self._gate
         assert gate is not None
-        return list(await asyncio.gather(*(_one(session, gate, url, validators, self.limits)
-                                           for url, validators in requests)))
+
+        async def one(i: int, url: str, validators: Validators
+                      ) -> tuple[FetchResult | FetchError, T | None]:
+            result = await _one(session, gate, url, validators, self.limits)
+            if then is None or isinstance(result, FetchError) or result.not_modified:
+                return result, None
+            return result, await then(i, result)
+
+        return list(await asyncio.gather(*(one(i, url, validators)
+                                           for i, (url, validators) in enumerate(requests))))
 
     def close(self) -> None:
         with self._lock:

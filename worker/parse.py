@@ -130,7 +130,13 @@ def _first_link(e: Any, base: str) -> str | None:
     if e.get("guidislink"):
         candidates.append(e.get("id"))
     for href in candidates:
-        if href and (link := canonical_url(urljoin(base, href.strip()))):
+        if not href:
+            continue
+        try:
+            absolute = urljoin(base, href.strip())
+        except ValueError:                  # e.g. "http://[bad" (found by the fuzzer)
+            continue
+        if link := canonical_url(absolute):
             return link
     return None
 

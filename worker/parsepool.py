@@ -10,6 +10,7 @@ process (forking a threaded Celery worker is unsafe).
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import threading
@@ -34,17 +35,27 @@ class Parser:
         self._lock = threading.Lock()
 
     def parse_all(self, bodies: Sequence[Body], *, max_entries: int) -> list[Parsed]:
-        """Each body's entries, or the error naming its feed; in order."""
-        if len(bodies) < INLINE_BELOW or self.processes <= 1:
-            return [_parse(body, max_entries) for body in bodies]
-        pool = self._get_pool()
+        """Each body's entries, or the error naming its feed; in order (outside a loop)."""
+        async def all_() -> list[Parsed]:
+            pool = len(bodies) >= INLINE_BELOW
+            return list(await asyncio.gather(*(
+                self.parse_async(body, max_entries=max_entries, pool=pool) for body in bodies)))
+
+        return asyncio.run(all_())
+
+    async def parse_async(self, body: Body, *, max_entries: int, pool: bool = True) -> Parsed:
+        """One body, from an event loop: in a pool process (`pool` and more than one process
+        configured), else in a thread, so the loop goes on with its requests meanwhile."""
+        if not pool or self.processes <= 1:
+            return await asyncio.to_thread(_parse, body, max_entries)
+        loop = asyncio.get_running_loop()
         try:
-            chunk = max(1, len(bodies) // (self.processes * 4))
-            return list(pool.map(_parse, bodies, [max_entries] * len(bodies),
-                                 chunksize=chunk))
-        except BrokenProcessPool:          # a parser process died (OOM): carry on inline
+            return await loop.run_in_executor(self._get_pool(), _parse, body, max_entries)
+        except BrokenProcessPool:          # a parser process died (OOM): carry on in a thread
             self.close()
-            return [_parse(body, max_entries) for body in bodies]
+            return await asyncio.to_thread(_parse, body, max_entries)
+        except Exception as exc:           # e.g. a result that would not pickle: this feed only
+            return ParserCrash(f"{type(exc).__name__}: {exc}")
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:

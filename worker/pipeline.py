@@ -24,7 +24,7 @@ from .errors import DeliveryError, FetchError, ParseError
 from .fetch import FetchResult
 from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
-from .parsepool import ParserCrash
+from .parsepool import INLINE_BELOW, Parsed, ParserCrash
 from .runtime import Runtime
 from .store import FeedState, Store
 
@@ -81,19 +81,26 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     paused = rt.store.hosts_paused_for(urlsplit(u).hostname or "" for u in urls.values())
     planned = [_plan(rt, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
-    fetched = rt.fetcher.fetch_many([(p.url, p.state.validators) for p in todo])
-    changed = {i: r for i, (p, r) in enumerate(zip(todo, fetched, strict=True))
-               if isinstance(r, FetchResult) and not r.not_modified
-               and hashlib.sha256(r.body).hexdigest() != p.state.body_hash}
-    parsed = rt.parser.parse_all([(r.body, todo[i].url, todo[i].feed.id, todo[i].feed.name,
-                                   r.headers) for i, r in changed.items()],
-                                 max_entries=rt.config.settings.max_entries)
-    entries = dict(zip(changed, parsed, strict=True))
+    known = [p.state.body_hash for p in todo]
+    pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
+    max_entries = rt.config.settings.max_entries
+
+    async def parse_if_changed(i: int, result: FetchResult) -> Parsed | None:
+        if hashlib.sha256(result.body).hexdigest() == known[i]:
+            return None                    # a 200 with the very same bytes: nothing to parse
+        plan = todo[i]
+        return await rt.parser.parse_async(
+            (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
+            max_entries=max_entries, pool=pool)
+
+    fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
+                                    parse_if_changed)
+    entries = {i: parsed for i, (_, parsed) in enumerate(fetched) if parsed is not None}
     good = {i: e for i, e in entries.items() if not isinstance(e, Exception)}
     new = dict(zip(good, rt.store.add_new_entries_many(list(good.values())), strict=True))
     with rt.store.batch() as writes:                          # writes: one round trip
         finished = iter([_finish(rt, writes, p, r, entries.get(i), new.get(i, []))
-                         for i, (p, r) in enumerate(zip(todo, fetched, strict=True))])
+                         for i, (p, (r, _)) in enumerate(zip(todo, fetched, strict=True))])
     return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
 
 
