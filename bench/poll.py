@@ -143,6 +143,7 @@ class NewswatchRunner:
         config.write_text(f"feeds:\n{feeds}settings:\n  allow_private_networks: true\n"
                           f"  redis_url: {self.redis.url}\n{polite}")
         self.rt = Runtime.create(load_config(config))
+        self.rt.parser.warm_up()              # as a worker does when it starts
         self.ids = [f.id for f in self.rt.config.feeds]
 
     def cycle(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from itertools import pairwise
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from tests.conftest import SEEDS, runtime_for
 from tests.servers import FeedServer, Served
 from worker import pipeline
 from worker.fetch import Limits, Validators, fetch_many
-from worker.parsepool import Parser
+from worker.parsepool import Parser, StoreSpec, Taken
+from worker.store import _h
 
 LEVANT = (SEEDS / "levant-wire.xml").read_bytes()
 
@@ -73,27 +75,36 @@ def test_one_batch_polls_every_feed_and_isolates_failures(
     assert {o.status for o in again} == {"not_modified"}
 
 
-def test_parsing_in_processes_gives_what_parsing_inline_gives() -> None:
+def parser(redis_url: str, processes: int) -> Parser:
+    spec = StoreSpec(redis_url, f"t{uuid.uuid4().hex[:8]}")
+    return Parser(spec.connect(), spec, processes)
+
+
+def test_intake_in_processes_gives_what_intake_inline_gives(redis_url: str) -> None:
     bodies = [(rss(n), f"http://x.example/{n}", f"f{n}", f"F{n}", {}) for n in range(10)]
     bodies.append((b"<html>no</html>", "http://x.example/bad", "bad", "Bad", {}))
     bodies.append((LEVANT, "http://x.example/levant", "lv", "Levant", {}))
-    pooled = Parser(processes=2)
+    pooled = parser(redis_url, 2)
     try:
-        in_pool = pooled.parse_all(bodies, max_entries=1000)
+        in_pool = pooled.take_in_all(bodies, max_entries=1000)
         assert pooled._pool is not None                     # the pool did the work
+        again = pooled.take_in_all(bodies[:2], max_entries=1000)
     finally:
         pooled.close()
-    inline = Parser(processes=0).parse_all(bodies, max_entries=1000)
-    assert [x if isinstance(x, list) else str(x) for x in in_pool] == \
-        [x if isinstance(x, list) else str(x) for x in inline]
+    inline = parser(redis_url, 0).take_in_all(bodies, max_entries=1000)
+    assert [x if isinstance(x, Taken) else str(x) for x in in_pool] == \
+        [x if isinstance(x, Taken) else str(x) for x in inline]
+    assert in_pool[0] == Taken(3, [f"f0:{h}" for h in (
+        _h("g0-0"), _h("g0-1"), _h("g0-2"))])               # stored by the pool process
     assert "not a readable feed" in str(in_pool[10])
+    assert [t.new for t in again if isinstance(t, Taken)] == [[], []]    # seen: not new
 
 
 @pytest.mark.parametrize("processes", [0, 2])
-def test_pool_size_setting(processes: int) -> None:
-    parser = Parser(processes)
+def test_pool_size_setting(redis_url: str, processes: int) -> None:
+    intake = parser(redis_url, processes)
     try:
-        parser.parse_all([(rss(n), "u", "f", "F", {}) for n in range(8)], max_entries=10)
-        assert (parser._pool is not None) == (processes > 1)
+        intake.take_in_all([(rss(n), "u", f"f{n}", "F", {}) for n in range(8)], max_entries=10)
+        assert (intake._pool is not None) == (processes > 1)
     finally:
-        parser.close()
+        intake.close()

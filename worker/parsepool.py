@@ -1,11 +1,13 @@
-"""Feed parsing off the I/O path and over the cores.
+"""Intake of changed feed bodies, off the I/O path and over the cores: parse, then take in the
+entries never seen before (store.add_new_entries), in the same process.
 
-feedparser is pure Python: parsing a changed 50 KB feed costs ~6 ms of one core while a 304
-costs a tenth of a millisecond, so a poll batch's time is its parsing. Batches with several
-changed bodies are parsed in a pool of processes (one per core by default,
-`settings.parse_processes`); a few bodies are parsed inline, where a round trip to the pool
-would cost more than it saves. The pool starts on first use, from a clean `forkserver`
-process (forking a threaded Celery worker is unsafe).
+feedparser is pure Python: a changed 50 KB feed costs ~6 ms of one core where a 304 costs a
+tenth of a millisecond, so a poll batch's time is its parsing. Bodies are handed over as they
+arrive (from the fetch loop) to a pool of processes (`settings.parse_processes`; by default
+one more than the cores, as each also waits on Redis), each with its own Redis connection, so
+that parsing and storing run side by side and only entry keys come back. Batches of a few feeds stay in this process
+(in a thread), where a hop to the pool would cost more than it saves. The pool starts on first
+use, from a clean `forkserver` process (forking a threaded Celery worker is unsafe).
 """
 
 from __future__ import annotations
@@ -17,51 +19,85 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import ParseError
-from .models import Entry
 from .parse import parse_feed
+from .store import Store
 
-INLINE_BELOW = 4          # fewer changed bodies than this: parse in this thread
+INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this process
 
 Body = tuple[bytes, str, str, str, Mapping[str, str]]   # body, url, feed id, name, headers
-Parsed = list[Entry] | Exception
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How a pool process connects to the same Redis as its parent (a Store cannot travel)."""
+
+    url: str
+    prefix: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def connect(self) -> Store:
+        return Store.from_url(self.url, self.prefix, **dict(self.options))
+
+
+@dataclass(frozen=True)
+class Taken:
+    entries: int                # entries in the body (up to max_entries)
+    new: list[str]              # keys of those never seen before, queued for processing
+
+
+Intake = Taken | Exception
 
 
 class Parser:
-    def __init__(self, processes: int | None = None) -> None:
-        self.processes = (os.cpu_count() or 1) if processes is None else processes
+    def __init__(self, store: Store, spec: StoreSpec, processes: int | None = None) -> None:
+        self.store, self.spec = store, spec
+        # One more process than cores: each also waits on Redis, and the spare fills that gap.
+        self.processes = (os.cpu_count() or 1) + 1 if processes is None else processes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def parse_all(self, bodies: Sequence[Body], *, max_entries: int) -> list[Parsed]:
-        """Each body's entries, or the error naming its feed; in order (outside a loop)."""
-        async def all_() -> list[Parsed]:
+    def take_in_all(self, bodies: Sequence[Body], *, max_entries: int) -> list[Intake]:
+        """`take_in` for many bodies, outside an event loop; in order."""
+        async def all_() -> list[Intake]:
             pool = len(bodies) >= INLINE_BELOW
             return list(await asyncio.gather(*(
-                self.parse_async(body, max_entries=max_entries, pool=pool) for body in bodies)))
+                self.take_in(body, max_entries=max_entries, pool=pool) for body in bodies)))
 
         return asyncio.run(all_())
 
-    async def parse_async(self, body: Body, *, max_entries: int, pool: bool = True) -> Parsed:
-        """One body, from an event loop: in a pool process (`pool` and more than one process
-        configured), else in a thread, so the loop goes on with its requests meanwhile."""
+    async def take_in(self, body: Body, *, max_entries: int, pool: bool = True) -> Intake:
+        """Parse one body and take in its new entries: in a pool process (`pool` and more
+        than one process configured), else in a thread, so the event loop goes on with its
+        requests meanwhile. Failures come back as values, naming the feed."""
         if not pool or self.processes <= 1:
-            return await asyncio.to_thread(_parse, body, max_entries)
+            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._get_pool(), _parse, body, max_entries)
+            return await loop.run_in_executor(self._get_pool(), _take_in, body, max_entries,
+                                              None)
         except BrokenProcessPool:          # a parser process died (OOM): carry on in a thread
             self.close()
-            return await asyncio.to_thread(_parse, body, max_entries)
+            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
         except Exception as exc:           # e.g. a result that would not pickle: this feed only
             return ParserCrash(f"{type(exc).__name__}: {exc}")
+
+    def warm_up(self) -> None:
+        """Start the pool's processes now (a worker does at start), not in the first batch."""
+        if self.processes > 1:
+            pool = self._get_pool()
+            for future in [pool.submit(_ready) for _ in range(self.processes)]:
+                future.result()
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("forkserver"))
+                    self.processes, mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=_connect, initargs=(self.spec,))
             return self._pool
 
     def close(self) -> None:
@@ -71,18 +107,32 @@ class Parser:
                 self._pool = None
 
 
-def _parse(body: Body, max_entries: int) -> Parsed:
-    """Runs in the pool: exceptions come back as values, as our own ParseError or a
-    description of the unforeseen one (custom exceptions do not always survive pickling)."""
+class ParserCrash(RuntimeError):
+    """The parser failed in a way we did not foresee; the message names the original error."""
+
+
+_store: Store | None = None          # a pool process's own connection
+
+
+def _ready() -> bool:
+    return _store is not None
+
+
+def _connect(spec: StoreSpec) -> None:
+    global _store
+    _store = spec.connect()
+
+
+def _take_in(body: Body, max_entries: int, store: Store | None) -> Intake:
+    """Runs in a pool process (store None: the process's own) or a thread of the parent."""
     data, url, feed_id, name, headers = body
     try:
-        return parse_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
-                          max_entries=max_entries)
+        entries = parse_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
+                             max_entries=max_entries)
     except ParseError as exc:
         return exc
     except Exception as exc:               # recorded for this feed alone by the pipeline
         return ParserCrash(f"{type(exc).__name__}: {exc}")
-
-
-class ParserCrash(RuntimeError):
-    """The parser failed in a way we did not foresee; the message names the original error."""
+    store = store or _store
+    assert store is not None
+    return Taken(len(entries), store.add_new_entries(entries))

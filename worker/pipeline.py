@@ -24,7 +24,7 @@ from .errors import DeliveryError, FetchError, ParseError
 from .fetch import FetchResult
 from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
-from .parsepool import INLINE_BELOW, Parsed, ParserCrash
+from .parsepool import INLINE_BELOW, Intake, ParserCrash
 from .runtime import Runtime
 from .store import FeedState, Store
 
@@ -85,22 +85,19 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
     max_entries = rt.config.settings.max_entries
 
-    async def parse_if_changed(i: int, result: FetchResult) -> Parsed | None:
+    async def take_in_if_changed(i: int, result: FetchResult) -> Intake | None:
         if hashlib.sha256(result.body).hexdigest() == known[i]:
             return None                    # a 200 with the very same bytes: nothing to parse
         plan = todo[i]
-        return await rt.parser.parse_async(
+        return await rt.parser.take_in(
             (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
             max_entries=max_entries, pool=pool)
 
     fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
-                                    parse_if_changed)
-    entries = {i: parsed for i, (_, parsed) in enumerate(fetched) if parsed is not None}
-    good = {i: e for i, e in entries.items() if not isinstance(e, Exception)}
-    new = dict(zip(good, rt.store.add_new_entries_many(list(good.values())), strict=True))
+                                    take_in_if_changed)
     with rt.store.batch() as writes:                          # writes: one round trip
-        finished = iter([_finish(rt, writes, p, r, entries.get(i), new.get(i, []))
-                         for i, (p, (r, _)) in enumerate(zip(todo, fetched, strict=True))])
+        finished = iter([_finish(rt, writes, p, r, taken)
+                         for p, (r, taken) in zip(todo, fetched, strict=True)])
     return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
 
 
@@ -133,18 +130,18 @@ def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
 
 
 def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError,
-            parsed: list[Entry] | Exception | None, new: list[str]) -> PollOutcome:
+            taken: Intake | None) -> PollOutcome:
     """Record one feed's poll and schedule its next one; writes go through the batch `w`."""
     feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
     feed_id, s = feed.id, rt.config.settings
     try:
         if isinstance(result, FetchError):
             raise result
-        if isinstance(parsed, Exception):
-            raise parsed
+        if isinstance(taken, Exception):
+            raise taken
         _follow_move(w, feed_id, state, result.moved_to)
         hint = schedule.server_hint(result.headers, result.body)
-        if parsed is None:
+        if taken is None:
             # 304, or a 200 with the very same bytes: nothing to parse.
             status = "not_modified" if result.not_modified else "unchanged"
             outcome = PollOutcome(feed_id, status)
@@ -152,13 +149,13 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
             log.debug("feed %s (%s): %s", feed.name, url, status,
                       extra=feed_fields(feed_id, url, outcome=status))
         else:
+            new = taken.new
             outcome = PollOutcome(feed_id, "ok", tuple(new))
-            w.record_poll(feed_id, "ok", validators=result.validators,
-                                 new_entries=len(new))
+            w.record_poll(feed_id, "ok", validators=result.validators, new_entries=len(new))
             w.update_feed(feed_id, body_hash=hashlib.sha256(result.body).hexdigest())
-            log.info("feed %s (%s): %d entries, %d new", feed.name, url, len(parsed), len(new),
-                     extra=feed_fields(feed_id, url, outcome="ok", entries=len(parsed),
-                                       new_entries=len(new)))
+            log.info("feed %s (%s): %d entries, %d new", feed.name, url, taken.entries,
+                     len(new), extra=feed_fields(feed_id, url, outcome="ok",
+                                                 entries=taken.entries, new_entries=len(new)))
         interval = schedule.next_interval(interval, plan.bounds,
                                           new_entries=len(outcome.new_entries), hint=hint)
         w.update_feed(feed_id, interval=interval)

@@ -15,7 +15,7 @@ from .config import Config, Settings, load_config
 from .deliver.webhook import make_client
 from .errors import ConfigError
 from .fetch import Fetcher, Limits
-from .parsepool import Parser
+from .parsepool import Parser, StoreSpec
 from .store import Store
 
 
@@ -36,13 +36,14 @@ class Runtime:
             raise ConfigError([f"{config.path}: settings.redis_url: not set (set it or "
                                "NEWSWATCH_REDIS_URL; only `newswatch run` starts an embedded "
                                "Redis)"])
-        store = Store.from_url(s.redis_url, s.key_prefix, seen_ttl_days=s.seen_ttl_days,
-                               story_window_hours=s.story_window_hours,
-                               recent_max=s.backtest_max_entries, recent_days=s.backtest_days)
+        spec = StoreSpec(s.redis_url, s.key_prefix, (
+            ("seen_ttl_days", s.seen_ttl_days), ("story_window_hours", s.story_window_hours),
+            ("recent_max", s.backtest_max_entries), ("recent_days", s.backtest_days)))
+        store = spec.connect()
         return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
                                allow_private=s.allow_private_networks),
-                   Fetcher(fetch_limits(s)), Parser(s.parse_processes))
+                   Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes))
 
     def close(self) -> None:
         self.http.close()

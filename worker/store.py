@@ -52,14 +52,21 @@ HISTOGRAMS = {
 }
 
 # Take in an entry once: mark it seen, keep its data, queue it for processing, in one step.
-_ADD_ENTRY = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[3])
-  return 1
+_ADD_ENTRIES = """
+local added = {}
+for i = 3, #KEYS, 2 do
+  local n = (i - 1) / 2
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    local ek = ARGV[2 + 2 * n]
+    redis.call('SET', KEYS[i + 1], ARGV[3 + 2 * n], 'EX', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], ek)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'k', ek)
+    added[n] = 1
+  else
+    added[n] = 0
+  end
 end
-return 0
+return added
 """
 
 # Create an alert once per (subscriber, story). Returns 1 when created; 2 when it exists, is still
@@ -154,7 +161,7 @@ class Store:
         self.recent_max = recent_max
         self.recent_age = min(recent_days, seen_ttl_days) * DAY   # never outlive the entries
         self.window = story_window_hours * 3600
-        self._add_entry = client.register_script(_ADD_ENTRY)
+        self._add_entries = client.register_script(_ADD_ENTRIES)
         self._create_alert = client.register_script(_CREATE_ALERT)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._claim_retries = client.register_script(_CLAIM_RETRIES)
@@ -281,19 +288,23 @@ class Store:
         return self.add_new_entries_many([list(entries)])[0]
 
     def add_new_entries_many(self, feeds: Sequence[Sequence[Entry]]) -> list[list[str]]:
-        """`add_new_entries` for the entries of many feeds, in one round trip."""
+        """`add_new_entries` for the entries of many feeds: one script per feed (atomic for
+        its entries), all in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         keys = [[self.entry_key(entry) for entry in entries] for entries in feeds]
         now = time.time()
         for entries, eks in zip(feeds, keys, strict=True):
+            if not eks:
+                continue
+            redis_keys = [self.k("pending", "entries"), self.k("recent")]
+            args: list[Any] = [self.seen_ttl, now, self.recent_max]
             for entry, ek in zip(entries, eks, strict=True):
-                self._add_entry(keys=[self.k("seen", ek), self.k("entry", ek),
-                                      self.k("pending", "entries"), self.k("recent")],
-                                args=[json.dumps(entry.to_dict()), self.seen_ttl, ek, now,
-                                      self.recent_max],
-                                client=pipe)
-        added = iter(pipe.execute())
-        return [[ek for ek in eks if next(added)] for eks in keys]
+                redis_keys += [self.k("seen", ek), self.k("entry", ek)]
+                args += [ek, json.dumps(entry.to_dict())]
+            self._add_entries(keys=redis_keys, args=args, client=pipe)
+        answers = iter(pipe.execute())
+        return [[ek for ek, added in zip(eks, next(answers), strict=True) if added] if eks
+                else [] for eks in keys]
 
     def trim_recent(self, now: float | None = None) -> None:
         """Drop recent-entry records older than the backtest window (`maintain` calls this)."""

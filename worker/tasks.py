@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery.signals import worker_ready, worker_shutdown
 
 from . import pipeline, runtime
 from .app import app
 
 BATCH = 50
+WARM_UP_FEEDS = 20        # with fewer feeds, batches are parsed in-process: no pool to start
 
 
 @worker_ready.connect
 def _serve_metrics(**_: object) -> None:
     """A Celery worker serves /metrics too when settings.metrics_port is set (each worker
-    needs its own port; the figures are the whole deployment's, read from Redis)."""
+    needs its own port; the figures are the whole deployment's, read from Redis); and starts
+    its parser processes in the background, ready for the first batch."""
     rt = runtime.current()
+    if len(rt.config.feeds) >= WARM_UP_FEEDS:
+        threading.Thread(target=rt.parser.warm_up, name="parser-warm-up", daemon=True).start()
     if rt.config.settings.metrics_port:
         from .metrics import serve
 
