@@ -97,14 +97,16 @@ class Fetcher:
         """Fetch every (url, validators) concurrently; a result or an error each, in order."""
         return [result for result, _ in self.fetch_then(requests, None)]
 
-    def fetch_then(self, requests: Sequence[tuple[str, Validators]],
-                   then: Then[T] | None) -> list[tuple[FetchResult | FetchError, T | None]]:
+    def fetch_then(self, requests: Sequence[tuple[str, Validators]], then: Then[T] | None, *,
+                   keep_bodies: bool = True
+                   ) -> list[tuple[FetchResult | FetchError, T | None]]:
         """`fetch_many`, and `then(i, result)` awaited for each body as soon as it arrives
         (while the other requests go on): for the caller's work on a body, such as handing it
-        to a parser process."""
+        to a parser process. Without `keep_bodies`, each body is let go once `then` is done:
+        a batch then holds only the bodies in flight, not all of them."""
         if not requests:
             return []
-        future = asyncio.run_coroutine_threadsafe(self._all(requests, then),
+        future = asyncio.run_coroutine_threadsafe(self._all(requests, then, keep_bodies),
                                                   self._running_loop())
         return future.result()
 
@@ -118,8 +120,8 @@ class Fetcher:
                 self._loop = loop
             return self._loop
 
-    async def _all(self, requests: Sequence[tuple[str, Validators]], then: Then[T] | None
-                   ) -> list[tuple[FetchResult | FetchError, T | None]]:
+    async def _all(self, requests: Sequence[tuple[str, Validators]], then: Then[T] | None,
+                   keep_bodies: bool) -> list[tuple[FetchResult | FetchError, T | None]]:
         if self._session is None or self._session.closed:
             self._session = _session(self.limits)
             self._gate = _HostGate(self.limits.per_host, self.limits.host_gap)
@@ -131,7 +133,8 @@ class Fetcher:
             result = await _one(session, gate, url, validators, self.limits)
             if then is None or isinstance(result, FetchError) or result.not_modified:
                 return result, None
-            return result, await then(i, result)
+            after = await then(i, result)
+            return (result if keep_bodies else replace(result, body=b"")), after
 
         return list(await asyncio.gather(*(one(i, url, validators)
                                            for i, (url, validators) in enumerate(requests))))

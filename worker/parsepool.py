@@ -5,8 +5,9 @@ feedparser is pure Python: a changed 50 KB feed costs ~6 ms of one core where a 
 tenth of a millisecond, so a poll batch's time is its parsing. Bodies are handed over as they
 arrive (from the fetch loop) to a pool of processes (`settings.parse_processes`; by default
 one more than the cores, as each also waits on Redis), each with its own Redis connection, so
-that parsing and storing run side by side and only entry keys come back. Batches of a few feeds stay in this process
-(in a thread), where a hop to the pool would cost more than it saves. The pool starts on first
+that parsing and storing run side by side and only entry keys come back. Batches of a few
+feeds stay in this process (in a thread), where a hop to the pool would cost more than it
+saves. The pool starts on first
 use, from a clean `forkserver` process (forking a threaded Celery worker is unsafe).
 """
 

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,6 +64,15 @@ def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
 
 
 @dataclass(frozen=True)
+class _Body:
+    """What a 200's body left once taken in: its hash, the server's hint, the intake."""
+
+    digest: str
+    hint: float | None
+    taken: Intake | None        # None: the very same bytes as last time, not parsed
+
+
+@dataclass(frozen=True)
 class _Plan:
     feed: Feed
     state: FeedState
@@ -78,27 +88,35 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     order; one feed's failure is recorded for that feed alone."""
     states = rt.store.feed_states(feed_ids)                 # reads: one round trip each
     urls = {f: states[f].url or _configured_url(rt, f) for f in feed_ids}
-    paused = rt.store.hosts_paused_for(urlsplit(u).hostname or "" for u in urls.values())
+    paused = rt.store.hosts_paused_for(_host(u) for u in urls.values())
     planned = [_plan(rt, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
     known = [p.state.body_hash for p in todo]
     pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
     max_entries = rt.config.settings.max_entries
 
-    async def take_in_if_changed(i: int, result: FetchResult) -> Intake | None:
-        if hashlib.sha256(result.body).hexdigest() == known[i]:
-            return None                    # a 200 with the very same bytes: nothing to parse
+    async def take_in_if_changed(i: int, result: FetchResult) -> _Body:
+        """Everything that needs a 200's bytes, done as they arrive (then they are let go)."""
+        digest = hashlib.sha256(result.body).hexdigest()
+        hint = schedule.server_hint(result.headers, result.body)
+        if digest == known[i]:
+            return _Body(digest, hint, None)   # the very same bytes: nothing to parse
         plan = todo[i]
-        return await rt.parser.take_in(
+        return _Body(digest, hint, await rt.parser.take_in(
             (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
-            max_entries=max_entries, pool=pool)
+            max_entries=max_entries, pool=pool))
 
     fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
-                                    take_in_if_changed)
+                                    take_in_if_changed, keep_bodies=False)
     with rt.store.batch() as writes:                          # writes: one round trip
-        finished = iter([_finish(rt, writes, p, r, taken)
-                         for p, (r, taken) in zip(todo, fetched, strict=True)])
+        finished = iter([_finish(rt, writes, p, r, body)
+                         for p, (r, body) in zip(todo, fetched, strict=True)])
     return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
+
+
+@lru_cache(maxsize=1 << 16)
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _configured_url(rt: Runtime, feed_id: str) -> str:
@@ -120,7 +138,7 @@ def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
     if state.gone:
         rt.store.unschedule(feed_id)
         return PollOutcome(feed_id, "gone", error=state.last_error)
-    host = urlsplit(url).hostname or ""
+    host = _host(url)
     if (wait := paused.get(host, 0.0)) > 0:                # the host asked us to wait
         rt.store.schedule_next(feed_id, time.time() + wait)
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {wait:.0f} s")
@@ -130,35 +148,35 @@ def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
 
 
 def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError,
-            taken: Intake | None) -> PollOutcome:
+            body: _Body | None) -> PollOutcome:
     """Record one feed's poll and schedule its next one; writes go through the batch `w`."""
     feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
     feed_id, s = feed.id, rt.config.settings
     try:
         if isinstance(result, FetchError):
             raise result
+        taken = body.taken if body else None
         if isinstance(taken, Exception):
             raise taken
         _follow_move(w, feed_id, state, result.moved_to)
-        hint = schedule.server_hint(result.headers, result.body)
-        if taken is None:
-            # 304, or a 200 with the very same bytes: nothing to parse.
-            status = "not_modified" if result.not_modified else "unchanged"
-            outcome = PollOutcome(feed_id, status)
-            w.record_poll(feed_id, status, validators=result.validators)
-            log.debug("feed %s (%s): %s", feed.name, url, status,
-                      extra=feed_fields(feed_id, url, outcome=status))
-        else:
-            new = taken.new
-            outcome = PollOutcome(feed_id, "ok", tuple(new))
-            w.record_poll(feed_id, "ok", validators=result.validators, new_entries=len(new))
-            w.update_feed(feed_id, body_hash=hashlib.sha256(result.body).hexdigest())
+        hint = body.hint if body else schedule.server_hint(result.headers, b"")
+        new = taken.new if taken else []
+        status = "ok" if taken else "not_modified" if result.not_modified else "unchanged"
+        outcome = PollOutcome(feed_id, status, tuple(new))
+        interval = schedule.next_interval(interval, plan.bounds, new_entries=len(new),
+                                          hint=hint)
+        extra: dict[str, str | float] = {"interval": interval}
+        if taken and body:
+            extra["body_hash"] = body.digest
+        w.record_poll(feed_id, status, validators=result.validators, new_entries=len(new),
+                      more=extra)
+        if taken:
             log.info("feed %s (%s): %d entries, %d new", feed.name, url, taken.entries,
                      len(new), extra=feed_fields(feed_id, url, outcome="ok",
                                                  entries=taken.entries, new_entries=len(new)))
-        interval = schedule.next_interval(interval, plan.bounds,
-                                          new_entries=len(outcome.new_entries), hint=hint)
-        w.update_feed(feed_id, interval=interval)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("feed %s (%s): %s", feed.name, url, status,
+                      extra=feed_fields(feed_id, url, outcome=status))
         delay = interval
     except (FetchError, ParseError) as exc:
         log.warning("feed %s (%s): %s", feed.name, url, exc.reason,

@@ -34,7 +34,7 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -238,10 +238,12 @@ class Store:
         self.r.zrem(self.k("schedule"), feed_id)
 
     def record_poll(self, feed_id: str, status: str, *, validators: Validators | None = None,
-                    error: str | None = None, new_entries: int = 0) -> None:
+                    error: str | None = None, new_entries: int = 0,
+                    more: Mapping[str, str | float] | None = None) -> None:
+        """A poll's outcome (and `more` feed-state fields, such as the new interval)."""
         key = self.k("feed", feed_id)
         fields: dict[Any, Any] = {"last_poll_at": time.time(), "last_status": status,
-                                          "last_error": error or ""}
+                                  "last_error": error or "", **(more or {})}
         if validators is not None:
             fields["etag"] = validators.etag or ""
             fields["last_modified"] = validators.last_modified or ""
