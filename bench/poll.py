@@ -122,17 +122,23 @@ http {{
 # -- runners (each in its own process) -----------------------------------------------------
 
 def rss_figures() -> dict[str, float]:
-    """This process's peak RSS, and its children's (the parser processes) RSS now, in MB."""
+    """This process's peak RSS, and its descendants' RSS now (the parser processes and the
+    forkserver; not the throwaway redis-server, which holds the entries), in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = 0.0
+    procs: dict[int, tuple[int, str, float]] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            text = status.read_text()
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() == str(os.getpid()):
-            children += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+        procs[int(status.parent.name)] = (int(fields["PPid"]), fields["Name"].strip(),
+                                          int(fields.get("VmRSS", "0 kB").split()[0]) / 1024)
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier} - mine
+        mine |= frontier
+    children = sum(procs[p][2] for p in mine if not procs[p][1].startswith("redis"))
     return {"rss_mb": round(peak, 1), "children_rss_mb": round(children, 1)}
 
 

@@ -30,6 +30,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from .errors import FetchError
+from .models import Validators
 from .netguard import address_problem
 from .retry_after import retry_after_seconds
 
@@ -41,20 +42,12 @@ _PERMANENT = {301, 308}
 
 
 @dataclass(frozen=True)
-class Validators:
-    """What a server gave us to make the next request conditional."""
-
-    etag: str | None = None
-    last_modified: str | None = None
-
-
-@dataclass(frozen=True)
 class FetchResult:
     url: str                       # the final URL, after redirects
     status: int                    # 200, or 304 when not modified
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    validators: Validators = Validators()
+    validators: Validators = field(default_factory=Validators)
     moved_to: str | None = None    # where 301/308 redirects (only permanent ones) led
     elapsed: float = 0.0           # seconds from the request to the last byte
 

@@ -22,6 +22,14 @@ def parse_iso(value: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server gave us to make the next request conditional."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class Entry:
     """One normalised feed item."""
 

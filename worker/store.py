@@ -41,8 +41,7 @@ from typing import Any, cast
 
 import redis
 
-from .fetch import Validators
-from .models import Alert, Entry
+from .models import Alert, Entry, Validators
 
 DAY = 86_400
 # Histograms kept as cumulative bucket counters in P:stats (seconds).
