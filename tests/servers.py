@@ -1,20 +1,25 @@
 """Real local servers for the tests: a feed server honouring conditional GET, a webhook receiver
-that verifies Standard Webhooks signatures, an SMTP server (aiosmtpd). 127.0.0.1 only."""
+that verifies Standard Webhooks signatures, an SMTP server (aiosmtpd), a WebSub hub.
+127.0.0.1 only."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import hashlib
+import hmac
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
+from urllib.request import Request, urlopen
 
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook
@@ -221,3 +226,75 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, step: float =
             return True
         time.sleep(step)
     return predicate()
+
+
+@dataclass
+class Subscription:
+    callback: str
+    topic: str
+    secret: str
+    lease: int
+    verified: bool = False
+    answer: str = ""
+
+
+class _HubHandler(_Quiet):
+    def do_POST(self) -> None:
+        hub: WebSubHub = self.server.owner  # type: ignore[attr-defined]
+        form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                              .decode()))
+        if hub.refuse:
+            self.send_response(hub.refuse)
+            self.end_headers()
+            return
+        sub = Subscription(form["hub.callback"], form["hub.topic"], form.get("hub.secret", ""),
+                           int(form.get("hub.lease_seconds", "3600")))
+        with hub.lock:
+            hub.requests.append(form)
+        self.send_response(202)
+        self.end_headers()
+        threading.Thread(target=hub.verify, args=(sub,), daemon=True).start()
+
+
+class WebSubHub(_Server):
+    """A small WebSub hub: takes subscriptions, verifies them with a challenge GET to the
+    callback, and distributes published content signed with each subscriber's secret."""
+
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+        self.requests: list[dict[str, str]] = []
+        self.deliveries: list[tuple[str, int]] = []        # (callback, status)
+        self.refuse = 0
+        self.lock = threading.Lock()
+        super().__init__(_HubHandler)
+
+    @property
+    def url(self) -> str:
+        return self.base + "/"
+
+    def verify(self, sub: Subscription) -> None:
+        challenge = uuid.uuid4().hex
+        query = urlencode({"hub.mode": "subscribe", "hub.topic": sub.topic,
+                           "hub.challenge": challenge, "hub.lease_seconds": sub.lease})
+        try:
+            with urlopen(f"{sub.callback}?{query}", timeout=5) as response:
+                sub.answer = response.read().decode()
+        except OSError as exc:
+            sub.answer = f"error: {exc}"
+        sub.verified = sub.answer == challenge
+        with self.lock:
+            self.subscriptions.append(sub)
+
+    def publish(self, topic: str, body: bytes, *, content_type: str = "application/rss+xml",
+                tamper: bool = False) -> list[int]:
+        statuses = []
+        for sub in [s for s in self.subscriptions if s.topic == topic and s.verified]:
+            signature = hmac.new(sub.secret.encode(), body, hashlib.sha256).hexdigest()
+            if tamper:
+                signature = "0" * len(signature)
+            request = Request(sub.callback, data=body, method="POST", headers={
+                "Content-Type": content_type, "X-Hub-Signature": f"sha256={signature}"})
+            with urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+            self.deliveries.append((sub.callback, statuses[-1]))
+        return statuses

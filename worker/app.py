@@ -23,7 +23,8 @@ _SUFFIX = f"-{os.environ['NEWSWATCH_QUEUE_SUFFIX']}" if os.environ.get("NEWSWATC
     else ""
 QUEUES = tuple(f"{q}{_SUFFIX}" for q in ("poll", "process", "deliver"))
 POLL, PROCESS, DELIVER = QUEUES
-SCHEDULE_EVERY = 5.0      # seconds between beat's looks at the due-feed set
+SCHEDULE_EVERY = 1.0      # seconds between beat's looks at the due-feed set (one Lua call)
+MAINTAIN_EVERY = 5.0      # seconds between retries / lost-work / lease sweeps
 
 
 def _settings() -> Settings:
@@ -73,13 +74,15 @@ app.conf.update(
         "newswatch.process_entries": {"queue": PROCESS},
         "newswatch.deliver": {"queue": DELIVER},
         "newswatch.maintain": {"queue": DELIVER},
+        "newswatch.websub_subscribe": {"queue": POLL},
+        "newswatch.websub_renew": {"queue": POLL},
     },
     # Redis redelivers unacked tasks after this; no task of ours uses countdowns (retries are
     # kept in Redis), and `maintain` re-enqueues work lost with a killed worker much sooner.
     broker_transport_options={"visibility_timeout": 3600},
     beat_schedule={
         "schedule-due": {"task": "newswatch.schedule_due", "schedule": SCHEDULE_EVERY},
-        "maintain": {"task": "newswatch.maintain", "schedule": SCHEDULE_EVERY},
+        "maintain": {"task": "newswatch.maintain", "schedule": MAINTAIN_EVERY},
     },
     worker_hijack_root_logger=False,
 )

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=300.0,
                      help="with --once: longest wait for deliveries, in seconds")
     run.add_argument("--concurrency", type=int, default=4)
+    command("serve", _serve, "the WebSub callback alone (settings.websub_listen), for hubs "
+                             "to push to; workers run apart")
     command("check", _check, "validate the config; every problem as FILE:LINE: path: message")
     classify = command("classify", _classify, "JSONL items in, topic matches out")
     classify.add_argument("file", nargs="?", default="-")
@@ -125,6 +127,16 @@ def _run(args: argparse.Namespace) -> int:
     summary = runner.run_once(config, timeout=args.timeout, concurrency=args.concurrency)
     print(runner.format_summary(summary, config))
     return 0 if summary.ok else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import runner
+
+    config = load_config(args.config)
+    logs.configure("INFO" if args.log_level == "WARNING" else args.log_level,
+                   logs.resolve_format(args.log_format, config.settings.log_format))
+    runner.serve_forever(config)
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

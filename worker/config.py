@@ -222,13 +222,32 @@ class Settings(_Model):
     host_concurrency: int = Field(default=2, ge=1)      # ... to one host
     host_min_gap: float = Field(default=0.25, ge=0)     # seconds between requests to one host
     poll_batch: int = Field(default=100, ge=1)          # feeds per poll task
-    parse_processes: int | None = Field(default=None, ge=0)   # None: one per core; 0/1: inline
+    parse_processes: int | None = Field(default=None, ge=0)   # None: cores + 1; 0/1: inline
+    websub_callback: str | None = None    # public base URL hubs can reach; None: no WebSub
+    websub_listen: str | None = None      # host:port where run / serve answer the hubs
+    websub_lease_seconds: int = Field(default=7 * 86400, ge=300)
 
     @field_validator("unsubscribe_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme != "https":
             raise ValueError("unsubscribe_url must be an https:// URL (RFC 8058)")
+        return value
+
+    @field_validator("websub_callback")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("websub_callback must be an http(s) base URL that hubs can reach")
+        return value
+
+    @field_validator("websub_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            port = value.rpartition(":")[2]
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("websub_listen must be host:port, e.g. 0.0.0.0:8099")
         return value
 
     @field_validator("smtp_url")

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import digest, schedule, stories
+from . import digest, schedule, stories, websub
 from .config import Feed, SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
@@ -28,6 +28,7 @@ from .models import Alert, Entry, Match, iso
 from .parsepool import INLINE_BELOW, Intake, ParserCrash
 from .runtime import Runtime
 from .store import FeedState, Store
+from .websub import Hub
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again after this
@@ -40,6 +41,7 @@ class PollOutcome:
     new_entries: tuple[str, ...] = ()
     error: str | None = None
     notices: tuple[str, ...] = ()    # operator notices to deliver (feed gone or failing)
+    subscribe: Hub | None = None     # a WebSub hub to subscribe to (websub.py)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class _Body:
     digest: str
     hint: float | None
     taken: Intake | None        # None: the very same bytes as last time, not parsed
+    hub: Hub | None = None      # the WebSub hub the feed declares, when WebSub is on
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,19 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     known = [p.state.body_hash for p in todo]
     pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
     max_entries = rt.config.settings.max_entries
+    push = rt.config.settings.websub_callback is not None
 
     async def take_in_if_changed(i: int, result: FetchResult) -> _Body:
         """Everything that needs a 200's bytes, done as they arrive (then they are let go)."""
         digest = hashlib.sha256(result.body).hexdigest()
         hint = schedule.server_hint(result.headers, result.body)
+        hub = websub.discover(result.headers, result.body, result.url) if push else None
         if digest == known[i]:
-            return _Body(digest, hint, None)   # the very same bytes: nothing to parse
+            return _Body(digest, hint, None, hub)   # the very same bytes: nothing to parse
         plan = todo[i]
         return _Body(digest, hint, await rt.parser.take_in(
             (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
-            max_entries=max_entries, pool=pool))
+            max_entries=max_entries, pool=pool), hub)
 
     fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
                                     take_in_if_changed, keep_bodies=False)
@@ -152,6 +157,7 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
     """Record one feed's poll and schedule its next one; writes go through the batch `w`."""
     feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
     feed_id, s = feed.id, rt.config.settings
+    push = s.websub_callback is not None
     try:
         if isinstance(result, FetchError):
             raise result
@@ -162,9 +168,16 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
         hint = body.hint if body else schedule.server_hint(result.headers, b"")
         new = taken.new if taken else []
         status = "ok" if taken else "not_modified" if result.not_modified else "unchanged"
-        outcome = PollOutcome(feed_id, status, tuple(new))
+        hub = body.hub if body else websub.known_hub(state.websub) if push else None
+        now = time.time()
+        outcome = PollOutcome(feed_id, status, tuple(new), subscribe=hub if hub and
+                              websub.wants_subscription(state.websub, hub, now) else None)
         interval = schedule.next_interval(interval, plan.bounds, new_entries=len(new),
                                           hint=hint)
+        delay = interval
+        if state.websub.get("ws_state") == "active" and \
+                float(state.websub.get("ws_until") or 0) > now:
+            delay = plan.bounds.maximum      # pushes bring the news; polling is the safety net
         extra: dict[str, str | float] = {"interval": interval}
         if taken and body:
             extra["body_hash"] = body.digest
@@ -177,7 +190,6 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("feed %s (%s): %s", feed.name, url, status,
                       extra=feed_fields(feed_id, url, outcome=status))
-        delay = interval
     except (FetchError, ParseError) as exc:
         log.warning("feed %s (%s): %s", feed.name, url, exc.reason,
                     extra=feed_fields(feed_id, url, outcome="error", status=getattr(
@@ -334,6 +346,7 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
 class DueWork:
     alerts: tuple[str, ...]          # to deliver now: due retries and lost tasks
     entries: tuple[str, ...]         # to process again: their task was lost
+    renewals: tuple[str, ...] = ()   # feeds whose WebSub lease ends soon
 
 
 def due_work(rt: Runtime, now: float | None = None) -> DueWork:
@@ -345,7 +358,9 @@ def due_work(rt: Runtime, now: float | None = None) -> DueWork:
     cutoff = now - rt.config.settings.redeliver_after
     alerts = close_digests(rt, now) + rt.store.claim_due_retries(now) + \
         rt.store.stale_alerts(cutoff)
-    return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.stale_entries(cutoff)))
+    renewals = websub.due_renewals(rt, now) if rt.config.settings.websub_callback else []
+    return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.stale_entries(cutoff)),
+                   tuple(renewals))
 
 
 def close_digests(rt: Runtime, now: float) -> list[str]:

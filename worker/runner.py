@@ -64,13 +64,45 @@ def run_forever(config: Config, *, concurrency: int = 4, loglevel: str = "INFO")
             from .metrics import serve
 
             serve(rt.store, rt.config.settings.metrics_port, rt.config.settings.metrics_address)
+        callback = start_websub(rt)
         schedule = rt.config.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
         worker: Any = app.Worker(pool="threads", concurrency=concurrency, beat=True,
                                  queues=list(QUEUES), loglevel=loglevel,
                                  schedule_filename=str(schedule), without_mingle=True,
                                  without_gossip=True)
-        worker.start()
+        try:
+            worker.start()
+        finally:
+            if callback is not None:
+                callback.stop()
+
+
+def start_websub(rt: Runtime) -> Any:
+    """The WebSub callback server when settings.websub_listen is set (else None)."""
+    if not rt.config.settings.websub_listen:
+        return None
+    from . import websub
+
+    host, port = websub.listen_address(rt.config.settings.websub_listen)
+    server = websub.CallbackServer(rt, websub.enqueue_entries, host, port).start()
+    log.info("WebSub callback on %s:%d", host, port)
+    return server
+
+
+def serve_forever(config: Config) -> None:
+    """`newswatch serve`: only the WebSub callback, for a deployment whose workers run apart
+    (it needs their Redis: settings.redis_url)."""
+    if not config.settings.websub_listen:
+        from .errors import NewswatchError
+
+        raise NewswatchError("newswatch serve needs settings.websub_listen (host:port)")
+    with services(config) as rt:
+        server = start_websub(rt)
+        try:
+            threading.Event().wait()
+        finally:
+            server.stop()
 
 
 @dataclass

@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -127,6 +127,7 @@ class FeedState:
     moved_target: str | None = None    # a 301 seen, not yet adopted
     moved_count: int = 0
     gone: bool = False                 # 410: not polled any more
+    websub: dict[str, str] = field(default_factory=dict)   # ws_* fields (websub.py)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,15 @@ class Store:
         for feed_id in feed_ids:
             pipe.hgetall(self.k("feed", feed_id))
         return {f: _feed_state(h) for f, h in zip(feed_ids, pipe.execute(), strict=True)}
+
+    def feed_fields(self, feed_ids: Sequence[str],
+                    names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Some raw fields of many feeds' state hashes, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for feed_id in feed_ids:
+            pipe.hmget(self.k("feed", feed_id), list(names))
+        return {f: {n: v for n, v in zip(names, values, strict=True) if v is not None}
+                for f, values in zip(feed_ids, pipe.execute(), strict=True)}
 
     def hosts_paused_for(self, hosts: Iterable[str]) -> dict[str, float]:
         """`host_paused_for` of many hosts in one round trip."""
@@ -603,5 +613,5 @@ def _feed_state(h: dict[str, str]) -> FeedState:
         h.get("last_status"), h.get("last_error") or None, int(h.get("error_count", 0)),
         float(h["interval"]) if h.get("interval") else None, h.get("body_hash") or None,
         h.get("url") or None, h.get("moved_target") or None, int(h.get("moved_count", 0)),
-        h.get("gone") == "1",
+        h.get("gone") == "1", {k: v for k, v in h.items() if k.startswith("ws_")},
     )

@@ -6,7 +6,7 @@ import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
-from . import pipeline, runtime
+from . import pipeline, runtime, websub
 from .app import app
 
 BATCH = 50
@@ -56,6 +56,9 @@ def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
     for outcome in outcomes:
         for notice_id in outcome.notices:
             deliver.delay(notice_id)
+        if outcome.subscribe:
+            websub_subscribe.delay(outcome.feed_id, outcome.subscribe.hub,
+                                   outcome.subscribe.topic)
         keys += outcome.new_entries
     for i in range(0, len(keys), BATCH):
         process_entries.delay(keys[i:i + BATCH])
@@ -88,6 +91,20 @@ def deliver(alert_id: str) -> str:
     return pipeline.deliver_alert(runtime.current(), alert_id).status
 
 
+@app.task(name="newswatch.websub_subscribe")
+def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
+    return websub.subscribe(runtime.current(), feed_id, websub.Hub(hub, topic))
+
+
+@app.task(name="newswatch.websub_renew")
+def websub_renew(feed_id: str) -> bool:
+    rt = runtime.current()
+    h = rt.store.feed_fields([feed_id], ("ws_hub", "ws_topic")).get(feed_id, {})
+    if not h.get("ws_hub") or not h.get("ws_topic"):
+        return False
+    return websub.subscribe(rt, feed_id, websub.Hub(h["ws_hub"], h["ws_topic"]))
+
+
 @app.task(name="newswatch.maintain")
 def maintain() -> int:
     work = pipeline.due_work(runtime.current())
@@ -101,3 +118,5 @@ def enqueue(work: pipeline.DueWork) -> None:
     entries = list(work.entries)
     for i in range(0, len(entries), BATCH):
         process_entries.delay(entries[i:i + BATCH])
+    for feed_id in work.renewals:
+        websub_renew.delay(feed_id)

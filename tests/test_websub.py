@@ -1,0 +1,153 @@
+"""WebSub: discovery, subscription verified by a local hub, signed pushes taken in at once,
+lease renewal, polling as the fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SEEDS, runtime_for
+from tests.servers import FeedServer, Served, WebSubHub, free_port, wait_for
+from worker import pipeline, websub
+from worker.runtime import Runtime
+
+
+def feed_body(hub: str, self_url: str, items: int = 1) -> bytes:
+    entries = "".join(f"<item><title>Truce talks resume in Doha, round {n}</title>"
+                      f"<description>Mediators said negotiations on a ceasefire went on."
+                      f"</description><guid>round-{n}</guid></item>" for n in range(items))
+    return (f'<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>'
+            f"<title>Wire</title><atom:link rel='hub' href='{hub}'/>"
+            f'<atom:link rel="self" href="{self_url}" type="application/rss+xml"/>'
+            f"{entries}</channel></rss>").encode()
+
+
+def test_discovery() -> None:
+    body = feed_body("https://hub.example/", "https://wire.example/rss")
+    assert websub.discover({}, body, "https://wire.example/x") == websub.Hub(
+        "https://hub.example/", "https://wire.example/rss")
+    header = {"Link": '<https://h.example/hub>; rel="hub", </feed.xml>; rel="self"'}
+    assert websub.discover(header, b"<rss/>", "https://w.example/a") == websub.Hub(
+        "https://h.example/hub", "https://w.example/feed.xml")
+    atom = (b'<feed xmlns="http://www.w3.org/2005/Atom"><link href="/hub" rel="hub"/>'
+            b"</feed>")
+    assert websub.discover({}, atom, "https://w.example/atom") == websub.Hub(
+        "https://w.example/hub", "https://w.example/atom")     # no self: the feed URL
+    assert websub.discover({}, (SEEDS / "levant-wire.xml").read_bytes(), "u") is None
+
+
+@pytest.mark.parametrize("method", ["sha1", "sha256", "sha512"])
+def test_signatures(method: str) -> None:
+    body = b"<rss/>"
+    good = hmac.new(b"s3cret", body, getattr(hashlib, method)).hexdigest()
+    assert websub.verify_signature("s3cret", f"{method}={good}", body)
+    assert not websub.verify_signature("s3cret", f"{method}={good}", body + b" ")
+    assert not websub.verify_signature("other", f"{method}={good}", body)
+    assert not websub.verify_signature("s3cret", None, body)
+    assert not websub.verify_signature("s3cret", f"md5={good}", body)
+
+
+@pytest.fixture
+def hub() -> Iterator[WebSubHub]:
+    server = WebSubHub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pushed(tmp_path: Path, feed_server: FeedServer, hub: WebSubHub,
+           redis_url: str) -> Iterator[tuple[Runtime, list[list[str]], str]]:
+    """A feed declaring the hub, a runtime with its callback served on a free port."""
+    topic = feed_server.url("/wire.xml")
+    feed_server.files["/wire.xml"] = Served(feed_body(hub.url, topic))
+    port = free_port()
+    rt = runtime_for(tmp_path, f"""\
+        feeds:
+          - url: {topic}
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [ceasefire-talks]
+        settings:
+          websub_callback: http://127.0.0.1:{port}
+          websub_lease_seconds: 3600
+          max_interval: 7200
+        """, redis_url)
+    received: list[list[str]] = []
+    server = websub.CallbackServer(rt, received.append, "127.0.0.1", port).start()
+    yield rt, received, topic
+    server.stop()
+
+
+def state(rt: Runtime) -> dict[str, str]:
+    feed_id = rt.config.feeds[0].id
+    return rt.store.feed_fields([feed_id], ("ws_state", "ws_until", "ws_topic"))[feed_id]
+
+
+def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[str]], str],
+                                             hub: WebSubHub) -> None:
+    rt, received, topic = pushed
+    feed = rt.config.feeds[0]
+    rt.store.sync_schedule([(feed.id, feed.interval)])
+    (outcome,) = pipeline.poll_feeds(rt, [feed.id])
+    assert outcome.status == "ok" and outcome.subscribe == websub.Hub(hub.url, topic)
+    assert websub.subscribe(rt, feed.id, outcome.subscribe)
+    assert hub.requests[0]["hub.callback"].endswith(f"/websub/{feed.id}")
+    assert wait_for(lambda: state(rt).get("ws_state") == "active", 10), hub.subscriptions
+    assert hub.subscriptions[0].verified
+    assert 3500 < float(state(rt)["ws_until"]) - time.time() <= 3600
+
+    # Active: the next poll asks nothing more and waits max_interval (pushes bring the news).
+    (again,) = pipeline.poll_feeds(rt, [feed.id])
+    assert again.subscribe is None
+    assert 7100 < (rt.store.next_poll_at(feed.id) or 0) - time.time() <= 7200
+
+    # A signed push is taken in at once; a forged one is acknowledged and dropped.
+    assert hub.publish(topic, feed_body(hub.url, topic, items=3)) == [202]
+    assert len(received) == 1 and len(received[0]) == 2          # rounds 1 and 2 are new
+    alerts = pipeline.process_entries(rt, received[0])
+    assert len(alerts) == 1                                      # one story: one alert
+    assert hub.publish(topic, feed_body(hub.url, topic, items=5), tamper=True) == [202]
+    assert len(received) == 1 and rt.store.stats()["push:rejected"] == 1
+
+    # Near the lease's end: renewed by `maintain`.
+    rt.store.update_feed(feed.id, ws_until=time.time() + 60)
+    assert pipeline.due_work(rt).renewals == (feed.id,)
+    # Lapsed: polling takes its normal interval again, and asks the hub again.
+    rt.store.update_feed(feed.id, ws_until=time.time() - 1)
+    (lapsed,) = pipeline.poll_feeds(rt, [feed.id])
+    assert lapsed.status == "not_modified" and lapsed.subscribe == websub.Hub(hub.url, topic)
+    assert (rt.store.next_poll_at(feed.id) or 0) - time.time() <= 600
+
+
+def test_verification_of_an_unknown_subscription_is_refused(
+        pushed: tuple[Runtime, list[list[str]], str], hub: WebSubHub) -> None:
+    rt, _, topic = pushed
+    feed = rt.config.feeds[0]
+    other = websub.Hub(hub.url, topic + "?other")
+    hub.verify(hub_subscription(rt, feed.id, other.topic))
+    assert not hub.subscriptions[-1].verified                   # we never asked for it
+    assert state(rt).get("ws_state") is None
+
+
+def hub_subscription(rt: Runtime, feed_id: str, topic: str):  # type: ignore[no-untyped-def]
+    from tests.servers import Subscription
+
+    return Subscription(websub.callback_url(rt.config.settings.websub_callback or "", feed_id),
+                        topic, "x", 60)
+
+
+def test_a_refusing_hub_leaves_polling_alone(pushed: tuple[Runtime, list[list[str]], str],
+                                             hub: WebSubHub) -> None:
+    rt, _, topic = pushed
+    hub.refuse = 503
+    feed = rt.config.feeds[0]
+    assert not websub.subscribe(rt, feed.id, websub.Hub(hub.url, topic))
+    assert state(rt)["ws_state"] == "failed"
+    assert websub.wants_subscription(rt.store.feed_state(feed.id).websub,
+                                     websub.Hub(hub.url, topic), time.time())
