@@ -139,6 +139,7 @@ class Hook:
     headers: dict[str, str]
     body: dict[str, Any]
     verified: bool
+    at: float = field(default_factory=time.time)     # when it arrived
 
 
 class _HookHandler(_Quiet):

@@ -5,22 +5,39 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SEEDS, runtime_for
-from tests.servers import FeedServer, Served, WebSubHub, free_port, wait_for
+from tests.conftest import SECRET, SEEDS, runtime_for, spawn, stop, write_config
+from tests.servers import FeedServer, Served, WebhookReceiver, WebSubHub, free_port, wait_for
 from worker import pipeline, websub
 from worker.runtime import Runtime
 
+STORIES = [
+    ("Truce talks resume in Doha", "Mediators said negotiations on a ceasefire went on."),
+    ("Sudan ceasefire negotiations move to Jeddah",
+     "Envoys of both armies agreed to meet again next week."),
+    ("Yemen truce deal stalls over prisoner lists",
+     "The talks in Muscat broke off without a date for the next round."),
+    ("Colombia and rebels sign ceasefire protocol",
+     "Negotiators in Havana said monitoring would begin in March."),
+    ("Ceasefire proposal for Donbas front discussed in Istanbul",
+     "Diplomats described the talks as difficult but useful."),
+    ("Mali junta accepts truce talks with northern groups",
+     "Algeria offered to host the mediation."),
+]
+
 
 def feed_body(hub: str, self_url: str, items: int = 1) -> bytes:
-    entries = "".join(f"<item><title>Truce talks resume in Doha, round {n}</title>"
-                      f"<description>Mediators said negotiations on a ceasefire went on."
-                      f"</description><guid>round-{n}</guid></item>" for n in range(items))
+    entries = "".join(f"<item><title>{STORIES[n][0]}</title>"
+                      f"<description>{STORIES[n][1]}</description><guid>round-{n}</guid>"
+                      "</item>" for n in range(items))
     return (f'<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>'
             f"<title>Wire</title><atom:link rel='hub' href='{hub}'/>"
             f'<atom:link rel="self" href="{self_url}" type="application/rss+xml"/>'
@@ -111,7 +128,7 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
     assert hub.publish(topic, feed_body(hub.url, topic, items=3)) == [202]
     assert len(received) == 1 and len(received[0]) == 2          # rounds 1 and 2 are new
     alerts = pipeline.process_entries(rt, received[0])
-    assert len(alerts) == 1                                      # one story: one alert
+    assert len(alerts) == 2                                      # two more stories
     assert hub.publish(topic, feed_body(hub.url, topic, items=5), tamper=True) == [202]
     assert len(received) == 1 and rt.store.stats()["push:rejected"] == 1
 
@@ -151,3 +168,44 @@ def test_a_refusing_hub_leaves_polling_alone(pushed: tuple[Runtime, list[list[st
     assert state(rt)["ws_state"] == "failed"
     assert websub.wants_subscription(rt.store.feed_state(feed.id).websub,
                                      websub.Hub(hub.url, topic), time.time())
+
+
+@pytest.mark.e2e
+def test_newswatch_run_takes_pushes_to_alerts_in_a_second(
+        tmp_path: Path, feed_server: FeedServer, hub: WebSubHub,
+        receiver: WebhookReceiver) -> None:
+    """`newswatch run` (embedded Redis, Celery worker and beat in one process) subscribes, and
+    a publication pushed by the hub reaches the webhook at once, with no poll in between."""
+    topic = feed_server.url("/wire.xml")
+    feed_server.files["/wire.xml"] = Served(feed_body(hub.url, topic, items=1))
+    port = free_port()
+    config = write_config(tmp_path, f"""\
+        feeds:
+          - url: {topic}
+        subscribers:
+          - id: ops
+            webhook: {receiver.url}
+            secret: {SECRET}
+            topics: [ceasefire-talks]
+        settings:
+          websub_callback: http://127.0.0.1:{port}
+          websub_listen: 127.0.0.1:{port}
+          data_dir: {tmp_path / "var"}
+        """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    env["NEWSWATCH_ALLOW_PRIVATE_NETWORKS"] = "true"
+    run = spawn([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
+                tmp_path / "run.log", tmp_path)
+    try:
+        assert wait_for(lambda: any(s.verified for s in hub.subscriptions), 60), \
+            (tmp_path / "run.log").read_text()[-2000:]
+        assert wait_for(lambda: len(receiver.received) == 1, 30)      # round 0, polled
+        polls = len(feed_server.requests)
+        published = time.time()
+        assert hub.publish(topic, feed_body(hub.url, topic, items=2)) == [202]
+        assert wait_for(lambda: len(receiver.received) == 2, 10)
+        assert receiver.received[1].at - published < 2.0
+        assert len(feed_server.requests) == polls                  # pushed, not polled
+        assert receiver.received[1].body["story"]["title"] == STORIES[1][0]
+    finally:
+        assert stop(run, signal.SIGINT) in (0, 130)

@@ -82,6 +82,7 @@ class _Plan:
     url: str
     bounds: schedule.Bounds
     interval: float
+    started: float
 
 
 def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
@@ -149,7 +150,7 @@ def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {wait:.0f} s")
     bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
                                                                      feed.interval))
-    return _Plan(feed, state, url, bounds, state.interval or feed.interval)
+    return _Plan(feed, state, url, bounds, state.interval or feed.interval, time.time())
 
 
 def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError,
@@ -219,7 +220,8 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
         w.record_poll(feed_id, "error", error=error)
         outcome = PollOutcome(feed_id, "error", error=error)
         delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds)
-    w.schedule_next(feed_id, time.time() + delay)
+    # From when the poll began: a slow batch does not stretch every feed's interval.
+    w.schedule_next(feed_id, plan.started + delay)
     w.observe("poll_duration", result.elapsed)
     return outcome
 
