@@ -106,8 +106,7 @@ class Fetcher:
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                factory = _loop_factory()
-                loop = factory() if factory else asyncio.new_event_loop()
+                loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="newswatch-fetch",
                                  daemon=True).start()
                 self._loop = loop
@@ -158,16 +157,6 @@ def fetch(url: str, validators: Validators, limits: Limits) -> FetchResult:
     if isinstance(result, FetchError):
         raise result
     return result
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (less CPU per request), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def _session(limits: Limits) -> aiohttp.ClientSession:
