@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.servers import FeedServer, Served, WebhookReceiver
-from worker import fetch as fetch_module
+from worker import aio
 from worker.deliver.webhook import make_client, send_webhook
 from worker.errors import DeliveryError, FetchError
 from worker.fetch import FetchResult, Limits, Validators, fetch
@@ -80,8 +80,8 @@ def test_redirect_to_a_private_address_is_refused(feed_server: FeedServer,
     # No public server can be reached here: the redirector stands on 127.0.0.2, which this
     # test alone lets through the guard. Its redirect to loopback (spelled as an address or
     # as a name) must be refused before any connection is made.
-    real = fetch_module.address_problem
-    monkeypatch.setattr(fetch_module, "address_problem",
+    real = aio.address_problem
+    monkeypatch.setattr(aio, "address_problem",
                         lambda ip: None if str(ip) == "127.0.0.2" else real(ip))
     redirector = FeedServer(host="127.0.0.2")
     try:

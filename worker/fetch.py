@@ -1,4 +1,4 @@
-"""Feed fetching: many conditional GETs at once (asyncio + aiohttp), file:// for local feeds.
+"""Feed fetching: many conditional GETs at once (asyncio; HTTP in aio.py), file:// locally.
 
 One event loop per batch keeps hundreds of requests in flight from one worker thread; a 304
 costs a tenth of a millisecond of CPU. Limits: a global cap on requests in flight, a per-host
@@ -13,32 +13,22 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import ipaddress
 import os
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urljoin, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 from .errors import FetchError
 from .models import Validators
-from .netguard import address_problem
-from .retry_after import retry_after_seconds
 
 MAX_REDIRECTS = 5
 ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
           "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
-_REDIRECTS = {301, 302, 303, 307, 308}
-_PERMANENT = {301, 308}
 
 
 @dataclass(frozen=True)
@@ -82,8 +72,8 @@ class Fetcher:
         self.limits = limits
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._gate: _HostGate | None = None
+        self._session: Any = None            # aiohttp's, made for the first http(s) URL
+        self._gate: Any = None
 
     def fetch_many(self, requests: Sequence[tuple[str, Validators]]
                    ) -> list[FetchResult | FetchError]:
@@ -112,17 +102,21 @@ class Fetcher:
                 self._loop = loop
             return self._loop
 
+    def http(self) -> tuple[Any, Any]:
+        """The HTTP session and host gate, made on first use in the loop's thread (aiohttp is
+        imported then: a config of local files never needs it)."""
+        if self._session is None or self._session.closed:
+            from . import aio
+
+            self._session = aio.session(self.limits)
+            self._gate = aio.HostGate(self.limits.per_host, self.limits.host_gap)
+        return self._session, self._gate
+
     async def _all(self, requests: Sequence[tuple[str, Validators]], then: Then[T] | None,
                    keep_bodies: bool) -> list[tuple[FetchResult | FetchError, T | None]]:
-        if self._session is None or self._session.closed:
-            self._session = _session(self.limits)
-            self._gate = _HostGate(self.limits.per_host, self.limits.host_gap)
-        session, gate = self._session, self._gate
-        assert gate is not None
-
         async def one(i: int, url: str, validators: Validators
                       ) -> tuple[FetchResult | FetchError, T | None]:
-            result = await _one(session, gate, url, validators, self.limits)
+            result = await _one(self, url, validators, self.limits)
             if then is None or isinstance(result, FetchError) or result.not_modified:
                 return result, None
             after = await then(i, result)
@@ -159,171 +153,21 @@ def fetch(url: str, validators: Validators, limits: Limits) -> FetchResult:
     return result
 
 
-def _session(limits: Limits) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=limits.concurrency, limit_per_host=limits.per_host, ttl_dns_cache=300,
-        resolver=None if limits.allow_private else GuardedResolver())
-    timeout = aiohttp.ClientTimeout(total=None, connect=min(limits.timeout, 10.0),
-                                    sock_read=limits.timeout)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trust_env=False,   # no proxy around the guard
-        cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": limits.user_agent, "Accept": ACCEPT})
-
-
-async def _one(session: aiohttp.ClientSession, gate: _HostGate, url: str,
-               validators: Validators, limits: Limits) -> FetchResult | FetchError:
+async def _one(fetcher: Fetcher, url: str, validators: Validators,
+               limits: Limits) -> FetchResult | FetchError:
     started = time.monotonic()
-    result = await _attempt(session, gate, url, validators, limits)
+    if urlsplit(url).scheme == "file":
+        result = await asyncio.to_thread(_fetch_file_or_error, url, validators,
+                                         limits.max_bytes)
+    else:
+        session, gate = fetcher.http()
+        from . import aio
+
+        result = await aio.attempt(session, gate, url, validators, limits)
     if isinstance(result, FetchError):
         result.elapsed = time.monotonic() - started
         return result
     return replace(result, elapsed=time.monotonic() - started)
-
-
-async def _attempt(session: aiohttp.ClientSession, gate: _HostGate, url: str,
-                   validators: Validators, limits: Limits) -> FetchResult | FetchError:
-    if urlsplit(url).scheme == "file":
-        return await asyncio.to_thread(_fetch_file_or_error, url, validators, limits.max_bytes)
-    try:
-        return await _get(session, gate, url, validators, limits)
-    except FetchError as exc:
-        return exc
-    except TimeoutError:
-        return FetchError(url, "timed out")
-    except aiohttp.InvalidURL as exc:
-        return FetchError(url, f"invalid URL: {exc}")
-    except aiohttp.ClientConnectorError as exc:
-        blocked = isinstance(exc.os_error, BlockedHost)
-        return FetchError(url, str(exc.os_error) if blocked else f"ConnectError: {exc}")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        return FetchError(url, f"{type(exc).__name__}: {exc}")
-
-
-async def _get(session: aiohttp.ClientSession, gate: _HostGate, url: str,
-               validators: Validators, limits: Limits) -> FetchResult:
-    headers = {}
-    if validators.etag:
-        headers["If-None-Match"] = validators.etag
-    if validators.last_modified:
-        headers["If-Modified-Since"] = validators.last_modified
-    current, permanent = url, True
-    for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(current)
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(url, f"unsupported URL or redirect target: {current}")
-        if not limits.allow_private:
-            _check_literal(parts.hostname or "", url)
-        async with gate.turn(parts.hostname or ""), session.get(
-                current, headers=headers, allow_redirects=False) as response:
-            status = response.status
-            if status in _REDIRECTS and "Location" in response.headers:
-                permanent = permanent and status in _PERMANENT
-                current = urljoin(current, response.headers["Location"])
-                continue
-            moved_to = current if current != url and permanent else None
-            if status == 304:
-                return FetchResult(current, 304, headers=_plain(response.headers),
-                                   validators=_validators(response.headers, validators),
-                                   moved_to=moved_to)
-            if status != 200:
-                raise FetchError(url, f"HTTP {status} {response.reason or ''}".rstrip(),
-                                 status=status, retry_after=retry_after_seconds(
-                                     response.headers.get("Retry-After")))
-            body = await _read(response, url, limits)
-            return FetchResult(current, 200, body, _plain(response.headers),
-                               _validators(response.headers, Validators()), moved_to)
-    raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
-
-
-async def _read(response: aiohttp.ClientResponse, url: str, limits: Limits) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limits.max_bytes:
-        raise FetchError(url, f"body of {declared} bytes exceeds the {limits.max_bytes}-byte "
-                              "limit")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(limits.max_seconds):
-            async for chunk in response.content.iter_chunked(1 << 16):   # decompressed
-                body += chunk
-                if len(body) > limits.max_bytes:
-                    raise FetchError(url, f"body exceeds the {limits.max_bytes}-byte limit "
-                                          "(after decompression)")
-    except TimeoutError:
-        raise FetchError(url, f"body took longer than {limits.max_seconds:g} s") from None
-    return bytes(body)
-
-
-class _HostGate:
-    """Per host: at most `per_host` requests at once, starts at least `gap` seconds apart."""
-
-    def __init__(self, per_host: int, gap: float) -> None:
-        self.per_host, self.gap = per_host, gap
-        self.slots: dict[str, asyncio.Semaphore] = {}
-        self.next_start: dict[str, float] = {}
-
-    def turn(self, host: str) -> _Turn:
-        return _Turn(self, host)
-
-
-class _Turn:
-    def __init__(self, gate: _HostGate, host: str) -> None:
-        self.gate, self.host = gate, host
-        self.slot = gate.slots.setdefault(host, asyncio.Semaphore(gate.per_host))
-
-    async def __aenter__(self) -> None:
-        await self.slot.acquire()
-        if self.gate.gap:
-            loop = asyncio.get_running_loop()
-            start = max(loop.time(), self.gate.next_start.get(self.host, 0.0))
-            self.gate.next_start[self.host] = start + self.gate.gap
-            await asyncio.sleep(start - loop.time())
-
-    async def __aexit__(self, *_: object) -> None:
-        self.slot.release()
-
-
-class BlockedHost(OSError):
-    """The guard refused every address of a host; the message names host, address and rule."""
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp connects only to the addresses its resolver returns: this one drops every
-    address that `address_problem` refuses, so the check and the connection use one answer
-    (no DNS-rebinding window). IP literals skip resolvers: `_check_literal` covers them."""
-
-    def __init__(self) -> None:
-        self.inner = ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        answers = await self.inner.resolve(host, port, family)
-        allowed, refused = [], []
-        for answer in answers:
-            ip = ipaddress.ip_address(answer["host"].split("%")[0])
-            problem = address_problem(ip)
-            if problem:
-                refused.append(f"{ip} is {problem}")
-            else:
-                allowed.append(answer)
-        if not allowed:
-            raise BlockedHost(f"refused {host}: {'; '.join(dict.fromkeys(refused))} "
-                              "(set allow_private_networks to allow it)")
-        return allowed
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def _check_literal(host: str, url: str) -> None:
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return                                    # a name: the resolver checks it
-    problem = address_problem(ip)
-    if problem:
-        raise FetchError(url, f"refused {host}: {ip} is {problem} "
-                              "(set allow_private_networks to allow it)")
 
 
 def _plain(headers: Mapping[str, str]) -> dict[str, str]:

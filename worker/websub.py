@@ -31,15 +31,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from html import unescape
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import httpx
-from aiohttp import web
 
 from .errors import ParseError
 from .logs import feed_fields
 from .parse import parse_feed
 from .runtime import Runtime
+
+if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,8 @@ OnEntries = Callable[[list[str]], None]
 
 def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     """The callback endpoint: GET verifies intent, POST takes in pushed content."""
+    from aiohttp import web
+
     app = web.Application(client_max_size=rt.config.settings.max_feed_bytes)
 
     async def verify(request: web.Request) -> web.Response:
@@ -234,6 +239,8 @@ class CallbackServer:
     """The callback endpoint on its own thread and event loop (inside `newswatch run`)."""
 
     def __init__(self, rt: Runtime, on_entries: OnEntries, host: str, port: int) -> None:
+        from aiohttp import web
+
         self.loop = asyncio.new_event_loop()
         self.runner = web.AppRunner(make_app(rt, on_entries), access_log=None)
         self.host, self.port = host, port
@@ -246,6 +253,8 @@ class CallbackServer:
         return self
 
     async def _start(self) -> None:
+        from aiohttp import web
+
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, self.port).start()
 
