@@ -152,10 +152,11 @@ def test_feeds_status_command(tmp_path: Path, feed_server: FeedServer, redis_url
     assert lines[0].split()[:3] == ["FEED", "LAST", "POLL"]
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
     gone, ok, bad = lines[1:]
-    assert re.search(rf"{stamp} +error +1 +- +5 min +gone \(410\): not polled", gone)
+    assert re.search(rf"{stamp} +error +1 +- +5 min +- +gone \(410\): not polled", gone)
     # the seed declares <ttl>15</ttl>: the interval follows it; the next poll is scheduled
     assert re.search(rf"{stamp} +ok +0 +{stamp} +15 min", ok)
-    assert re.search(rf"{stamp} +error +1 +{stamp} +5 min +http\S+: not a readable feed", bad)
+    assert re.search(rf"{stamp} +error +1 +{stamp} +5 min +- +http\S+: not a readable feed",
+                     bad)
 
 
 def test_operators_hear_of_gone_and_failing_feeds(tmp_path: Path, feed_server: FeedServer,

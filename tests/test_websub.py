@@ -142,6 +142,27 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
     assert (rt.store.next_poll_at(feed.id) or 0) - time.time() <= 600
 
 
+def test_push_status_column_and_removed_feeds() -> None:
+    from worker.cli import _push
+
+    assert _push({}) == "-" and _push({"ws_state": "pending"}) == "pending"
+    assert _push({"ws_state": "active", "ws_until": str(time.time() - 5)}) == "lapsed"
+    assert _push({"ws_state": "active", "ws_until": str(time.time() + 86400)}).startswith(
+        "until ")
+
+
+def test_a_push_for_a_feed_no_longer_configured_is_gone(
+        pushed: tuple[Runtime, list[list[str]], str]) -> None:
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    rt, received, _ = pushed
+    base = rt.config.settings.websub_callback or ""
+    with pytest.raises(HTTPError) as info:
+        urlopen(Request(websub.callback_url(base, "fremoved"), data=b"<rss/>"), timeout=5)
+    assert info.value.code == 410 and received == []
+
+
 def test_verification_of_an_unknown_subscription_is_refused(
         pushed: tuple[Runtime, list[list[str]], str], hub: WebSubHub) -> None:
     rt, _, topic = pushed

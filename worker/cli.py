@@ -301,7 +301,8 @@ def _feeds(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     with services(config) as rt:
-        rows = [("FEED", "LAST POLL", "OUTCOME", "ERRORS", "NEXT POLL", "INTERVAL", "NOTE")]
+        rows = [("FEED", "LAST POLL", "OUTCOME", "ERRORS", "NEXT POLL", "INTERVAL", "PUSH",
+                 "NOTE")]
         for feed in config.feeds:
             state = rt.store.feed_state(feed.id)
             next_at = rt.store.next_poll_at(feed.id)
@@ -310,7 +311,8 @@ def _feeds(args: argparse.Namespace) -> int:
             rows.append((feed.name[:30], _when(state.last_poll_at),
                          state.last_status or "never", str(state.error_count),
                          "-" if state.gone else _when(next_at),
-                         f"{(state.interval or feed.interval) / 60:.0f} min", note[:80]))
+                         f"{(state.interval or feed.interval) / 60:.0f} min",
+                         _push(state.websub), note[:80]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
@@ -341,6 +343,15 @@ def _feeds_export(args: argparse.Namespace) -> int:
             out.write(data)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _push(fields: dict[str, str]) -> str:
+    """A feed's WebSub state in a few characters: active (until), pending, denied, failed."""
+    state = fields.get("ws_state")
+    if state == "active":
+        until = float(fields.get("ws_until") or 0)
+        return f"until {_when(until)[:16]}" if until > time.time() else "lapsed"
+    return state or "-"
 
 
 def _when(moment: float | None) -> str:

@@ -168,6 +168,7 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     from aiohttp import web
 
     app = web.Application(client_max_size=rt.config.settings.max_feed_bytes)
+    known_feeds = {feed.id for feed in rt.config.feeds}
 
     async def verify(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
@@ -196,6 +197,8 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
 
     async def content(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
+        if feed_id not in known_feeds:             # removed from the config: hub, stop
+            return web.Response(status=410, text="no such feed")
         body = await request.read()
         new = await asyncio.to_thread(_take_in, rt, feed_id, body, request.headers)
         if new:
