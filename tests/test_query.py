@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.classify import Classifier
 from worker.classify.query import parse_query
@@ -132,3 +134,13 @@ def test_phrases_do_not_span_title_and_summary() -> None:
     assert phrase.match(split) is None
     assert phrase.match(Doc.of_fields("", "a cessation of hostilities")) is not None
     assert parse_query("cessation AND hostilities").match(split) is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab9 '’-_.,;:!?\"()[]\t\nAZ")), max_size=60))
+def test_fast_ascii_tokens_are_the_regex_tokens(text: str) -> None:
+    """The translate+split path cuts exactly the words the token regex finds (snippets map
+    word indexes back to the text with that regex)."""
+    from worker.classify.text import _TOKEN, _fold_all, fold
+
+    assert _fold_all(text) == [fold(w) for w in _TOKEN.findall(text)]
