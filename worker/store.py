@@ -225,7 +225,8 @@ class Store:
                 for f, values in zip(feed_ids, pipe.execute(), strict=True)}
 
     def hosts_paused_for(self, hosts: Iterable[str]) -> dict[str, float]:
-        """`host_paused_for` of many hosts in one round trip."""
+        """Seconds each host still asked us to wait (429/503 Retry-After; 0 if none), in one
+        round trip."""
         hosts = list(dict.fromkeys(hosts))
         pipe = self.r.pipeline(transaction=False)
         for host in hosts:
@@ -238,10 +239,6 @@ class Store:
 
     def pause_host(self, host: str, seconds: float) -> None:
         self.r.set(self.k("hostpause", host), "1", px=max(1, int(seconds * 1000)))
-
-    def host_paused_for(self, host: str) -> float:
-        """Seconds this host still asked us to wait (429/503 Retry-After); 0 if none."""
-        return max(0.0, int(self.r.pttl(self.k("hostpause", host))) / 1000)
 
     def unschedule(self, feed_id: str) -> None:
         self.r.zrem(self.k("schedule"), feed_id)
@@ -295,27 +292,19 @@ class Store:
         return f"{entry.feed_id}:{_h(entry.entry_id)}"
 
     def add_new_entries(self, entries: Iterable[Entry]) -> list[str]:
-        """Take in the entries never seen before; return their keys, queued for processing."""
-        return self.add_new_entries_many([list(entries)])[0]
-
-    def add_new_entries_many(self, feeds: Sequence[Sequence[Entry]]) -> list[list[str]]:
-        """`add_new_entries` for the entries of many feeds: one script per feed (atomic for
-        its entries), all in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        keys = [[self.entry_key(entry) for entry in entries] for entries in feeds]
-        now = time.time()
-        for entries, eks in zip(feeds, keys, strict=True):
-            if not eks:
-                continue
-            redis_keys = [self.k("pending", "entries"), self.k("recent")]
-            args: list[Any] = [self.seen_ttl, now, self.recent_max]
-            for entry, ek in zip(entries, eks, strict=True):
-                redis_keys += [self.k("seen", ek), self.k("entry", ek)]
-                args += [ek, json.dumps(entry.to_dict())]
-            self._add_entries(keys=redis_keys, args=args, client=pipe)
-        answers = iter(pipe.execute())
-        return [[ek for ek, added in zip(eks, next(answers), strict=True) if added] if eks
-                else [] for eks in keys]
+        """Take in one feed's entries never seen before (one script: atomic for the feed);
+        return their keys, queued for processing and remembered for backtests."""
+        entries = list(entries)
+        if not entries:
+            return []
+        keys = [self.entry_key(entry) for entry in entries]
+        redis_keys = [self.k("pending", "entries"), self.k("recent")]
+        args: list[Any] = [self.seen_ttl, time.time(), self.recent_max]
+        for entry, ek in zip(entries, keys, strict=True):
+            redis_keys += [self.k("seen", ek), self.k("entry", ek)]
+            args += [ek, json.dumps(entry.to_dict())]
+        added = cast(list[int], self._add_entries(keys=redis_keys, args=args))
+        return [ek for ek, new in zip(keys, added, strict=True) if new]
 
     def trim_recent(self, now: float | None = None) -> None:
         """Drop recent-entry records older than the backtest window (`maintain` calls this)."""
