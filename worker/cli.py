@@ -303,9 +303,10 @@ def _feeds(args: argparse.Namespace) -> int:
     with services(config) as rt:
         rows = [("FEED", "LAST POLL", "OUTCOME", "ERRORS", "NEXT POLL", "INTERVAL", "PUSH",
                  "NOTE")]
+        ids = [feed.id for feed in config.feeds]
+        states, next_polls = rt.store.feed_states(ids), rt.store.next_polls_at(ids)
         for feed in config.feeds:
-            state = rt.store.feed_state(feed.id)
-            next_at = rt.store.next_poll_at(feed.id)
+            state, next_at = states[feed.id], next_polls[feed.id]
             note = "gone (410): not polled" if state.gone else \
                 f"moved to {state.url}" if state.url else (state.last_error or "")
             rows.append((feed.name[:30], _when(state.last_poll_at),

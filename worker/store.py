@@ -280,8 +280,13 @@ class Store:
                                                args=[now, limit, lease]))
 
     def next_poll_at(self, feed_id: str) -> float | None:
-        score = self.r.zscore(self.k("schedule"), feed_id)
-        return float(score) if score is not None else None
+        return self.next_polls_at([feed_id])[feed_id]
+
+    def next_polls_at(self, feed_ids: Sequence[str]) -> dict[str, float | None]:
+        """Each feed's next poll time (None: not scheduled), in one round trip."""
+        scores = self.r.zmscore(self.k("schedule"), list(feed_ids)) if feed_ids else []
+        return {f: float(v) if v is not None else None
+                for f, v in zip(feed_ids, scores, strict=True)}
 
     def schedule_next(self, feed_id: str, at: float) -> None:
         self.r.zadd(self.k("schedule"), {feed_id: at}, xx=True)
