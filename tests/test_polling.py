@@ -108,3 +108,19 @@ def test_pool_size_setting(redis_url: str, processes: int) -> None:
         assert (intake._pool is not None) == (processes > 1)
     finally:
         intake.close()
+
+
+def test_no_child_processes_means_threads(redis_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where processes cannot be started (a daemonic Celery prefork child), intake goes on in
+    threads instead of failing every feed."""
+    intake = parser(redis_url, 2)
+
+    def refuse() -> None:
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(intake, "_get_pool", refuse)
+    taken = intake.take_in_all([(rss(n), "u", f"f{n}", "F", {}) for n in range(6)],
+                               max_entries=10)
+    assert all(isinstance(t, Taken) and len(t.new) == 3 for t in taken)
+    assert intake.processes == 0

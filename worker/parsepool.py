@@ -14,6 +14,7 @@ use, from a clean `forkserver` process (forking a threaded Celery worker is unsa
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
@@ -27,6 +28,7 @@ from .errors import ParseError
 from .parse import parse_feed
 from .store import Store
 
+log = logging.getLogger(__name__)
 INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this process
 
 Body = tuple[bytes, str, str, str, Mapping[str, str]]   # body, url, feed id, name, headers
@@ -78,8 +80,15 @@ class Parser:
             return await asyncio.to_thread(_take_in, body, max_entries, self.store)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._get_pool(), _take_in, body, max_entries,
-                                              None)
+            future = loop.run_in_executor(self._get_pool(), _take_in, body, max_entries, None)
+        except Exception as exc:           # no child processes here (e.g. a daemonic Celery
+            log.warning("parser processes cannot start here (%s: %s): parsing in threads",
+                        type(exc).__name__, exc)     # prefork child): threads from now on
+            self.close()
+            self.processes = 0
+            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
+        try:
+            return await future
         except BrokenProcessPool:          # a parser process died (OOM): carry on in a thread
             self.close()
             return await asyncio.to_thread(_take_in, body, max_entries, self.store)
@@ -89,9 +98,12 @@ class Parser:
     def warm_up(self) -> None:
         """Start the pool's processes now (a worker does at start), not in the first batch."""
         if self.processes > 1:
-            pool = self._get_pool()
-            for future in [pool.submit(_ready) for _ in range(self.processes)]:
-                future.result()
+            try:
+                pool = self._get_pool()
+                for future in [pool.submit(_ready) for _ in range(self.processes)]:
+                    future.result()
+            except Exception as exc:       # the first batch will say so and use threads
+                log.debug("parser processes did not start: %s", exc)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
