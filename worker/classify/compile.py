@@ -50,10 +50,12 @@ def compile_holds(node: Node) -> Test:
         if isinstance(n, Not):
             return f"(not {expr(n.part)})"
         if isinstance(n, Phrase):
-            first = f"{const(n.words[0])} in d.wordset"
+            # Every word present (one C-level subset test) before any position is looked at:
+            # "in exchange for" must not build positions for each doc with "in" in it.
+            present = f"{const(frozenset(n.words))}.issubset(d.wordset)"
             if len(n.words) == 2:
-                first = f"({first} or {const(n.words[0] + n.words[1])} in d.wordset)"
-            return f"({first} and {const(n)}.holds(d))"
+                present = f"({present} or {const(n.words[0] + n.words[1])} in d.wordset)"
+            return f"({present} and {const(n)}.holds(d))"
         if isinstance(n, Near):
             return f"({expr(n.left)} and {expr(n.right)} and {const(n)}.holds(d))"
         if isinstance(n, Field):          # holding anywhere is needed to hold in the field

@@ -111,7 +111,7 @@ class Phrase(Node):
     words: tuple[str, ...]
 
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        if self.words[0] not in doc.wordset and (
+        if not doc.wordset.issuperset(self.words) and (
                 len(self.words) != 2 or self.words[0] + self.words[1] not in doc.wordset):
             return False
         return self.match(doc, scope) is not None
