@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -14,7 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from .errors import FetchError
-from .fetch import ACCEPT, MAX_REDIRECTS, FetchResult, Limits, _plain, _validators
+from .fetch import ACCEPT, MAX_REDIRECTS, FetchResult, Limits
 from .models import Validators
 from .netguard import address_problem
 from .retry_after import retry_after_seconds
@@ -179,3 +180,10 @@ def _check_literal(host: str, url: str) -> None:
                               "(set allow_private_networks to allow it)")
 
 
+def _plain(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _validators(headers: Mapping[str, str], previous: Validators) -> Validators:
+    return Validators(headers.get("ETag") or previous.etag,
+                      headers.get("Last-Modified") or previous.last_modified)

@@ -16,7 +16,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,15 +168,6 @@ async def _one(fetcher: Fetcher, url: str, validators: Validators,
         result.elapsed = time.monotonic() - started
         return result
     return replace(result, elapsed=time.monotonic() - started)
-
-
-def _plain(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
-def _validators(headers: Mapping[str, str], previous: Validators) -> Validators:
-    return Validators(headers.get("ETag") or previous.etag,
-                      headers.get("Last-Modified") or previous.last_modified)
 
 
 def _fetch_file_or_error(url: str, validators: Validators,

@@ -77,21 +77,21 @@ class Parser:
         than one process configured), else in a thread, so the event loop goes on with its
         requests meanwhile. Failures come back as values, naming the feed."""
         if not pool or self.processes <= 1:
-            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
+            return await asyncio.to_thread(take_in_body, body, max_entries, self.store)
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._get_pool(), _take_in, body, max_entries, None)
+            future = loop.run_in_executor(self._get_pool(), take_in_body, body, max_entries, None)
         except Exception as exc:           # no child processes here (e.g. a daemonic Celery
             log.warning("parser processes cannot start here (%s: %s): parsing in threads",
                         type(exc).__name__, exc)     # prefork child): threads from now on
             self.close()
             self.processes = 0
-            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
+            return await asyncio.to_thread(take_in_body, body, max_entries, self.store)
         try:
             return await future
         except BrokenProcessPool:          # a parser process died (OOM): carry on in a thread
             self.close()
-            return await asyncio.to_thread(_take_in, body, max_entries, self.store)
+            return await asyncio.to_thread(take_in_body, body, max_entries, self.store)
         except Exception as exc:           # e.g. a result that would not pickle: this feed only
             return ParserCrash(f"{type(exc).__name__}: {exc}")
 
@@ -136,8 +136,9 @@ def _connect(spec: StoreSpec) -> None:
     _store = spec.connect()
 
 
-def _take_in(body: Body, max_entries: int, store: Store | None) -> Intake:
-    """Runs in a pool process (store None: the process's own) or a thread of the parent."""
+def take_in_body(body: Body, max_entries: int, store: Store | None) -> Intake:
+    """Parse a body and store its new entries: in a pool process (store None: the
+    process's own connection), a thread of the parent, or for a WebSub push."""
     data, url, feed_id, name, headers = body
     try:
         entries = parse_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,

@@ -36,9 +36,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .errors import ParseError
 from .logs import feed_fields
-from .parse import parse_feed
+from .parsepool import take_in_body
 from .runtime import Runtime
 
 if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
@@ -200,7 +199,7 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
         if feed_id not in known_feeds:             # removed from the config: hub, stop
             return web.Response(status=410, text="no such feed")
         body = await request.read()
-        new = await asyncio.to_thread(_take_in, rt, feed_id, body, request.headers)
+        new = await asyncio.to_thread(_take_in_push, rt, feed_id, body, request.headers)
         if new:
             await asyncio.to_thread(on_entries, new)
         return web.Response(status=202, text="")
@@ -210,7 +209,8 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     return app
 
 
-def _take_in(rt: Runtime, feed_id: str, body: bytes, headers: Mapping[str, str]) -> list[str]:
+def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
+                  headers: Mapping[str, str]) -> list[str]:
     """A pushed body's new entries, stored; nothing for an unknown feed or a bad signature."""
     try:
         feed = rt.config.feed(feed_id)
@@ -222,20 +222,18 @@ def _take_in(rt: Runtime, feed_id: str, body: bytes, headers: Mapping[str, str])
         log.warning("feed %s: pushed content without a valid signature, dropped", feed.name,
                     extra=feed_fields(feed_id, feed.url, outcome="push_rejected"))
         return []
-    try:
-        entries = parse_feed(body, url=h.get("ws_topic") or feed.url, feed_id=feed_id,
-                             feed_name=feed.name, headers=dict(headers),
-                             max_entries=rt.config.settings.max_entries)
-    except ParseError as exc:
-        log.warning("feed %s: pushed content: %s", feed.name, exc.reason,
+    taken = take_in_body((body, h.get("ws_topic") or feed.url, feed_id, feed.name,
+                          dict(headers)), rt.config.settings.max_entries, rt.store)
+    if isinstance(taken, Exception):
+        log.warning("feed %s: pushed content: %s", feed.name, taken,
                     extra=feed_fields(feed_id, feed.url, outcome="push_error"))
         return []
-    new = rt.store.add_new_entries(entries)
     rt.store.count("push:received")
-    rt.store.count("entries:new", len(new))
-    log.info("feed %s: %d pushed entries, %d new", feed.name, len(entries), len(new),
-             extra=feed_fields(feed_id, feed.url, outcome="pushed", new_entries=len(new)))
-    return new
+    rt.store.count("entries:new", len(taken.new))
+    log.info("feed %s: %d pushed entries, %d new", feed.name, taken.entries, len(taken.new),
+             extra=feed_fields(feed_id, feed.url, outcome="pushed",
+                               new_entries=len(taken.new)))
+    return taken.new
 
 
 class CallbackServer:
