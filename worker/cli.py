@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
+    _semantic_flag(stories)
     feeds = sub.add_parser("feeds", help="feed health, OPML import and export",
                            description="feed health, OPML import and export")
     feeds_sub = feeds.add_subparsers(required=True, metavar="ACTION")
@@ -267,9 +268,11 @@ def _topic(config: Config, topic_id: str) -> Any:
 def _stories(args: argparse.Namespace) -> int:
     from .models import Entry, parse_iso
     from .parse import canonical_url
-    from .stories import cluster
+    from .runtime import make_classifier
+    from .stories import Vocabulary, cluster, embedder_of
 
     config = load_config(args.config)
+    semantic = config.settings.semantic if args.semantic is None else args.semantic
     rows: list[tuple[str | int, Entry] | str] = []
     for n, item in progress(_items(args.file), desc="read"):
         if isinstance(item, str):
@@ -284,7 +287,9 @@ def _stories(args: argparse.Namespace) -> int:
         rows.append((item.id, Entry("offline", str(n), title, summary, link, published,
                                     item.source or "")))
     good = [(str(r[0]), r[1]) for r in rows if not isinstance(r, str)]
-    ids = iter(cluster(good, window_hours=config.settings.story_window_hours))
+    vocabulary = Vocabulary(*make_classifier(config, semantic=False).vocabulary)
+    ids = iter(cluster(good, window_hours=config.settings.story_window_hours,
+                       embed=embedder_of() if semantic else None, vocabulary=vocabulary))
     failures = 0
     for row in rows:
         if isinstance(row, str):

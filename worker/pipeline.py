@@ -327,20 +327,32 @@ def alert_id(subscriber_id: str, story_id: str) -> str:
 
 
 def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
-    """The story this entry belongs to: same URL, else a near-duplicate, else a new story."""
-    fp = stories.fingerprint(entry)
+    """The story this entry belongs to: same URL, else the story it resembles (stories.py),
+    else a new story. One worker at a time decides (a lock), so two copies arriving at once
+    cannot start two stories."""
+    embedder = rt.classifier.embedder
+    vector = None
+    if embedder is not None:
+        vector = stories.embedder_of(embedder)([stories.embedding_text(entry)])[0]
+    fp = stories.fingerprint(entry, vector, stories.Vocabulary(*rt.classifier.vocabulary))
+    window = rt.config.settings.story_window_hours
     with rt.store.story_lock():
         story_id = rt.store.story_for_url(entry.link) if entry.link else None
-        words = stories.index_words(fp)
+        signature, index = None, []
         if story_id is None:
-            found = rt.store.story_candidates(words, min_shared=stories.MIN_SHARED)
-            story_id = stories.best_story(fp, ((sid, stories.Fingerprint.loads(raw))
-                                               for sid, raw in found))
-        signature = None
+            df = stories.DocFreq(*rt.store.doc_freq(fp.words))
+            df.add(fp.words)
+            scorer = stories.Scorer(fp, df, window)
+            index = scorer.lookup_words()
+            found = rt.store.story_candidates(index, stories.candidates)
+            story_id = scorer.best((sid, [stories.Member.loads(raw) for raw in sigs])
+                                   for sid, sigs in found)
+            signature = scorer.member.dumps()
         if story_id is None:
             story_id = "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
-            signature = fp.dumps()
-        rt.store.add_to_story(story_id, entry, signature, entry_key=entry_key, words=words)
+        rt.store.add_to_story(story_id, entry, entry_key=entry_key, words=sorted(fp.words),
+                              signature=signature, index=index,
+                              max_members=stories.MAX_MEMBERS)
     return story_id
 
 

@@ -11,8 +11,12 @@ Keys (P = settings.key_prefix):
                                   `newswatch backtest`; the entries themselves are P:entry
   P:url:{h}                string canonical URL -> story id (TTL story window)
   P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
-  P:stok:{word}            zset   story ids by time, per headline word (TTL window): candidates
-  P:storysig:{id}          string the story's fingerprint (TTL window)
+  P:stok:{word}            zset   story ids by time, per word that finds them (TTL window):
+                                  each copy's heaviest words, for the copies a story is
+                                  compared through; lookups read the most recent only
+  P:storysig:{id}          list   fingerprints of the story's first copies (TTL window)
+  P:df:{day}               hash   word -> entries clustered that UTC day using it, "#" -> how
+                                  many entries (TTL window + 1 day): story word weights
   P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at,
                                   touched_at, next_try_at, delivered_at
   P:alertlog:{id}          list   the alert's history, newest first (capped)
@@ -34,7 +38,7 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -44,11 +48,39 @@ import redis
 from .models import Alert, Entry, Validators
 
 DAY = 86_400
+STORIES_PER_WORD = 500        # P:stok zsets are capped (lookups read the 200 most recent)
 # Histograms kept as cumulative bucket counters in P:stats (seconds).
 HISTOGRAMS = {
     "poll_duration": ("Time to fetch and parse a feed", (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)),
     "delivery_latency": ("Time from detection to delivery", (1, 5, 15, 60, 300, 3600, 86400)),
 }
+
+# Record a copy of a story in one step. KEYS: story hash, day's word counts, fingerprints list,
+# URL key, then one key per index word. ARGV: entry key, entry JSON, window, counts TTL,
+# fingerprint ('' for none), max fingerprints, now, story id, stories per index word, whether
+# there is a URL, then the entry's words.
+_ADD_COPY = """
+local window = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], window)
+redis.call('HINCRBY', KEYS[2], '#', 1)
+for i = 11, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if ARGV[10] == '1' then redis.call('SET', KEYS[4], ARGV[8], 'NX', 'EX', window) end
+if ARGV[5] ~= '' and redis.call('LLEN', KEYS[3]) < tonumber(ARGV[6]) then
+  redis.call('RPUSH', KEYS[3], ARGV[5])
+  redis.call('EXPIRE', KEYS[3], window)
+  local now, cap = tonumber(ARGV[7]), tonumber(ARGV[9])
+  for i = 5, #KEYS do
+    redis.call('ZADD', KEYS[i], now, ARGV[8])
+    if redis.call('ZCARD', KEYS[i]) > cap then
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+      redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -cap - 1)
+    end
+    redis.call('EXPIRE', KEYS[i], window)
+  end
+end
+"""
 
 # Take in an entry once: mark it seen, keep its data, queue it for processing, in one step.
 _ADD_ENTRIES = """
@@ -162,6 +194,7 @@ class Store:
         self.recent_age = min(recent_days, seen_ttl_days) * DAY   # never outlive the entries
         self.window = story_window_hours * 3600
         self._add_entries = client.register_script(_ADD_ENTRIES)
+        self._add_copy = client.register_script(_ADD_COPY)
         self._create_alert = client.register_script(_CREATE_ALERT)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._claim_retries = client.register_script(_CLAIM_RETRIES)
@@ -359,41 +392,57 @@ class Store:
     def story_for_url(self, url: str) -> str | None:
         return cast(str | None, self.r.get(self.k("url", _h(url))))
 
-    def story_candidates(self, words: list[str], *, min_shared: int,
-                         per_word: int = 200) -> list[tuple[str, str]]:
-        """(story id, fingerprint) of recent stories sharing at least `min_shared` of these
-        headline words; at most `per_word` most recent stories are read per word, so the work
-        per entry is bounded however full the window is."""
+    def doc_freq(self, words: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """(entries clustered in the window, how many used each word): one day's counts per
+        hash, the days the window touches summed."""
+        words = list(dict.fromkeys(words))
+        pipe = self.r.pipeline(transaction=False)
+        for key in self._df_keys(time.time()):
+            pipe.hmget(key, ["#", *words])
+        n, counts = 0, dict.fromkeys(words, 0)
+        for row in pipe.execute():
+            n += int(row[0] or 0)
+            for word, value in zip(words, row[1:], strict=True):
+                if value:
+                    counts[word] += int(value)
+        return n, counts
+
+    def _df_keys(self, now: float) -> list[str]:
+        today = int(now // DAY)
+        return [self.k("df", str(day)) for day in range(today - self.window // DAY - 1, today + 1)]
+
+    def story_candidates(self, words: Sequence[str], choose: Callable[[dict[str, int]], list[str]],
+                         *, per_word: int = 200) -> list[tuple[str, list[str]]]:
+        """(story id, its copies' fingerprints) of the recent stories `choose` picks from how
+        many of these words find each; at most `per_word` most recent stories are read per
+        word, so the work per entry is bounded however full the window is."""
         since = time.time() - self.window
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=False)
         for word in words:
             pipe.zrevrangebyscore(self.k("stok", word), "+inf", since, start=0, num=per_word)
         counts: dict[str, int] = {}
         for ids in pipe.execute():
             for story_id in ids:
                 counts[story_id] = counts.get(story_id, 0) + 1
-        ids = [i for i, n in counts.items() if n >= min(min_shared, len(words))]
-        if not ids:
-            return []
-        sigs = cast(list[str | None], self.r.mget([self.k("storysig", i) for i in ids]))
-        return [(i, s) for i, s in zip(ids, sigs, strict=True) if s is not None]
+        ids = choose(counts)
+        for story_id in ids:
+            pipe.lrange(self.k("storysig", story_id), 0, -1)
+        return [(i, sigs) for i, sigs in zip(ids, pipe.execute(), strict=True) if sigs]
 
-    def add_to_story(self, story_id: str, entry: Entry, signature: str | None, *,
-                     entry_key: str, words: Sequence[str] = ()) -> None:
+    def add_to_story(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
+                     signature: str | None = None, index: Sequence[str] = (),
+                     max_members: int = 8) -> None:
+        """Record a copy of a story, in one step: its entry, its words in the day's counts,
+        and (while the story has fewer than `max_members`) its fingerprint and the words that
+        find it. A word finds at most the `STORIES_PER_WORD` most recent stories."""
         now = time.time()
-        pipe = self.r.pipeline()
-        pipe.hset(self.k("story", story_id), entry_key, json.dumps(entry.to_dict()))
-        pipe.expire(self.k("story", story_id), self.window)
-        if signature is not None:
-            pipe.set(self.k("storysig", story_id), signature, ex=self.window, nx=True)
-            for word in words:
-                key = self.k("stok", word)
-                pipe.zadd(key, {story_id: now})
-                pipe.zremrangebyscore(key, "-inf", now - self.window)
-                pipe.expire(key, self.window)
-        if entry.link:
-            pipe.set(self.k("url", _h(entry.link)), story_id, ex=self.window, nx=True)
-        pipe.execute()
+        url_key = self.k("url", _h(entry.link)) if entry.link else self.k("url", "-")
+        keys = [self.k("story", story_id), self._df_keys(now)[-1],
+                self.k("storysig", story_id), url_key, *(self.k("stok", w) for w in index)]
+        self._add_copy(keys=keys, args=[
+            entry_key, json.dumps(entry.to_dict()), self.window, self.window + DAY,
+            signature or "", max_members, now, story_id, STORIES_PER_WORD,
+            "1" if entry.link else "0", *words])
 
     def story_entries(self, story_id: str) -> dict[str, Entry]:
         raw = cast(dict[str, str], self.r.hgetall(self.k("story", story_id)))

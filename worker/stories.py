@@ -1,61 +1,265 @@
-"""Near-duplicate detection across outlets: is this entry a copy of a story we already have?
+"""Story clustering: is this entry another outlet's report of a story we already have?
 
-Pure: a fingerprint of an entry, a similarity between fingerprints, and the decision. The store
-keeps fingerprints of recent stories; pipeline.assign_story ties the two together. The rule is
-deliberately conservative: merging two different stories hides news, a missed merge only costs
-one extra alert.
+Outlets rewrite: "Israel and Hamas reach a Gaza ceasefire agreement" and "Hamas accepts draft
+ceasefire agreement and release of some hostages" share few words, and those they share are the
+words every story of that week uses. So an entry is a bag of content words (folded, stemmed,
+stop words dropped, "four" = "4") from its headline and summary, weighted by how rare each word is
+among the entries clustered lately (TF-IDF: in a week of Gaza news "gaza" weighs little and
+"Gershkovich" a lot); headline words count `TITLE_WEIGHT` times.
+
+An entry joins the story whose copies it resembles most, on average, if that resemblance clears a
+threshold which rises with the time between them (`Rule`; an undated pair needs more). A story is
+compared through its first `MAX_MEMBERS` copies, so a long story cannot drift from one event to
+the next. With the semantic extra, each entry also carries a sentence embedding, and
+`SEMANTIC_WEIGHT * (cosine - SEMANTIC_PIVOT)` is added to the resemblance: paraphrases with few
+shared words come together, same-topic stories with different facts stay apart.
+
+Pure: fingerprints, weights, the decision. The store keeps fingerprints and word counts in Redis
+(pipeline.assign_story); `cluster` runs the same rule offline for `newswatch stories`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import re
-from collections.abc import Iterable
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
+from .classify.text import stem, words_of
 from .models import Entry
 
-_WORD = re.compile(r"[^\W_]+")
-# Words that say nothing about which event a headline reports.
+if TYPE_CHECKING:
+    import numpy as np
+
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How much resemblance makes the same story."""
+    threshold: float      # mean similarity to a story's copies, published at the same moment
+    per_day: float        # added per day between the two entries
+    undated: float        # when either entry has no date
+
+
+# Tuned on ../shared/eval/dev.jsonl (bench/stories.py); the plateau around each is broad.
+LEXICAL = Rule(threshold=0.12, per_day=0.2, undated=0.4)
+# Embeddings tell a follow-up from a new event better than dates do, so time counts for less.
+SEMANTIC = Rule(threshold=0.12, per_day=0.1, undated=0.4)
+TITLE_WEIGHT = 1.5
+TOPIC_WEIGHT = 0.5
+SEMANTIC_WEIGHT = 2.0
+SEMANTIC_PIVOT = 0.6      # embedding cosine that neither helps nor hurts
+MAX_MEMBERS = 8           # copies a story is compared through (and indexed by)
+LOOKUP_TERMS = 12         # an entry's heaviest words: it finds stories by them, they find it
+MIN_SHARED = 1            # of those words, a candidate story shares at least this many
+MAX_CANDIDATES = 20       # stories scored in full per entry: those sharing most words
+
+# Words that say nothing about which event a report is about.
 _STOP = frozenset("""
-a an and are as at be been being but by can could did do does for from had has have he her his
-how i in into is it its live may might more most new news no not of on or our over says said say
-she should so than that the their them then there these they this those to up updates us was we
-were what when where which who why will with would you after amid as about report reports
+a about after also amid an and are as at be been being but by can could did do does for from had
+has have he her his how i if in into is it its just live may might more most new news no not of on
+or our over report reports said say says she should so than that the their them then there these
+they this those to up update updates us was we were what when where which who why will with would
+you
 """.split())
-TITLE_OVERLAP = 0.7      # share of the shorter title's words found in the other
-TITLE_MIN_SHARED = 4
-TEXT_JACCARD = 0.45      # title + summary words
-TEXT_MIN_TITLE_SHARED = 3
-# Neither rule can hold with fewer shared headline words: candidates are found by them.
-MIN_SHARED = min(TITLE_MIN_SHARED, TEXT_MIN_TITLE_SHARED)
+_NUMBERS = dict(zip("one two three four five six seven eight nine ten eleven twelve".split(),
+                    map(str, range(1, 13)), strict=True))
+
+
+def terms(text: str) -> frozenset[str]:
+    """The content words of a text as compared: folded, stemmed, numbers as digits."""
+    return frozenset(stem(w) for w in _content(text))
+
+
+def _content(text: str) -> list[str]:
+    return [_NUMBERS.get(w, w) for w in words_of(text)
+            if w not in _STOP and (len(w) > 1 or w.isdigit())]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The words the watch topics look for. Every entry a topic matches uses some of them
+    ("ceasefire", "hostage*"), so they say little about which event it reports: they weigh
+    `TOPIC_WEIGHT` as much as other words."""
+    words: frozenset[str] = frozenset()      # stems, and exact words as folded
+    prefixes: tuple[str, ...] = ()
+
+    def topical(self, text: str) -> frozenset[str]:
+        """The stems of the text's words the topics look for."""
+        return frozenset(stem(w) for w in _content(text)
+                         if w in self.words or stem(w) in self.words
+                         or w.startswith(self.prefixes))
 
 
 @dataclass(frozen=True)
 class Fingerprint:
     title: frozenset[str]
-    text: frozenset[str]
+    summary: frozenset[str]          # summary words not in the title
+    published: float | None          # epoch seconds
+    vector: bytes | None = None      # int8 sentence embedding (semantic extra)
+    topical: frozenset[str] = frozenset()   # words the topics look for
+
+    @property
+    def words(self) -> frozenset[str]:
+        return self.title | self.summary
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """A copy a story is compared through: its unit TF-IDF vector, weighed by the word counts
+    of the moment it joined (so a lookup reads no counts for it), its date, its embedding."""
+    weights: Mapping[str, float]
+    published: float | None
+    vector: bytes | None = None
 
     def dumps(self) -> str:
-        return json.dumps([sorted(self.title), sorted(self.text - self.title)])
+        vector = base64.b64encode(self.vector).decode() if self.vector is not None else None
+        return json.dumps([{w: round(x, 4) for w, x in self.weights.items()}, self.published,
+                           vector], sort_keys=True)
 
     @classmethod
-    def loads(cls, raw: str) -> Fingerprint:
-        title, rest = json.loads(raw)
-        return cls(frozenset(title), frozenset(title) | frozenset(rest))
+    def loads(cls, raw: str) -> Member:
+        """Parsed once per process: a story's copies are read again for every entry that might
+        join it, and a stored fingerprint never changes."""
+        found = _parsed.get(raw)
+        if found is None:
+            weights, published, vector = json.loads(raw)
+            found = cls(weights, published,
+                        base64.b64decode(vector) if vector is not None else None)
+            if len(_parsed) >= _PARSED_LIMIT:
+                _parsed.pop(next(iter(_parsed)))
+            _parsed[raw] = found
+        return found
 
 
-def _words(text: str) -> frozenset[str]:
-    out = set()
-    for w in _WORD.findall(text.casefold()):
-        if w in _STOP or len(w) < 2:
-            continue
-        # crude plural/possessive folding: "hostages" ~ "hostage", "israel's" -> "israel"
-        if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.add(w)
-    return frozenset(out)
+_parsed: dict[str, Member] = {}
+_PARSED_LIMIT = 20_000
+
+
+def fingerprint(entry: Entry, vector: bytes | None = None,
+                vocabulary: Vocabulary | None = None) -> Fingerprint:
+    title = terms(entry.title)
+    topical = vocabulary.topical(f"{entry.title} {entry.summary}") if vocabulary else frozenset()
+    return Fingerprint(title, terms(entry.summary) - title,
+                       entry.published.timestamp() if entry.published else None, vector, topical)
+
+
+def embedding_text(entry: Entry) -> str:
+    return f"{entry.title}. {entry.summary}".strip(" .")
+
+
+def quantize(vector: np.ndarray[Any, Any]) -> bytes:
+    """A unit vector as int8 (384 bytes for MiniLM): cosines stay within ~0.01."""
+    import numpy as np
+
+    return bytes(np.clip(np.rint(vector * 127), -127, 127).astype(np.int8).tobytes())
+
+
+def _semantic(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    x = np.frombuffer(a, dtype=np.int8).astype(np.float32)
+    y = np.frombuffer(b, dtype=np.int8).astype(np.float32)
+    return float(x @ y / ((float(np.linalg.norm(x)) * float(np.linalg.norm(y))) or 1.0))
+
+
+class DocFreq:
+    """How many of the recently clustered entries use each word: the IDF of TF-IDF.
+
+    Smoothed as scikit-learn does (`ln((n + 1) / (df + 1)) + 1`), so with few entries
+    seen every word weighs about the same and similarity is plain word overlap."""
+
+    def __init__(self, n: int = 0, counts: Mapping[str, int] | None = None) -> None:
+        self.n = n
+        self.counts: Counter[str] = Counter(counts or {})
+
+    def add(self, words: Iterable[str]) -> None:
+        self.n += 1
+        self.counts.update(words)
+
+    def idf(self, word: str) -> float:
+        return math.log((self.n + 1) / (self.counts.get(word, 0) + 1)) + 1
+
+
+def weights(fp: Fingerprint, df: DocFreq) -> dict[str, float]:
+    """The fingerprint's unit TF-IDF vector."""
+    out = {w: TITLE_WEIGHT * df.idf(w) for w in fp.title}
+    out.update((w, df.idf(w)) for w in fp.summary)
+    for w in fp.topical & out.keys():
+        out[w] *= TOPIC_WEIGHT
+    norm = math.sqrt(sum(x * x for x in out.values())) or 1.0
+    return {w: x / norm for w, x in out.items()}
+
+
+def _cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(x * b.get(w, 0.0) for w, x in a.items())
+
+
+def threshold(a: Fingerprint, b: Member, rule: Rule) -> float:
+    if a.published is None or b.published is None:
+        return rule.undated
+    return rule.threshold + rule.per_day * abs(a.published - b.published) / 86400
+
+
+def in_window(a: Fingerprint, b: Member, window_hours: float) -> bool:
+    return (a.published is None or b.published is None
+            or abs(a.published - b.published) <= window_hours * 3600)
+
+
+class Scorer:
+    """Resemblance of one new entry to stories, under the word counts of the moment."""
+
+    def __init__(self, fp: Fingerprint, df: DocFreq, window_hours: float = 72) -> None:
+        self.fp, self.window_hours = fp, window_hours
+        self.member = Member(weights(fp, df), fp.published, fp.vector)
+        self.rule = SEMANTIC if fp.vector is not None else LEXICAL
+        self.specific = fp.words - fp.topical
+
+    def similarity(self, other: Member) -> float:
+        """TF-IDF cosine, plus the semantic evidence when both carry an embedding; 0 when the
+        two share no word but the topics' (two releases of hostages in two countries share
+        "kidnapped", "freed", "released": nothing that makes them one event)."""
+        if self.specific.isdisjoint(other.weights):
+            return 0.0
+        score = _cosine(self.member.weights, other.weights)
+        if self.fp.vector is not None and other.vector is not None:
+            score += SEMANTIC_WEIGHT * (_semantic(self.fp.vector, other.vector) - SEMANTIC_PIVOT)
+        return score
+
+    def margin(self, members: Sequence[Member]) -> float | None:
+        """Mean of (similarity - threshold) over the story's copies inside the window; None
+        when none is. At or above 0: the same story."""
+        near = [m for m in members[:MAX_MEMBERS] if in_window(self.fp, m, self.window_hours)]
+        if not near:
+            return None
+        return sum(self.similarity(m) - threshold(self.fp, m, self.rule) for m in near) / len(near)
+
+    def best(self, candidates: Iterable[tuple[str, Sequence[Member]]]) -> str | None:
+        """The candidate story with the highest margin at or over 0, if any."""
+        best, best_margin = None, 0.0
+        for story_id, members in candidates:
+            m = self.margin(members)
+            if m is not None and m >= best_margin:
+                best, best_margin = story_id, m
+        return best
+
+    def lookup_words(self) -> list[str]:
+        """The entry's heaviest words (rare, in the headline). Candidate stories are those
+        whose copies' heaviest words share one with the entry's: two reports of one event
+        share their names and facts, the words that weigh most in both."""
+        w = self.member.weights
+        return sorted(w, key=lambda word: (-w[word], word))[:LOOKUP_TERMS]
+
+
+def candidates(hits: Mapping[str, int]) -> list[str]:
+    """The stories worth scoring, from how many of the entry's heaviest words find each."""
+    ranked = sorted((sid for sid, n in hits.items() if n >= MIN_SHARED), key=lambda s: -hits[s])
+    return ranked[:MAX_CANDIDATES]
 
 
 UPDATE_TITLE_OVERLAP = 0.6    # a copy's headline sharing less than this with the alerted one
@@ -68,63 +272,58 @@ def material_update(alerted: Entry, alerted_topics: set[str], copy: Entry,
     alert did not name, or its headline moved on ("talks resume" -> "deal agreed")."""
     if copy_topics - alerted_topics:
         return True
-    a, b = fingerprint(alerted).title, fingerprint(copy).title
+    a, b = terms(alerted.title), terms(copy.title)
     shortest = min(len(a), len(b))
     return bool(shortest) and len(a & b) / shortest < UPDATE_TITLE_OVERLAP
 
 
-def index_words(fp: Fingerprint) -> list[str]:
-    """The headline words a story is found by."""
-    return sorted(fp.title)
-
-
-def fingerprint(entry: Entry) -> Fingerprint:
-    title = _words(entry.title)
-    return Fingerprint(title, title | _words(entry.summary))
-
-
-def similarity(a: Fingerprint, b: Fingerprint) -> float:
-    """1.0 or more for the same story told twice, near 0 for unrelated ones."""
-    shared = len(a.title & b.title)
-    shortest = min(len(a.title), len(b.title))
-    title = shared / shortest if shortest and shared >= TITLE_MIN_SHARED else 0.0
-    union = len(a.text | b.text)
-    text = len(a.text & b.text) / union if union else 0.0
-    # Summaries alone share generic words ("abducted", "released") across different events:
-    # the text rule also needs the headlines to share words.
-    if shared < TEXT_MIN_TITLE_SHARED:
-        text = 0.0
-    return max(title / TITLE_OVERLAP, text / TEXT_JACCARD)
-
-
-def best_story(fp: Fingerprint, candidates: Iterable[tuple[str, Fingerprint]]) -> str | None:
-    """The most similar candidate story at or over the threshold, if any."""
-    best, best_score = None, 1.0
-    for story_id, other in candidates:
-        score = similarity(fp, other)
-        if score >= best_score:
-            best, best_score = story_id, score
-    return best
-
-
-def cluster(items: Iterable[tuple[str, Entry]], *, window_hours: float = 72) -> list[str]:
-    """Offline clustering in input order: the story id (its first item's id) of each item."""
-    window = window_hours * 3600
+def cluster(items: Iterable[tuple[str, Entry]], *, window_hours: float = 72,
+            embed: Callable[[list[str]], Sequence[bytes]] | None = None,
+            vocabulary: Vocabulary | None = None) -> list[str]:
+    """Offline clustering in input order, by the worker's rule: the story id (its first item's
+    id) of each item. Word counts are those of the items before it and itself, as the worker's
+    are those of the entries it clustered. `embed` turns texts into quantized embeddings."""
+    items = list(items)
+    vectors: Sequence[bytes | None] = [None] * len(items)
+    if embed is not None:
+        vectors = embed([embedding_text(e) for _, e in items])
+    df = DocFreq()
     by_url: dict[str, str] = {}
-    known: list[tuple[str, Fingerprint, datetime | None]] = []
+    stories: dict[str, list[Member]] = {}
+    by_word: dict[str, list[str]] = {}
     out = []
-    for item_id, entry in items:
+    for (item_id, entry), vector in zip(items, vectors, strict=True):
+        fp = fingerprint(entry, vector, vocabulary)
+        df.add(fp.words)
         story = by_url.get(entry.link) if entry.link else None
-        if story is None:
-            fp = fingerprint(entry)
-            near = ((sid, other) for sid, other, when in known
-                    if when is None or entry.published is None
-                    or abs((when - entry.published).total_seconds()) <= window)
-            story = best_story(fp, near)
+        if story is None:           # a copy of a page already seen adds nothing to compare
+            scorer = Scorer(fp, df, window_hours)
+            index = scorer.lookup_words()
+            hits: Counter[str] = Counter()
+            for word in index:
+                hits.update(set(by_word.get(word, ())))
+            found = candidates(hits)
+            story = scorer.best((sid, stories[sid]) for sid in found)
             if story is None:
                 story = item_id
-                known.append((story, fp, entry.published))
+                stories[story] = []
+            if len(stories[story]) < MAX_MEMBERS:
+                stories[story].append(scorer.member)
+                for word in index:
+                    by_word.setdefault(word, []).append(story)
         if entry.link:
             by_url.setdefault(entry.link, story)
         out.append(story)
     return out
+
+
+def embedder_of(embedder: Any = None) -> Callable[[list[str]], list[bytes]]:
+    """Texts -> quantized embeddings, with this embedder or a new one (semantic extra)."""
+    if embedder is None:
+        from .classify.semantic import Embedder
+
+        embedder = Embedder()
+
+    def embed(texts: list[str]) -> list[bytes]:
+        return [quantize(v) for v in embedder.embed(texts)] if texts else []
+    return embed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Protocol, cast
 
 from ..errors import QueryError
@@ -99,6 +100,23 @@ class Classifier:
                 self.semantic.append(SemanticTopic(number, texts, settings.threshold,
                                                    compile_holds(gate)))
                 self._vectors.append(embedder.embed(list(texts)))
+
+    @cached_property
+    def vocabulary(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The words the topics look for: stems of bare terms, exact and phrase words as
+        folded, and wildcard prefixes (story clustering weighs them down: every item a topic
+        matches shares them, so they do not tell one event from another)."""
+        words: set[str] = set()
+        prefixes: set[str] = set()
+        for topic in self.topics:
+            for leaf in topic.query.leaves():
+                if isinstance(leaf, Term):
+                    words.add(leaf.key)
+                elif isinstance(leaf, Phrase):
+                    words.update(leaf.words)
+                elif isinstance(leaf, Prefix):
+                    prefixes.add(leaf.prefix)
+        return frozenset(words), tuple(sorted(prefixes))
 
     def classify(self, title: str, summary: str = "", *, naive: bool = False) -> list[Match]:
         """The topics the text matches, in config order. `naive` checks every topic (benches)."""

@@ -1,0 +1,230 @@
+"""Story clustering: the rule (pure), the same rule in Redis, and its bounds.
+
+The reports below are written for these tests (invented outlets and wording, in the style of
+wire copy); the labelled real items live in ../shared/eval and are measured by bench/stories.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from worker import pipeline, stories
+from worker.config import load_config
+from worker.models import Entry
+from worker.runtime import make_classifier
+from worker.store import Store
+
+T0 = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
+CONFIG = ROOT / "config" / "newswatch.yaml"
+
+TRUCE = [   # one event, told by three outlets within hours
+    ("Sudan's army and RSF agree to 72-hour truce at Jeddah talks",
+     "Saudi and US mediators said the warring sides signed a short truce to let aid into "
+     "Khartoum."),
+    ("Warring Sudanese factions sign three-day ceasefire after Jeddah negotiations",
+     "The army and the Rapid Support Forces agreed to halt fighting for 72 hours, Saudi Arabia "
+     "and the United States said."),
+    ("Khartoum truce: army and RSF commit to 72-hour pause brokered in Jeddah",
+     "Mediators from Saudi Arabia and the US announced the three-day truce late on Sunday."),
+]
+SAME_TOPIC_OTHER_EVENT = (
+    "Fighting rages in Darfur as El Fasher hospital is shelled",
+    "Doctors said the main hospital in El Fasher was hit as RSF fighters advanced; the Jeddah "
+    "truce does not cover Darfur.")
+UNRELATED = ("Storm cuts power to thousands of homes in Wales",
+             "Engineers worked through the night as winds of 90mph brought down lines.")
+
+
+def entry(n: int, title: str, summary: str, when: datetime | None, link: str | None = None,
+          ) -> Entry:
+    return Entry(f"feed{n}", f"g{n}", title, summary, link or f"https://outlet{n}.example/{n}",
+                 when, f"Outlet {n}")
+
+
+def day_of_news() -> list[tuple[str, Entry]]:
+    items = [entry(n, t, s, T0 + timedelta(hours=2 * n)) for n, (t, s) in enumerate(TRUCE)]
+    items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=3)))
+    items.append(entry(8, *UNRELATED, T0 + timedelta(hours=1)))
+    return [(str(n), e) for n, e in enumerate(items)]
+
+
+def test_rewrites_of_one_event_are_one_story_and_other_events_are_not() -> None:
+    got = stories.cluster(day_of_news())
+    assert got[0] == got[1] == got[2]
+    assert len({got[0], got[3], got[4]}) == 3
+
+
+def test_the_same_words_days_later_are_a_new_story() -> None:
+    title, summary = TRUCE[0]
+    items = [("a", entry(1, title, summary, T0)),
+             ("b", entry(2, title, summary, T0 + timedelta(days=5))),      # outside 72 h
+             ("c", entry(3, title.replace("Jeddah", "renewed Jeddah"), summary,
+                         T0 + timedelta(days=2)))]
+    got = stories.cluster(items)
+    assert got == ["a", "b", "a"]      # identical copy two days on still joins; five days: no
+    # A looser rewrite is only close enough when close in time as well.
+    loose = [("a", entry(1, *TRUCE[0], T0)), ("b", entry(2, *TRUCE[1], T0 + timedelta(days=2)))]
+    assert stories.cluster(loose) == ["a", "b"]
+
+
+def test_undated_reports_need_more_resemblance() -> None:
+    dated = [(str(n), entry(n, t, s, T0 + timedelta(hours=n))) for n, (t, s) in
+             enumerate(TRUCE[:2])]
+    undated = [(str(n), entry(n, t, s, None)) for n, (t, s) in enumerate(TRUCE[:2])]
+    assert len(set(stories.cluster(dated))) == 1
+    assert len(set(stories.cluster(undated))) == 2
+    same = [("a", entry(1, *TRUCE[0], None)), ("b", entry(2, *TRUCE[0], None))]
+    assert stories.cluster(same) == ["a", "a"]
+
+
+def test_words_every_story_uses_weigh_little() -> None:
+    # Two reports sharing only the words of the week's running story ("Gaza ceasefire talks")
+    # are different news once many stories of the window use those words.
+    running = ["aid convoy reaches Rafah", "Qatar hosts envoys", "Egypt proposes new draft",
+               "Hamas studies offer", "families protest in Tel Aviv", "UN urges restraint"]
+    week = [(f"w{n}", entry(n, f"Gaza ceasefire talks: {topic}",
+                            f"Report {n} on the running story: {topic}.",
+                            T0 - timedelta(hours=n))) for n, topic in enumerate(running)]
+    a = ("a", entry(20, "Gaza ceasefire talks: mediators meet in Cairo",
+                    "Egyptian and Qatari mediators met Hamas officials on Sunday to discuss a "
+                    "new proposal.", T0))
+    b = ("b", entry(21, "Gaza ceasefire talks: strikes hit Khan Younis",
+                    "Israeli strikes hit homes overnight, killing at least 12 people, health "
+                    "officials said.", T0))
+    got = stories.cluster([*week, a, b])
+    assert len({got[-1], got[-2]}) == 2
+    # Alone, with nothing else to compare them to, the shared words count as much as any.
+    lone = [(k, replace(e, summary="")) for k, e in (a, b)]
+    assert stories.cluster(lone) == ["a", "a"]
+
+
+def test_words_the_topics_look_for_do_not_make_one_event() -> None:
+    vocabulary = stories.Vocabulary(*make_classifier(load_config(CONFIG), False).vocabulary)
+    assert "hostag" in vocabulary.topical("Hostages freed") and \
+        "mali" not in vocabulary.topical("Hostages freed in Mali")
+    mali = ("a", entry(1, "Mali: kidnapped aid workers freed",
+                       "The aid workers abducted in Mali were released.", T0))
+    gaza = ("b", entry(2, "Gaza: kidnapped fishermen freed",
+                       "The fishermen abducted in Gaza were released.", T0 + timedelta(hours=1)))
+    # Every alert of a hostage-release topic says "kidnapped", "freed", "released": two
+    # releases in two countries share nothing else, and stay two stories.
+    assert stories.cluster([mali, gaza], vocabulary=vocabulary) == ["a", "b"]
+    assert stories.cluster([mali, gaza]) == ["a", "a"]     # without the topics' words: merged
+    again = ("c", entry(3, "Aid workers kidnapped in Mali are free",
+                        "Mali's government said the abducted aid workers were released.",
+                        T0 + timedelta(hours=2)))
+    assert stories.cluster([mali, gaza, again], vocabulary=vocabulary) == ["a", "b", "a"]
+
+
+def test_word_folding() -> None:
+    assert stories.terms("Four hostages freed") == stories.terms("4 hostage freed")
+    assert stories.terms("Türkiye’s talks") == stories.terms("turkiye talk")
+    assert "the" not in stories.terms("The talks") and "talk" in stories.terms("The talks")
+
+
+def test_a_copy_of_a_known_page_joins_without_comparing() -> None:
+    link = "https://wire.example/sudan-truce"
+    items = [("a", entry(1, *TRUCE[0], T0, link)),
+             ("b", entry(2, "Live: Sudan latest", "", T0 + timedelta(days=1), link))]
+    assert stories.cluster(items) == ["a", "a"]
+
+
+def test_member_round_trip_and_bounds() -> None:
+    member = stories.Scorer(stories.fingerprint(entry(1, *TRUCE[0], T0)),
+                            stories.DocFreq()).member
+    back = stories.Member.loads(member.dumps())
+    assert back.published == member.published
+    assert back.weights == pytest.approx(member.weights, abs=1e-4)
+    assert sum(x * x for x in back.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    # A story is compared through its first copies only: a long-running story cannot drift.
+    many = [(str(n), entry(n, TRUCE[0][0], TRUCE[0][1], T0 + timedelta(minutes=n)))
+            for n in range(stories.MAX_MEMBERS + 5)]
+    assert set(stories.cluster(many)) == {"0"}
+
+
+# -- the same rule in Redis -----------------------------------------------------------------
+
+def runtime(store: Store) -> Any:
+    """What assign_story reads of a runtime: the store, the window, the classifier (the shipped
+    topics' words, no model)."""
+    config = load_config(CONFIG)
+    return SimpleNamespace(store=store, config=config, classifier=make_classifier(config, False))
+
+
+def partition(ids: list[str]) -> list[int]:
+    first: dict[str, int] = {}
+    return [first.setdefault(i, len(first)) for i in ids]
+
+
+def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
+    items = day_of_news()
+    items += [(f"x{n}", entry(30 + n, t, s, T0 + timedelta(days=4, hours=n)))
+              for n, (t, s) in enumerate(TRUCE)]                # the same event told again later
+    rt = runtime(store)
+    live = [pipeline.assign_story(rt, store.entry_key(e), e) for _, e in items]
+    offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
+    assert partition(live) == partition(offline)
+    assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
+    assert live[0] not in live[5:]          # four days on: outside the window, a new story
+    copies = store.story_entries(live[0])
+    assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
+
+
+def test_concurrent_copies_make_one_story(store: Store) -> None:
+    rt = runtime(store)
+    items = [entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in enumerate(TRUCE)] * 3
+    got: list[str] = []
+    barrier = threading.Barrier(len(items))
+
+    def assign(e: Entry) -> None:
+        barrier.wait()
+        got.append(pipeline.assign_story(rt, store.entry_key(e), e))
+
+    threads = [threading.Thread(target=assign, args=(e,)) for e in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(items) and len(set(got)) == 1
+
+
+def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker.store.STORIES_PER_WORD", 5)
+    rt = runtime(store)
+    for n in range(12):      # twelve different stories that all use "jeddah"
+        e = entry(n, f"Jeddah event {n}: item{n} word{n} other{n}", "", T0)
+        pipeline.assign_story(rt, store.entry_key(e), e)
+    assert store.r.zcard(store.k("stok", "jeddah")) <= 6
+    for n in range(12):      # and one story with twelve copies keeps eight fingerprints
+        e = entry(100 + n, *TRUCE[0], T0 + timedelta(minutes=n))
+        story = pipeline.assign_story(rt, store.entry_key(e), e)
+    assert store.r.llen(store.k("storysig", story)) == stories.MAX_MEMBERS
+    for key in store.r.scan_iter(store.k("*")):
+        assert store.r.ttl(key) > 0, key        # everything leaves with the window
+
+
+def test_semantic_evidence_brings_paraphrases_together() -> None:
+    pytest.importorskip("onnxruntime", reason="needs newswatch[semantic]")
+    from worker.classify.semantic import SemanticUnavailable
+    try:
+        embed = stories.embedder_of()
+    except SemanticUnavailable as e:
+        pytest.skip(str(e))
+    para = [("a", entry(1, "Envoys shuttle between Khartoum's rival generals to halt the war",
+                        "Saudi and American diplomats pressed the army and RSF to stop the "
+                        "fighting in Sudan.", T0)),
+            ("b", entry(2, "Mediators press Sudan's warring generals to stop fighting",
+                        "Diplomats from Riyadh and Washington went back and forth between the "
+                        "army and the paramilitary RSF.", T0 + timedelta(hours=3))),
+            ("c", entry(3, *UNRELATED, T0 + timedelta(hours=1)))]
+    assert stories.cluster(para, embed=embed) == ["a", "a", "c"]
+    # Its vectors are kept as int8: a cosine moves by about 0.01 at most.
+    vectors = embed([TRUCE[0][0], TRUCE[1][0]])
+    assert len(vectors[0]) == 384
