@@ -144,3 +144,19 @@ def test_fast_ascii_tokens_are_the_regex_tokens(text: str) -> None:
     from worker.classify.text import _TOKEN, _fold_all, fold
 
     assert _fold_all(text) == [fold(w) for w in _TOKEN.findall(text)]
+
+
+_PIECES = ["cease", "fire", "fires", "ceasefire", "agree", "agreement", "agreed", "ment",
+           "ments", "hostage", "host", "ages", "talks", "the", "in", "·"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.lists(st.sampled_from(_PIECES),
+                                                                  max_size=12))
+def test_a_term_holds_exactly_when_it_has_hits(title: list[str], summary: list[str]) -> None:
+    # `holds` answers without building positions; `match` builds them for evidence. They must
+    # agree, compounds written apart ("cease fire", "agree ments") included.
+    doc = Doc.of_fields(" ".join(title), " ".join(summary))
+    for query in ("ceasefire", "agreement", '"ceasefire"', "hostages", "title:ceasefire"):
+        node = parse_query(query)
+        assert node.holds(doc) == (node.match(doc) is not None), (query, title, summary)

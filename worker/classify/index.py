@@ -89,9 +89,9 @@ class TopicIndex:
     always candidates."""
 
     def __init__(self, queries: Iterable[Node]) -> None:
-        self.first, self.second = _Table(), _Table()
+        self.first = _Table()
         self.always: set[int] = set()
-        self.two: set[int] = set()           # topics that also need the second conjunct
+        self.second: dict[int, Keys] = {}    # topics that also need a second conjunct
         for number, query in enumerate(queries):
             options = sorted(conjuncts(query), key=_size)
             if not options:
@@ -99,14 +99,20 @@ class TopicIndex:
                 continue
             self.first.add(number, options[0])
             if len(options) > 1:
-                self.second.add(number, options[1])
-                self.two.add(number)
+                self.second[number] = options[1]
         self.first.freeze()
-        self.second.freeze()
 
     def candidates(self, doc: Doc) -> set[int]:
-        """Topic numbers that could match `doc`."""
+        """Topic numbers that could match `doc`. The second conjunct is checked only for the
+        few topics the first lets through (cheaper than a second table lookup per doc)."""
         found = self.first.lookup(doc)
-        if self.two and found & self.two:
-            found = (found - self.two) | (found & self.second.lookup(doc))
+        second = self.second
+        if second:
+            found = {n for n in found if (keys := second.get(n)) is None or _meets(keys, doc)}
         return found | self.always if self.always else found
+
+
+def _meets(keys: Keys, doc: Doc) -> bool:
+    words, stems, prefixes = keys
+    return not (words.isdisjoint(doc.wordset) and stems.isdisjoint(doc.stemset)
+                and prefixes.isdisjoint(doc.prefixes))

@@ -68,9 +68,20 @@ class Term(Node):
         present = self.key in (doc.wordset if self.exact else doc.stemset)
         if not present and (not self.heads or self.heads.isdisjoint(doc.wordset)):
             return False
-        if present and scope is None:
-            return True
+        if scope is None:
+            return present or self._joined(doc)
         return self.match(doc, scope) is not None
+
+    def _joined(self, doc: Doc) -> bool:
+        """Whether the word is written in two ("cease fire"): one pass over the words, no
+        positions built ("agree" is a head of "agreement", and common)."""
+        words, heads = doc.words, self.heads
+        for i, w in enumerate(words):
+            if w in heads and doc.adjacent(i):
+                joined = w + words[i + 1]
+                if (joined if self.exact else stem(joined)) == self.key:
+                    return True
+        return False
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         table = doc.by_word if self.exact else doc.by_stem
