@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ROOT
 from worker import pipeline, stories
+from worker.classify import Classifier
 from worker.config import load_config
 from worker.models import Entry
 from worker.runtime import make_classifier
@@ -210,13 +211,17 @@ def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) 
         assert store.r.ttl(key) > 0, key        # everything leaves with the window
 
 
-def test_semantic_evidence_brings_paraphrases_together() -> None:
+def model_or_skip() -> Any:
     pytest.importorskip("onnxruntime", reason="needs newswatch[semantic]")
-    from worker.classify.semantic import SemanticUnavailable
+    from worker.classify.semantic import Embedder, SemanticUnavailable
     try:
-        embed = stories.embedder_of()
+        return Embedder()
     except SemanticUnavailable as e:
         pytest.skip(str(e))
+
+
+def test_semantic_evidence_brings_paraphrases_together() -> None:
+    embed = stories.embedder_of(model_or_skip())
     para = [("a", entry(1, "Envoys shuttle between Khartoum's rival generals to halt the war",
                         "Saudi and American diplomats pressed the army and RSF to stop the "
                         "fighting in Sudan.", T0)),
@@ -228,3 +233,22 @@ def test_semantic_evidence_brings_paraphrases_together() -> None:
     # Its vectors are kept as int8: a cosine moves by about 0.01 at most.
     vectors = embed([TRUCE[0][0], TRUCE[1][0]])
     assert len(vectors[0]) == 384
+
+
+def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:
+    model = model_or_skip()
+    config = load_config(CONFIG)
+    rt = SimpleNamespace(store=store, config=config,
+                         classifier=Classifier(config.topics, model))
+    items = [entry(n, t, s, T0 + timedelta(hours=n)) for n, (t, s) in enumerate(TRUCE)]
+    items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=1)))
+    got = [pipeline.assign_story(rt, store.entry_key(e), e) for e in items]
+    assert got[0] == got[1] == got[2] != got[3]
+    members = [stories.Member.loads(raw)
+               for raw in store.r.lrange(store.k("storysig", got[0]), 0, -1)]
+    assert len(members) == 3 and all(m.vector is not None and len(m.vector) == 384
+                                     for m in members)
+    offline = stories.cluster([(str(n), e) for n, e in enumerate(items)],
+                              embed=stories.embedder_of(rt.classifier.embedder),
+                              vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
+    assert partition(got) == partition(offline)
