@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,13 +94,18 @@ def test_stories_contract(tmp_path: Path) -> None:
         {"id": "4", "title": "Hamas says indirect talks with Israel resume in Qatari capital",
          "link": "https://c.example/z", "published": "2025-03-01T10:00:00Z"},
     ]
-    out = run_cli(["stories", "--config", CONFIG], "\n".join(json.dumps(i) for i in items))
-    assert out.returncode == 0, out.stderr
-    rows = [json.loads(x) for x in out.stdout.splitlines()]
-    assert [r["id"] for r in rows] == ["1", "2", "3", "4"]
-    stories = [r["story"] for r in rows]
-    assert stories[0] == stories[1] == stories[2]     # near-duplicate; same canonical URL
-    assert stories[3] != stories[0]                   # same words, two months later
+    modes = [["--no-semantic"]]
+    if importlib.util.find_spec("onnxruntime"):
+        modes.append(["--semantic"])            # the model's evidence, same contract
+    for mode in modes:
+        out = run_cli(["stories", "--config", CONFIG, *mode],
+                      "\n".join(json.dumps(i) for i in items))
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(x) for x in out.stdout.splitlines()]
+        assert [r["id"] for r in rows] == ["1", "2", "3", "4"]
+        stories = [r["story"] for r in rows]
+        assert stories[0] == stories[1] == stories[2]     # rewrite; same canonical URL
+        assert stories[3] != stories[0]                   # same words, two months later
 
 
 def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
