@@ -231,8 +231,13 @@ def test_semantic_evidence_brings_paraphrases_together() -> None:
             ("c", entry(3, *UNRELATED, T0 + timedelta(hours=1)))]
     assert stories.cluster(para, embed=embed) == ["a", "a", "c"]
     # Its vectors are kept as int8: a cosine moves by about 0.01 at most.
-    vectors = embed([TRUCE[0][0], TRUCE[1][0]])
-    assert len(vectors[0]) == 384
+    texts = [TRUCE[0][0], TRUCE[1][0], UNRELATED[0]]
+    exact = model_or_skip().embed(texts)
+    small = embed(texts)
+    assert len(small[0]) == 384
+    for i, j in ((0, 1), (0, 2)):
+        assert stories._semantic(small[i], small[j]) == pytest.approx(
+            float(exact[i] @ exact[j]), abs=0.01)
 
 
 def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:
