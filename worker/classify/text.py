@@ -13,6 +13,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import cached_property, lru_cache
+from operator import itemgetter
+from typing import cast
 
 import Stemmer
 
@@ -20,9 +22,10 @@ FIELDS = ("title", "summary")
 FIELD_GAP = 1000                     # positions between fields (Lucene's position gap)
 MIN_PREFIX = 3                       # letters before a wildcard
 _CACHE_LIMIT = 200_000               # words whose stem / prefixes are remembered
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_POSSESSIVE = re.compile(r"['’]s$")
-_APOSTROPHES = str.maketrans("", "", "'’")
+# Apostrophes: ' and ’, and ‘ (often typed for one: "Israel‘s").
+_TOKEN = re.compile(r"[^\W_]+(?:['’‘][^\W_]+)*")
+_POSSESSIVE = re.compile(r"['’‘]s$")
+_APOSTROPHES = str.maketrans("", "", "'’‘")
 _stemmer = Stemmer.Stemmer("english")
 
 
@@ -33,7 +36,7 @@ def fold(word: str) -> str:
     if not word.isascii():
         word = "".join(c for c in unicodedata.normalize("NFKD", word)
                        if not unicodedata.combining(c))
-    if "'" in word or "’" in word:
+    if "'" in word or "’" in word or "‘" in word:
         word = _POSSESSIVE.sub("", word).translate(_APOSTROPHES)
     return word
 
@@ -76,7 +79,10 @@ def _all_prefixes(word: str) -> tuple[str, ...]:
     return tuple(word[:n] for n in range(MIN_PREFIX, len(word) + 1))
 
 
-_PLAIN = str.maketrans({"’": "'", "‘": "'", "\u2013": "-", "\u2014": "-", "“": '"', "”": '"'})
+_PLAIN = str.maketrans({"’": "'", "‘": "'", "\u2013": "-", "\u2014": "-", "“": '"', "”": '"',
+                        # symbols of English news copy that are never inside a word: as spaces
+                        # the text stays ASCII and takes the fast path
+                        **dict.fromkeys("£€…\xa0·•«»°", " ")})
 
 
 # ASCII: every character that cannot be inside a token becomes a space, so that split() cuts
@@ -96,10 +102,13 @@ def _fold_all(text: str) -> list[str]:
             return chunks
         words: list[str] = []
         for chunk in chunks:        # apostrophes: _TOKEN's rules, within the chunk
-            if "'" in chunk:
-                words += [fold(w) for w in _TOKEN.findall(chunk)]
-            else:
+            if "'" not in chunk:
                 words.append(chunk)
+            elif chunk[0] != "'" and chunk[-1] != "'" and "''" not in chunk:
+                # one token ("israel's", "rock'n'roll"): fold's possessive and apostrophes
+                words.append((chunk[:-2] if chunk.endswith("'s") else chunk).replace("'", ""))
+            else:
+                words += [fold(w) for w in _TOKEN.findall(chunk)]
         return words
     return list(map(fold, _TOKEN.findall(text)))
 
@@ -129,11 +138,12 @@ class Doc:
             self.prefixes: set[str] = set().union(*map(_all_prefixes, self._unique))
         else:
             # One cache entry per word holds its stem and the known prefixes it starts with.
-            seen = prefixes.words.get
-            facts = [f if (f := seen(w)) is not None else prefixes.facts(w)
-                     for w in self._unique]
-            self._stems = [f[0] for f in facts]
-            self.prefixes = set().union(*[f[1] for f in facts])
+            found = list(map(prefixes.words.get, self._unique))      # C-level loops
+            facts = cast(list[tuple[str, tuple[str, ...]]], found) if None not in found else [
+                f if f is not None else prefixes.facts(w)
+                for w, f in zip(self._unique, found, strict=True)]
+            self._stems = list(map(itemgetter(0), facts))
+            self.prefixes = set().union(*map(itemgetter(1), facts))
         self.stemset = set(self._stems)
 
     @cached_property
