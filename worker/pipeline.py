@@ -344,7 +344,8 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
             df.add(fp.words)
             scorer = stories.Scorer(fp, df, window)
             index = scorer.lookup_words()
-            found = rt.store.story_candidates(index, stories.candidates)
+            found = rt.store.story_candidates(index, stories.candidates,
+                                              per_word=stories.STORIES_READ_PER_WORD)
             story_id = scorer.best((sid, [stories.Member.loads(raw) for raw in sigs])
                                    for sid, sigs in found)
             signature = scorer.member.dumps()

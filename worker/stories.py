@@ -57,6 +57,7 @@ SEMANTIC_PIVOT = 0.6      # embedding cosine that neither helps nor hurts
 MAX_MEMBERS = 8           # copies a story is compared through (and indexed by)
 LOOKUP_TERMS = 12         # an entry's heaviest words: it finds stories by them, they find it
 MAX_CANDIDATES = 20       # stories scored in full per entry: those sharing most words
+STORIES_READ_PER_WORD = 200   # the most recent stories a word finds (the worker's index too)
 
 # Words that say nothing about which event a report is about.
 _STOP = frozenset("""
@@ -301,9 +302,10 @@ def cluster(items: Iterable[tuple[str, Entry]], *, window_hours: float = 72,
             scorer = Scorer(fp, df, window_hours)
             index = scorer.lookup_words()
             hits: Counter[str] = Counter()
-            for word in index:
-                hits.update(set(by_word.get(word, ())))
-            found = candidates(hits)
+            for word in index:      # as the worker reads them: the most recent few per word
+                hits.update(set(by_word.get(word, ())[-STORIES_READ_PER_WORD:]))
+            found = candidates(Counter({sid: n for sid, n in hits.items() if any(
+                in_window(fp, m, window_hours) for m in stories[sid])}))
             story = scorer.best((sid, stories[sid]) for sid in found)
             if story is None:
                 story = item_id
