@@ -138,7 +138,7 @@ class Member:
 
 
 _parsed: dict[str, Member] = {}
-_PARSED_LIMIT = 20_000
+_PARSED_LIMIT = 2048          # ~10 MB (a 35-word member costs ~5 KB parsed and raw)
 
 
 def fingerprint(entry: Entry, vector: bytes | None = None,
