@@ -61,6 +61,16 @@ def test_vectors_are_unit_and_padding_does_not_change_them(embedder: Embedder) -
         assert float(row @ single) > 0.9999       # batch padding leaves each text unchanged
 
 
+def test_recent_texts_are_not_run_through_the_model_again(embedder: Embedder) -> None:
+    texts = ["Hostages freed after talks in Doha", "Envoys meet in Cairo"]
+    first = embedder.embed(texts)
+    before = embedder.computed
+    again = embedder.embed([texts[1], "Storm closes schools", texts[0]])
+    assert embedder.computed == before + 1                # only the new text
+    assert (again[0] == first[1]).all() and (again[2] == first[0]).all()
+    assert len(embedder._recent) <= 256
+
+
 def test_paraphrase_matches_only_by_meaning(embedder: Embedder) -> None:
     config = load_config(CONFIG)
     recording = Recording(embedder)

@@ -247,7 +247,10 @@ def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> 
                          classifier=Classifier(config.topics, model))
     items = [entry(n, t, s, T0 + timedelta(hours=n)) for n, (t, s) in enumerate(TRUCE)]
     items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=1)))
+    rt.classifier.classify_many([(e.title, e.summary) for e in items])    # as process_entries
+    computed = model.computed
     got = [pipeline.assign_story(rt, store.entry_key(e), e) for e in items]
+    assert model.computed == computed     # the vectors classification made are used again
     assert got[0] == got[1] == got[2] != got[3]
     members = [stories.Member.loads(raw)
                for raw in store.r.lrange(store.k("storysig", got[0]), 0, -1)]

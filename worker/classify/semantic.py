@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 128          # news titles + summaries; the model was trained on up to 128
 BATCH = 32
+RECENT = 256              # vectors of the last texts embedded, reused (~1.5 KB each)
 MODEL_ENV = "NEWSWATCH_SEMANTIC_MODEL"     # a model.onnx elsewhere (same checksum)
 
 
@@ -82,12 +84,22 @@ class Embedder:
         options.intra_op_num_threads = int(os.environ.get("NEWSWATCH_SEMANTIC_THREADS", "1"))
         self.session = onnxruntime.InferenceSession(str(path), options,
                                                     providers=["CPUExecutionProvider"])
+        self._recent: OrderedDict[str, np.ndarray[Any, Any]] = OrderedDict()
+        self.computed = 0             # texts run through the model
 
     def embed(self, texts: list[str]) -> np.ndarray[Any, Any]:
-        """One unit vector per text, in input order."""
+        """One unit vector per text, in input order. The last `RECENT` texts' vectors are kept:
+        the worker embeds an entry to classify it and, when it matched, again to cluster it."""
         np = self._np
         out = np.zeros((len(texts), 384), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        todo = []
+        for i, text in enumerate(texts):
+            if (known := self._recent.get(text)) is not None:
+                out[i] = known
+            else:
+                todo.append(i)
+        self.computed += len(todo)
+        order = sorted(todo, key=lambda i: len(texts[i]))
         for start in range(0, len(order), BATCH):
             chunk = order[start:start + BATCH]
             encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
@@ -99,4 +111,8 @@ class Embedder:
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[chunk] = pooled / np.clip(norms, 1e-9, None)
+        for i in todo:
+            self._recent[texts[i]] = out[i].copy()
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
         return out  # type: ignore[no-any-return]
