@@ -337,10 +337,10 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
     fp = stories.fingerprint(entry, vector, stories.Vocabulary(*rt.classifier.vocabulary))
     window = rt.config.settings.story_window_hours
     with rt.store.story_lock():
-        story_id = rt.store.story_for_url(entry.link) if entry.link else None
+        story_id, seen, counts = rt.store.story_lookup(entry.link, fp.words)
         signature, index = None, []
         if story_id is None:
-            df = stories.DocFreq(*rt.store.doc_freq(fp.words))
+            df = stories.DocFreq(seen, counts)
             df.add(fp.words)
             scorer = stories.Scorer(fp, df, window)
             index = scorer.lookup_words()

@@ -389,23 +389,24 @@ class Store:
         with self.r.lock(self.k("lock", "stories"), timeout=timeout, blocking_timeout=timeout):
             yield
 
-    def story_for_url(self, url: str) -> str | None:
-        return cast(str | None, self.r.get(self.k("url", _h(url))))
-
-    def doc_freq(self, words: Iterable[str]) -> tuple[int, dict[str, int]]:
-        """(entries clustered in the window, how many used each word): one day's counts per
-        hash, the days the window touches summed."""
+    def story_lookup(self, url: str | None, words: Iterable[str],
+                     ) -> tuple[str | None, int, dict[str, int]]:
+        """What assignment reads first, in one round trip: the story of this URL if any, the
+        number of entries clustered in the window and how many used each word (one day's
+        counts per hash, the days the window touches summed)."""
         words = list(dict.fromkeys(words))
         pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.k("url", _h(url)) if url else self.k("url", "-"))
         for key in self._df_keys(time.time()):
             pipe.hmget(key, ["#", *words])
+        known, *rows = pipe.execute()
         n, counts = 0, dict.fromkeys(words, 0)
-        for row in pipe.execute():
+        for row in rows:
             n += int(row[0] or 0)
             for word, value in zip(words, row[1:], strict=True):
                 if value:
                     counts[word] += int(value)
-        return n, counts
+        return (cast(str | None, known) if url else None), n, counts
 
     def _df_keys(self, now: float) -> list[str]:
         today = int(now // DAY)
