@@ -91,7 +91,11 @@ class Vocabulary:
 
     def topical(self, text: str) -> frozenset[str]:
         """The stems of the text's words the topics look for."""
-        return frozenset(stem(w) for w in _content(text)
+        return self.among(_content(text))
+
+    def among(self, words: Iterable[str]) -> frozenset[str]:
+        """The stems of these content words (as `_content` gives them) the topics look for."""
+        return frozenset(stem(w) for w in words
                          if w in self.words or stem(w) in self.words
                          or w.startswith(self.prefixes))
 
@@ -143,9 +147,10 @@ _PARSED_LIMIT = 2048          # ~10 MB (a 35-word member costs ~5 KB parsed and 
 
 def fingerprint(entry: Entry, vector: bytes | None = None,
                 vocabulary: Vocabulary | None = None) -> Fingerprint:
-    title = terms(entry.title)
-    topical = vocabulary.topical(f"{entry.title} {entry.summary}") if vocabulary else frozenset()
-    return Fingerprint(title, terms(entry.summary) - title,
+    in_title, in_summary = _content(entry.title), _content(entry.summary)   # tokenised once
+    title = frozenset(map(stem, in_title))
+    topical = vocabulary.among(in_title + in_summary) if vocabulary else frozenset()
+    return Fingerprint(title, frozenset(map(stem, in_summary)) - title,
                        entry.published.timestamp() if entry.published else None, vector, topical)
 
 
