@@ -159,3 +159,14 @@ def test_an_unparsable_link_is_skipped_not_fatal() -> None:
             b"<link>http://[bad/x</link><guid>g1</guid></item></channel></rss>")
     (entry,) = parse_feed(body, url="http://wire.example/rss", feed_id="f", feed_name="W")
     assert entry.title == "One" and entry.link is None
+
+
+def test_a_json_feed_with_a_broken_home_page_keeps_its_items() -> None:
+    # Found by the fuzzer: urljoin raised on the feed's own URL, and the whole feed was lost.
+    body = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "W",'
+            b' "home_page_url": "http://[bad", "items": ['
+            b' {"id": "1", "title": "One", "url": "/a"},'
+            b' {"id": "2", "title": "Two", "url": "https://wire.example/b"}]}')
+    one, two = parse_feed(body, url="http://wire.example/feed.json", feed_id="f", feed_name="W")
+    assert (one.title, one.link) == ("One", None)
+    assert (two.title, two.link) == ("Two", "https://wire.example/b")

@@ -130,15 +130,19 @@ def _first_link(e: Any, base: str) -> str | None:
     if e.get("guidislink"):
         candidates.append(e.get("id"))
     for href in candidates:
-        if not href:
-            continue
-        try:
-            absolute = urljoin(base, href.strip())
-        except ValueError:                  # e.g. "http://[bad" (found by the fuzzer)
-            continue
-        if link := canonical_url(absolute):
+        if href and (link := _absolute(base, href)):
             return link
     return None
+
+
+def _absolute(base: str, href: str) -> str | None:
+    """The canonical absolute URL of a link; None when it is broken, or relative to a broken
+    base (e.g. "http://[bad", in the link or the feed's own URL: found by the fuzzer)."""
+    try:
+        absolute = urljoin(base, href.strip())
+    except ValueError:
+        absolute = href       # an absolute link needs no base; canonical_url refuses the rest
+    return canonical_url(absolute)
 
 
 def _parse_json_feed(body: bytes, *, url: str, feed_id: str, feed_name: str) -> list[Entry]:
@@ -170,7 +174,7 @@ def _from_json_item(item: dict[str, Any], base: str, feed_id: str, source: str) 
         return value if isinstance(value, str) else ""
 
     raw_link = text("url") or text("external_url")
-    link = canonical_url(urljoin(base, raw_link)) if raw_link else None
+    link = _absolute(base, raw_link) if raw_link else None
     title = _clean_text(text("title"))[:MAX_TITLE]
     summary = _clean_text(text("summary") or text("content_html") or text("content_text"))
     summary = summary[:MAX_SUMMARY]
