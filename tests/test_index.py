@@ -60,11 +60,10 @@ def test_index_and_compiled_tests_match_checking_every_topic() -> None:
 
 
 def test_compiled_tests_agree_with_the_query_tree() -> None:
-    from worker.classify.text import Doc
 
     classifier = Classifier(topics(300, 11))
     for title, summary in texts():
-        doc = Doc.of_fields(title, summary, classifier.prefixes)
+        doc = classifier.doc(title, summary)
         for topic in classifier.topics:
             assert topic.holds(doc) == (topic.query.match(doc) is not None), topic.query
             assert topic.holds(doc) == topic.query.holds(doc)

@@ -12,7 +12,7 @@ from ..models import Match
 from .compile import Test, compile_holds
 from .index import TopicIndex
 from .query import And, Field, Hits, Near, Node, Not, Or, Phrase, Prefix, Term, parse_query
-from .text import Doc, PrefixSet
+from .text import Doc, Lexicon
 
 _CONTEXT_WORDS = 6
 _MAX_SNIPPETS = 3
@@ -83,9 +83,9 @@ class Classifier:
                  embedder: EmbedderLike | None = None) -> None:
         self.topics = tuple(compile_topic(tid, t) for tid, t in topics.items())
         self.index = TopicIndex(t.query for t in self.topics)
-        self.prefixes = PrefixSet(
-            leaf.prefix for t in self.topics for node in (t.query, t.exclude) if node
-            for leaf in _all_leaves(node) if isinstance(leaf, Prefix))
+        self.lexicon = Lexicon(
+            (leaf.prefix for t in self.topics for node in (t.query, t.exclude) if node
+             for leaf in _all_leaves(node) if isinstance(leaf, Prefix)), self.index)
         self.embedder = embedder
         self.semantic: list[SemanticTopic] = []
         self._vectors: list[Any] = []
@@ -118,6 +118,10 @@ class Classifier:
                     prefixes.add(leaf.prefix)
         return frozenset(words), tuple(sorted(prefixes))
 
+    def doc(self, title: str, summary: str = "") -> Doc:
+        """The text as this classifier's topics read it."""
+        return Doc.of_fields(title, summary, self.lexicon)
+
     def classify(self, title: str, summary: str = "", *, naive: bool = False) -> list[Match]:
         """The topics the text matches, in config order. `naive` checks every topic (benches)."""
         return self.classify_many([(title, summary)], naive=naive)[0]
@@ -130,7 +134,7 @@ class Classifier:
         results = []
         wanted: dict[int, tuple[Doc, list[int]]] = {}    # doc -> semantic topics to score
         for i, (title, summary) in enumerate(items):
-            doc = Doc.of_fields(title, summary, self.prefixes)
+            doc = self.doc(title, summary)
             results.append(self._lexical(doc, naive))
             if self.semantic:
                 worth = [k for k, st in enumerate(self.semantic)
@@ -205,7 +209,7 @@ class LeafTable:
     def __init__(self, query: Node) -> None:
         self.by_word: dict[str, list[Node]] = {}
         self.by_stem: dict[str, list[Node]] = {}
-        self.prefixes: list[Prefix] = []
+        self.by_prefix: dict[str, list[Node]] = {}
         self.order = {id(leaf): n for n, leaf in enumerate(query.leaves())}
         for leaf in query.leaves():
             if isinstance(leaf, Term):
@@ -214,19 +218,25 @@ class LeafTable:
                 for head in leaf.heads:
                     self.by_word.setdefault(head, []).append(leaf)
             elif isinstance(leaf, Prefix):
-                self.prefixes.append(leaf)
+                self.by_prefix.setdefault(leaf.prefix, []).append(leaf)
             elif isinstance(leaf, Phrase):
                 self.by_word.setdefault(leaf.words[0], []).append(leaf)
                 self.by_word.setdefault("".join(leaf.words), []).append(leaf)
+
+    @cached_property
+    def prefix_lengths(self) -> list[int]:
+        return sorted({len(p) for p in self.by_prefix})
 
     def candidates(self, words: set[str], stems: set[str]) -> list[Node]:
         found: dict[int, Node] = {}
         for table, keys in ((self.by_word, words), (self.by_stem, stems)):
             for key in keys & table.keys():
                 found.update((id(leaf), leaf) for leaf in table[key])
-        for leaf in self.prefixes:
-            if any(w.startswith(leaf.prefix) for w in words):
-                found[id(leaf)] = leaf
+        if self.by_prefix:
+            lengths = self.prefix_lengths
+            starts = {w[:n] for w in words for n in lengths if n <= len(w)}
+            for prefix in starts & self.by_prefix.keys():
+                found.update((id(leaf), leaf) for leaf in self.by_prefix[prefix])
         return sorted(found.values(), key=lambda leaf: self.order[id(leaf)])
 
 

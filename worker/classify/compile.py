@@ -27,22 +27,20 @@ def compile_holds(node: Node) -> Test:
 
     def expr(n: Node) -> str:
         if isinstance(n, Term):
-            table = "d.wordset" if n.exact else "d.stemset"
+            table = "d.wordset" if n.exact else "d.keys"
             direct = f"({const(n.key)} in {table})"
             if not n.heads:
                 return direct
             return (f"({direct} or (not {const(n.heads)}.isdisjoint(d.wordset)"
                     f" and {const(n)}.holds(d)))")
         if isinstance(n, Prefix):
-            return f"({const(n.prefix)} in d.prefixes)"
+            return f"({const(n.key)} in d.keys)"
         if isinstance(n, Or):
             tests = []
-            if n.stems:
-                tests.append(f"not {const(n.stems)}.isdisjoint(d.stemset)")
+            if n.keys:
+                tests.append(f"not {const(n.keys)}.isdisjoint(d.keys)")
             if n.words:
                 tests.append(f"not {const(n.words)}.isdisjoint(d.wordset)")
-            if n.prefixes:
-                tests.append(f"not {const(n.prefixes)}.isdisjoint(d.prefixes)")
             tests += [expr(part) for part in n.rest]
             return "(" + " or ".join(tests) + ")" if tests else "False"
         if isinstance(n, And):

@@ -65,7 +65,7 @@ class Term(Node):
         object.__setattr__(self, "heads", heads)
 
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        present = self.key in (doc.wordset if self.exact else doc.stemset)
+        present = self.key in (doc.wordset if self.exact else doc.keys)
         if not present and (not self.heads or self.heads.isdisjoint(doc.wordset)):
             return False
         if scope is None:
@@ -102,14 +102,18 @@ class Term(Node):
 class Prefix(Node):
     prefix: str
 
+    @property
+    def key(self) -> str:
+        """As a Doc's keys hold it."""
+        return self.prefix + "*"
+
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        if self.prefix not in doc.prefixes:
+        if self.key not in doc.keys:
             return False
         return scope is None or self.match(doc, scope) is not None
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        hits = [i for w, idx in doc.by_word.items() if w.startswith(self.prefix) for i in idx]
-        return _scoped(doc, hits, scope)
+        return _scoped(doc, doc.with_prefix(self.prefix), scope)
 
     def __str__(self) -> str:
         return self.prefix + "*"
@@ -173,6 +177,7 @@ class And(Node):
 class Or(Node):
     parts: tuple[Node, ...]
     # Fast path: the plain alternatives as sets, tested against the doc's sets in C.
+    keys: frozenset[str] = field(init=False, repr=False, compare=False)   # stems, prefix*
     stems: frozenset[str] = field(init=False, repr=False, compare=False)
     words: frozenset[str] = field(init=False, repr=False, compare=False)
     prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -195,11 +200,11 @@ class Or(Node):
         object.__setattr__(self, "stems", frozenset(stems))
         object.__setattr__(self, "words", frozenset(words))
         object.__setattr__(self, "prefixes", frozenset(prefixes))
+        object.__setattr__(self, "keys", frozenset(stems | {p + "*" for p in prefixes}))
         object.__setattr__(self, "rest", tuple(rest))
 
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        plain = not self.stems.isdisjoint(doc.stemset) or \
-            not self.words.isdisjoint(doc.wordset) or not self.prefixes.isdisjoint(doc.prefixes)
+        plain = not self.keys.isdisjoint(doc.keys) or not self.words.isdisjoint(doc.wordset)
         if scope is None:
             return plain or any(part.holds(doc) for part in self.rest)
         if not plain and not self.rest:
@@ -209,13 +214,12 @@ class Or(Node):
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
         if scope is None:             # plain alternatives straight from the doc's tables
-            for key in self.stems & doc.stemset:
+            for key in self.stems & doc.keys:
                 hits.update(doc.by_stem[key])
             for key in self.words & doc.wordset:
                 hits.update(doc.by_word[key])
-            for prefix in self.prefixes & doc.prefixes:
-                hits.update(i for w, idx in doc.by_word.items() if w.startswith(prefix)
-                            for i in idx)
+            for prefix in self.prefixes:
+                hits.update(doc.with_prefix(prefix))
             held = bool(hits)
             for part in self.rest:
                 got = part.match(doc)

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import cached_property, lru_cache
 from operator import itemgetter
-from typing import cast
+from typing import Protocol, cast
 
 import Stemmer
 
@@ -27,6 +27,7 @@ _TOKEN = re.compile(r"[^\W_]+(?:['’‘][^\W_]+)*")
 _POSSESSIVE = re.compile(r"['’‘]s$")
 _APOSTROPHES = str.maketrans("", "", "'’‘")
 _stemmer = Stemmer.Stemmer("english")
+_span = re.Match.span
 
 
 @lru_cache(maxsize=200_000)
@@ -54,35 +55,71 @@ def stem(word: str) -> str:
     return found
 
 
-class PrefixSet:
-    """The wildcard prefixes some query uses; maps a word to those it starts with (cached).
+class Lexicon:
+    """What the topics need to know of each word, remembered per word: its stem, the wildcard
+    prefixes some query uses that it starts with, and (with a presearch index) the topics whose
+    required terms it holds.
 
-    A Doc built with one records exactly the known prefixes its words have, which is all a
-    presearch or a compiled query asks of it, at a fraction of the cost of every prefix."""
+    A Doc built with one records exactly the tracked prefixes its words have, which is all a
+    presearch or a compiled query asks of it, at a fraction of the cost of every prefix; and
+    the presearch becomes a union of the words' remembered topic sets, in C."""
 
-    def __init__(self, prefixes: Iterable[str]) -> None:
-        self.known = frozenset(prefixes)
-        self.lengths = sorted({len(p) for p in self.known})
-        self.words: dict[str, tuple[str, tuple[str, ...]]] = {}
+    def __init__(self, prefixes: Iterable[str] | None = None,
+                 index: Presearch | None = None) -> None:
+        """`prefixes`: those to track (None: every prefix of MIN_PREFIX letters or more)."""
+        self.known = None if prefixes is None else frozenset(prefixes)
+        self.lengths = sorted({len(p) for p in self.known or ()})
+        self.index = index
+        self.words: dict[str, Facts] = {}
 
-    def facts(self, word: str) -> tuple[str, tuple[str, ...]]:
-        """(stem, known prefixes) of a word, remembered."""
+    def tracks(self, prefix: str) -> bool:
+        return self.known is None or prefix in self.known
+
+    def facts(self, word: str) -> Facts:
+        """(stem, keys, topics admitted, topics whose second terms it meets) of a word. Its
+        keys are its stem and each tracked prefix it has, marked `prefix*`: one set of a Doc
+        answers both bare terms and wildcards."""
         if len(self.words) > _CACHE_LIMIT:
             self.words.clear()
-        known = self.known
-        found = self.words[word] = (stem(word), tuple(
-            p for n in self.lengths if n <= len(word) and (p := word[:n]) in known))
+        root = stem(word)
+        if self.known is None:
+            prefixes = _all_prefixes(word)
+        else:
+            known = self.known
+            prefixes = tuple(p for n in self.lengths
+                             if n <= len(word) and (p := word[:n]) in known)
+        first, second = self.index.admits(word, root, prefixes) if self.index else (_NONE, _NONE)
+        found = self.words[word] = (root, frozenset((root, *(p + "*" for p in prefixes))),
+                                    first, second)
         return found
+
+
+class Presearch(Protocol):
+    def admits(self, word: str, root: str,
+               prefixes: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]: ...
+
+
+Facts = tuple[str, frozenset[str], frozenset[int], frozenset[int]]
+_NONE: frozenset[int] = frozenset()
 
 
 def _all_prefixes(word: str) -> tuple[str, ...]:
     return tuple(word[:n] for n in range(MIN_PREFIX, len(word) + 1))
 
 
-_PLAIN = str.maketrans({"’": "'", "‘": "'", "\u2013": "-", "\u2014": "-", "“": '"', "”": '"',
-                        # symbols of English news copy that are never inside a word: as spaces
-                        # the text stays ASCII and takes the fast path
-                        **dict.fromkeys("£€…\xa0·•«»°", " ")})
+_PLAIN = {"’": "'", "‘": "'", "\u2013": "-", "\u2014": "-", "“": '"', "”": '"',
+          # symbols of English news copy that are never inside a word: as spaces the text
+          # stays ASCII and takes the fast path
+          **dict.fromkeys("£€…\xa0·•«»°", " ")}
+
+
+def _plain(text: str) -> str:
+    """Typographic quotes, dashes and symbols made plain. A replace per character present:
+    str.translate looks every character of a non-ASCII text up in a dict (10x slower)."""
+    for char, plain in _PLAIN.items():
+        if char in text:
+            text = text.replace(char, plain)
+    return text
 
 
 # ASCII: every character that cannot be inside a token becomes a space, so that split() cuts
@@ -95,7 +132,7 @@ def _fold_all(text: str) -> list[str]:
     """The folded words of a text. Plain ASCII (after typographic quotes and dashes) is
     lowered and cut in C (translate + split: the tokens _TOKEN finds, several times faster);
     anything else word by word through `fold`."""
-    plain = text.translate(_PLAIN) if not text.isascii() else text
+    plain = _plain(text) if not text.isascii() else text
     if plain.isascii():
         chunks = plain.lower().translate(_ASCII_GAPS).split()
         if "'" not in plain:
@@ -122,10 +159,13 @@ def words_of(text: str) -> list[str]:
     return [fold(w) for w in _TOKEN.findall(_nfc(text))]
 
 
+_EVERY_PREFIX = Lexicon()        # for a Doc made without a classifier's lexicon
+
+
 class Doc:
     """One item's title and summary, tokenised once for every query to read."""
 
-    def __init__(self, title: str, summary: str = "", prefixes: PrefixSet | None = None) -> None:
+    def __init__(self, title: str, summary: str = "", lexicon: Lexicon | None = None) -> None:
         self.title = _nfc(title.strip())
         self.summary = _nfc(summary.strip())
         title_words = _fold_all(self.title)
@@ -133,18 +173,13 @@ class Doc:
         self.words = title_words + _fold_all(self.summary)
         self.wordset = set(self.words)
         self._unique = list(self.wordset)
-        if prefixes is None:
-            self._stems = [stem(w) for w in self._unique]
-            self.prefixes: set[str] = set().union(*map(_all_prefixes, self._unique))
-        else:
-            # One cache entry per word holds its stem and the known prefixes it starts with.
-            found = list(map(prefixes.words.get, self._unique))      # C-level loops
-            facts = cast(list[tuple[str, tuple[str, ...]]], found) if None not in found else [
-                f if f is not None else prefixes.facts(w)
-                for w, f in zip(self._unique, found, strict=True)]
-            self._stems = list(map(itemgetter(0), facts))
-            self.prefixes = set().union(*map(itemgetter(1), facts))
-        self.stemset = set(self._stems)
+        self.lexicon = lexicon = lexicon or _EVERY_PREFIX
+        # One cache entry per word holds all the topics need to know of it.
+        found = list(map(lexicon.words.get, self._unique))      # C-level loops
+        self.facts = cast(list[Facts], found) if None not in found else [
+            f if f is not None else lexicon.facts(w)
+            for w, f in zip(self._unique, found, strict=True)]
+        self.keys: set[str] = set().union(*map(itemgetter(1), self.facts))
 
     @cached_property
     def by_word(self) -> dict[str, list[int]]:
@@ -159,24 +194,41 @@ class Doc:
 
     @cached_property
     def stem_of(self) -> dict[str, str]:
-        return dict(zip(self._unique, self._stems, strict=True))
+        return dict(zip(self._unique, map(itemgetter(0), self.facts), strict=True))
 
     @cached_property
     def by_stem(self) -> dict[str, list[int]]:
         """Stem -> word indexes; needed only for the hits of topics that match."""
         out: dict[str, list[int]] = {}
         by_word = self.by_word
-        for w, st in zip(self._unique, self._stems, strict=True):
+        for w, st in self.stem_of.items():
             out[st] = out[st] + by_word[w] if st in out else by_word[w]
         return out
+
+    @cached_property
+    def by_prefix(self) -> dict[str, list[int]]:
+        """Tracked prefix, marked `prefix*` -> indexes of the words starting with it."""
+        out: dict[str, list[int]] = {}
+        by_word = self.by_word
+        for w, facts in zip(self._unique, self.facts, strict=True):
+            for key in facts[1]:
+                if key[-1] == "*":
+                    out[key] = out[key] + by_word[w] if key in out else by_word[w]
+        return out
+
+    def with_prefix(self, prefix: str) -> list[int]:
+        """Indexes of the words that start with `prefix`."""
+        if self.lexicon.tracks(prefix):
+            return self.by_prefix.get(prefix + "*", [])
+        return [i for w, idx in self.by_word.items() if w.startswith(prefix) for i in idx]
 
     @classmethod
     def of(cls, text: str) -> Doc:
         return cls(text)
 
     @classmethod
-    def of_fields(cls, title: str, summary: str = "", prefixes: PrefixSet | None = None) -> Doc:
-        return cls(title, summary, prefixes)
+    def of_fields(cls, title: str, summary: str = "", lexicon: Lexicon | None = None) -> Doc:
+        return cls(title, summary, lexicon)
 
     def field(self, i: int) -> int:
         return 0 if i < self.split else 1
@@ -195,12 +247,9 @@ class Doc:
 
     @cached_property
     def spans(self) -> list[tuple[int, int]]:
-        """Each word's (start, end) in `text`, computed only when a snippet needs them."""
-        out = [m.span() for m in _TOKEN.finditer(self.title)]
-        offset = len(self.title) + 3 if self.title else 0
-        out += [(offset + a, offset + b) for a, b in
-                (m.span() for m in _TOKEN.finditer(self.summary))]
-        return out
+        """Each word's (start, end) in `text`, computed only when a snippet needs them (no
+        token crosses the " · " between the fields)."""
+        return list(map(_span, _TOKEN.finditer(self.text)))
 
     def surface(self, indexes: list[int]) -> list[str]:
         return [self.text[self.spans[i][0]:self.spans[i][1]] for i in indexes]
