@@ -58,6 +58,7 @@ class CompiledTopic:
     exclude: Node | None
     holds: Test                     # compiled query.holds
     excluded: Test | None           # compiled exclude.holds
+    accepts: Test                   # compiled: the query holds and the exclude does not
     leaves: LeafTable               # for the clauses of a match
 
 
@@ -67,8 +68,11 @@ def compile_topic(topic_id: str, topic: TopicLike) -> CompiledTopic:
         exclude = parse_query(topic.exclude) if topic.exclude else None
     except QueryError as exc:
         raise exc.for_topic(topic_id) from None
-    return CompiledTopic(topic_id, topic.name, query, exclude, compile_holds(query),
-                         compile_holds(exclude) if exclude else None, LeafTable(query))
+    holds = compile_holds(query)
+    return CompiledTopic(topic_id, topic.name, query, exclude, holds,
+                         compile_holds(exclude) if exclude else None,
+                         compile_holds(And((query, Not(exclude)))) if exclude else holds,
+                         LeafTable(query))
 
 
 class Classifier:
@@ -148,7 +152,7 @@ class Classifier:
     def _lexical(self, doc: Doc, naive: bool) -> list[Match]:
         numbers = range(len(self.topics)) if naive else self.index.candidates(doc)
         topics = self.topics
-        matched = [n for n in numbers if topics[n].holds(doc) and not _excluded(topics[n], doc)]
+        matched = [n for n in numbers if topics[n].accepts(doc)]
         matches = []
         for number in sorted(matched):              # config order
             topic = topics[number]
@@ -204,48 +208,39 @@ def _all_leaves(node: Node) -> list[Node]:
 
 
 class LeafTable:
-    """A query's evidence leaves by the word, stem or prefix that can satisfy them."""
+    """A query's evidence leaves by the word or key (stem, `prefix*`) that can satisfy them."""
 
     def __init__(self, query: Node) -> None:
         self.by_word: dict[str, list[Node]] = {}
-        self.by_stem: dict[str, list[Node]] = {}
-        self.by_prefix: dict[str, list[Node]] = {}
+        self.by_key: dict[str, list[Node]] = {}
         self.order = {id(leaf): n for n, leaf in enumerate(query.leaves())}
         for leaf in query.leaves():
             if isinstance(leaf, Term):
-                table = self.by_word if leaf.exact else self.by_stem
+                table = self.by_word if leaf.exact else self.by_key
                 table.setdefault(leaf.key, []).append(leaf)
                 for head in leaf.heads:
                     self.by_word.setdefault(head, []).append(leaf)
             elif isinstance(leaf, Prefix):
-                self.by_prefix.setdefault(leaf.prefix, []).append(leaf)
+                self.by_key.setdefault(leaf.key, []).append(leaf)
             elif isinstance(leaf, Phrase):
                 self.by_word.setdefault(leaf.words[0], []).append(leaf)
                 self.by_word.setdefault("".join(leaf.words), []).append(leaf)
 
-    @cached_property
-    def prefix_lengths(self) -> list[int]:
-        return sorted({len(p) for p in self.by_prefix})
-
-    def candidates(self, words: set[str], stems: set[str]) -> list[Node]:
+    def candidates(self, words: set[str], keys: set[str]) -> list[Node]:
         found: dict[int, Node] = {}
-        for table, keys in ((self.by_word, words), (self.by_stem, stems)):
-            for key in keys & table.keys():
+        for table, present in ((self.by_word, words), (self.by_key, keys)):
+            for key in present & table.keys():
                 found.update((id(leaf), leaf) for leaf in table[key])
-        if self.by_prefix:
-            lengths = self.prefix_lengths
-            starts = {w[:n] for w in words for n in lengths if n <= len(w)}
-            for prefix in starts & self.by_prefix.keys():
-                found.update((id(leaf), leaf) for leaf in self.by_prefix[prefix])
         return sorted(found.values(), key=lambda leaf: self.order[id(leaf)])
 
 
 def clauses(query: Node, doc: Doc, hits: Hits, table: LeafTable | None = None) -> tuple[str, ...]:
     """The query's terms that found words in the text and took part in the match."""
     hit_words = {doc.words[i] for i in hits}
-    hit_stems = {doc.stem_of[w] for w in hit_words}
+    keys_of = doc.keys_of
+    hit_keys: set[str] = set().union(*(keys_of[w] for w in hit_words))
     out = []
-    for leaf in (table or LeafTable(query)).candidates(hit_words, hit_stems):
+    for leaf in (table or LeafTable(query)).candidates(hit_words, hit_keys):
         got = leaf.match(doc)
         if got and got & hits:
             found = ", ".join(dict.fromkeys(doc.surface(sorted(got & hits))))
@@ -266,7 +261,7 @@ def snippets(doc: Doc, hits: Hits) -> tuple[str, ...]:
         else:
             groups.append([index])
     out = []
-    spans, text = doc.spans, doc.text
+    spans, text = doc.spans_to(min(positions[-1] + _CONTEXT_WORDS, len(doc.words) - 1)), doc.text
     for group in groups[:_MAX_SNIPPETS]:
         lo, hi = (0, doc.split - 1) if doc.field(group[0]) == 0 else (doc.split,
                                                                        len(doc.words) - 1)

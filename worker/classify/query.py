@@ -41,6 +41,14 @@ class Node:
         return [self]
 
 
+def _index(words: list[str], word: str, start: int) -> int:
+    """The next index of `word` from `start`, or -1 (list.index scans in C)."""
+    try:
+        return words.index(word, start)
+    except ValueError:
+        return -1
+
+
 def _scoped(doc: Doc, hits: set[int] | list[int], scope: int | None) -> Hits | None:
     if scope is not None:
         hits = [i for i in hits if doc.field(i) == scope]
@@ -75,16 +83,18 @@ class Term(Node):
     def _joined(self, doc: Doc) -> bool:
         """Whether the word is written in two ("cease fire"): one pass over the words, no
         positions built ("agree" is a head of "agreement", and common)."""
-        words, heads = doc.words, self.heads
-        for i, w in enumerate(words):
-            if w in heads and doc.adjacent(i):
-                joined = w + words[i + 1]
-                if (joined if self.exact else stem(joined)) == self.key:
-                    return True
+        words = doc.words
+        for head in self.heads.intersection(doc.wordset):
+            i = -1
+            while (i := _index(words, head, i + 1)) >= 0:
+                if doc.adjacent(i):
+                    joined = head + words[i + 1]
+                    if (joined if self.exact else stem(joined)) == self.key:
+                        return True
         return False
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        table = doc.by_word if self.exact else doc.by_stem
+        table = doc.by_word if self.exact else doc.by_key
         hits = set(table.get(self.key, ()))
         for head in self.heads & doc.wordset:
             for i in doc.by_word[head]:
@@ -113,7 +123,7 @@ class Prefix(Node):
         return scope is None or self.match(doc, scope) is not None
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        return _scoped(doc, doc.with_prefix(self.prefix), scope)
+        return _scoped(doc, doc.by_key.get(self.key, []), scope)
 
     def __str__(self) -> str:
         return self.prefix + "*"
@@ -125,15 +135,12 @@ class Phrase(Node):
 
     words: tuple[str, ...]
 
-    def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        if not doc.wordset.issuperset(self.words) and (
-                len(self.words) != 2 or self.words[0] + self.words[1] not in doc.wordset):
-            return False
-        return self.match(doc, scope) is not None
-
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        hits: set[int] = set()
         n = len(self.words)
+        if not doc.wordset.issuperset(self.words) and (
+                n != 2 or self.words[0] + self.words[1] not in doc.wordset):
+            return None           # no positions built for a phrase whose words are absent
+        hits: set[int] = set()
         for start in doc.by_word.get(self.words[0], ()):
             i = start
             for w in self.words[1:]:
@@ -178,29 +185,24 @@ class Or(Node):
     parts: tuple[Node, ...]
     # Fast path: the plain alternatives as sets, tested against the doc's sets in C.
     keys: frozenset[str] = field(init=False, repr=False, compare=False)   # stems, prefix*
-    stems: frozenset[str] = field(init=False, repr=False, compare=False)
-    words: frozenset[str] = field(init=False, repr=False, compare=False)
-    prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
+    words: frozenset[str] = field(init=False, repr=False, compare=False)  # exact words
     rest: tuple[Node, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        stems: set[str] = set()
+        keys: set[str] = set()
         words: set[str] = set()
-        prefixes: set[str] = set()
         rest: list[Node] = []
         for part in self.parts:
             if isinstance(part, Term):
-                (words if part.exact else stems).add(part.key)
+                (words if part.exact else keys).add(part.key)
                 if part.heads:
                     rest.append(part)          # its compound spellings need the slow check
             elif isinstance(part, Prefix):
-                prefixes.add(part.prefix)
+                keys.add(part.key)
             else:
                 rest.append(part)
-        object.__setattr__(self, "stems", frozenset(stems))
+        object.__setattr__(self, "keys", frozenset(keys))
         object.__setattr__(self, "words", frozenset(words))
-        object.__setattr__(self, "prefixes", frozenset(prefixes))
-        object.__setattr__(self, "keys", frozenset(stems | {p + "*" for p in prefixes}))
         object.__setattr__(self, "rest", tuple(rest))
 
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
@@ -214,12 +216,10 @@ class Or(Node):
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
         if scope is None:             # plain alternatives straight from the doc's tables
-            for key in self.stems & doc.keys:
-                hits.update(doc.by_stem[key])
+            for key in self.keys & doc.keys:         # stems and prefixes
+                hits.update(doc.by_key[key])
             for key in self.words & doc.wordset:
                 hits.update(doc.by_word[key])
-            for prefix in self.prefixes:
-                hits.update(doc.with_prefix(prefix))
             held = bool(hits)
             for part in self.rest:
                 got = part.match(doc)
