@@ -1,11 +1,18 @@
 """Classifier throughput with many topics: the presearch index against checking every topic.
 
-    python bench/classify.py [--topics 1000] [--items 20000] [--naive-items 2000] [--json]
+    python bench/classify.py [--topics 1000] [--items 20000] [--naive-items 2000] [--repeat 3]
+                             [--json]
 
 Items are real-looking: titles and summaries of the real feeds in ../shared/feeds/real (or the
 seeds where that is absent), recombined at random. Topics are generated from the same vocabulary
 with the query forms analysts use (OR lists, AND, phrases, prefixes, NEAR, fields, NOT), plus
 the shipped topics. One process, one core: the figures are per core.
+
+`items/s` is the best of `--repeat` passes over the items once every word of theirs has been
+seen (a worker's steady state: its caches of words' stems and topics are warm; the best of a few
+passes, as timeit does, because this machine is shared and noisy); the first pass, in which
+each new word is worked out once, is printed beside it. The naive run checks every topic of
+every item, with the same warm caches.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--naive-items", type=int, default=2000,
                         help="items for the naive run (it is slow; rates are per item)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes; the best is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = random.Random(20250104)
@@ -96,15 +104,17 @@ def main() -> None:
     build_s = time.perf_counter() - start
     batch = items(pairs, args.items, rng)
     rate(classifier, batch[:500], naive=False)                     # warm caches
-    indexed, matches = rate(classifier, batch, naive=False)
+    first_pass, matches = rate(classifier, batch, naive=False)
+    indexed = max(rate(classifier, batch, naive=False)[0] for _ in range(args.repeat))
     naive, naive_matches = rate(classifier, batch[:args.naive_items], naive=True)
     _, check_matches = rate(classifier, batch[:args.naive_items], naive=False)
     assert naive_matches == check_matches, "the index must not change any result"
-    candidates = sum(len(classifier.index.candidates(__import__("worker.classify.text",
-                     fromlist=["Doc"]).Doc.of_fields(t, s))) for t, s in batch[:1000]) / 1000
+    candidates = sum(len(classifier.index.candidates(classifier.doc(t, s)))
+                     for t, s in batch[:1000]) / 1000
     figures = {
         "topics": len(all_topics), "items": len(batch), "source_items": len(pairs),
         "build_s": round(build_s, 3), "items_per_s": round(indexed),
+        "first_pass_items_per_s": round(first_pass),
         "naive_items_per_s": round(naive), "speedup": round(indexed / naive, 1),
         "candidates_per_item": round(candidates, 1), "matches_per_item": round(
             matches / len(batch), 3), "target_items_per_s": 20_000,
@@ -115,7 +125,9 @@ def main() -> None:
     print(f"{figures['topics']} topics ({len(shipped)} shipped + {args.topics} generated), "
           f"{figures['items']} items recombined from {figures['source_items']} real ones")
     print(f"{'index build':28}{figures['build_s']:>12.3f} s")
-    print(f"{'indexed (presearch)':28}{figures['items_per_s']:>12,} items/s")
+    print(f"{'indexed (presearch)':28}{figures['items_per_s']:>12,} items/s "
+          f"(best of {args.repeat} passes)")
+    print(f"{'  first pass (new words)':28}{figures['first_pass_items_per_s']:>12,} items/s")
     print(f"{'naive (every topic)':28}{figures['naive_items_per_s']:>12,} items/s")
     print(f"{'speed-up':28}{figures['speedup']:>12}x")
     print(f"{'candidate topics per item':28}{figures['candidates_per_item']:>12}")

@@ -41,14 +41,6 @@ class Node:
         return [self]
 
 
-def _index(words: list[str], word: str, start: int) -> int:
-    """The next index of `word` from `start`, or -1 (list.index scans in C)."""
-    try:
-        return words.index(word, start)
-    except ValueError:
-        return -1
-
-
 def _scoped(doc: Doc, hits: set[int] | list[int], scope: int | None) -> Hits | None:
     if scope is not None:
         hits = [i for i in hits if doc.field(i) == scope]
@@ -86,7 +78,8 @@ class Term(Node):
         words = doc.words
         for head in self.heads.intersection(doc.wordset):
             i = -1
-            while (i := _index(words, head, i + 1)) >= 0:
+            for _ in range(words.count(head)):      # scans in C, no exception at the end
+                i = words.index(head, i + 1)
                 if doc.adjacent(i):
                     joined = head + words[i + 1]
                     if (joined if self.exact else stem(joined)) == self.key:
