@@ -181,7 +181,7 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad.write_text("topics:\n  x:\n    name: X\n    query: 'a AND'\n")
     assert main(["check", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"{bad}:4: topics.x.query: column 6: unexpected the end of the " \
+    assert err.strip() == f"{bad}:4: topics.x.query: column 6: unexpected end of the " \
                           "query: expected a term, a \"phrase\" or ("
     assert main(["check", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err

@@ -436,7 +436,7 @@ class _Parser:
             return Phrase(words) if len(words) > 1 else Term(words[0], exact=True)
         if tok.kind == "word":
             return _word(tok)
-        what = "the end of the query" if tok.kind == "end" else repr(tok.text)
+        what = "end of the query" if tok.kind == "end" else repr(tok.text)
         raise QueryError(f"unexpected {what}: expected a term, a \"phrase\" or (", tok.column)
 
 
