@@ -103,6 +103,9 @@ CANONICAL = [
     ("https://example.org/news/story?amp=1&id=2", "https://example.org/news/story?id=2"),
     ("https://example.org/news/campaign-amplifier", "https://example.org/news/campaign-amplifier"),
     ("https://example.org/x?mkt_tok=abc&spm=1.2&s_cid=3", "https://example.org/x"),
+    # Al Jazeera's RSS links, referrers, Yahoo's consent redirect, HubSpot mail links
+    ("https://example.org/x?traffic_source=rss", "https://example.org/x"),
+    ("https://example.org/x?ref=rss&guccounter=1&_hsenc=p2&_hsmi=9", "https://example.org/x"),
 ]
 
 

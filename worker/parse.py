@@ -34,7 +34,9 @@ _TRACKING = re.compile(
     r"_ga|_gl|igshid|yclid|ref_src|ref_url|smid|smtyp|at_medium|at_campaign|at_custom\d*|"
     r"xtor|ns_mchannel|ns_source|ns_campaign|ns_linkname|ns_fee|taid|ito|sr_share|"
     r"outputtype|amp|__twitter_impression|s_cid|wt_mc|wt\.mc_id|mkt_tok|spm|"
-    r"feedtype|feedname)$",
+    r"feedtype|feedname|traffic_source|ref|icid|ncid|guccounter|guce_referrer|"
+    r"guce_referrer_sig|_hsenc|_hsmi|mbid|soc_src|soc_trk|fb_ref|fb_source|fb_action_ids|"
+    r"oly_enc_id|oly_anon_id|vero_id|rb_clickid|wickedid)$",
     re.IGNORECASE,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
