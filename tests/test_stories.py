@@ -196,6 +196,25 @@ def test_concurrent_copies_make_one_story(store: Store) -> None:
     assert len(got) == len(items) and len(set(got)) == 1
 
 
+def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
+    # Two workers at once: both read before either writes. The one that commits second read
+    # an index the first has changed since, so it writes nothing and decides again.
+    rt = runtime(store)
+    first, second = (entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in
+                     enumerate(TRUCE[:2]))
+    fp = stories.fingerprint(second, None, stories.Vocabulary(*rt.classifier.vocabulary))
+    scorer = stories.Scorer(fp, stories.DocFreq(1, dict.fromkeys(fp.words, 1)))
+    with store.story_claim(second.link, scorer.lookup_words()) as claim:
+        assert claim.read(stories.candidates) == (None, [])       # nothing yet
+        story = pipeline.assign_story(rt, store.entry_key(first), first)   # the other worker
+        assert not claim.commit("s-stale", second, entry_key=store.entry_key(second),
+                                words=sorted(fp.words), signature=scorer.member.dumps(),
+                                index=scorer.lookup_words())
+    assert not store.r.exists(store.k("story", "s-stale"))
+    assert pipeline.assign_story(rt, store.entry_key(second), second) == story
+    assert len(store.story_entries(story)) == 2
+
+
 def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("worker.store.STORIES_PER_WORD", 5)
     rt = runtime(store)

@@ -21,7 +21,7 @@ from .deliver.email import send_email
 from .deliver.outbox import write_outbox
 from .deliver.retry import backoff
 from .deliver.webhook import send_webhook
-from .errors import DeliveryError, FetchError, ParseError
+from .errors import DeliveryError, FetchError, NewswatchError, ParseError
 from .fetch import FetchResult
 from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
@@ -328,33 +328,39 @@ def alert_id(subscriber_id: str, story_id: str) -> str:
 
 def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
     """The story this entry belongs to: same URL, else the story it resembles (stories.py),
-    else a new story. One worker at a time decides (a lock), so two copies arriving at once
-    cannot start two stories."""
+    else a new story. Decided optimistically: what the decision read is watched, and if another
+    worker recorded a copy under the same words meanwhile, it is decided again with that copy
+    in view (so two copies arriving at once cannot start two stories)."""
     embedder = rt.classifier.embedder
     vector = None
     if embedder is not None:
         vector = stories.embedder_of(embedder)([stories.embedding_text(entry)])[0]
     fp = stories.fingerprint(entry, vector, stories.Vocabulary(*rt.classifier.vocabulary))
-    window = rt.config.settings.story_window_hours
-    with rt.store.story_lock():
+    words = sorted(fp.words)
+    for _ in range(STORY_ATTEMPTS):
         story_id, seen, counts = rt.store.story_lookup(entry.link, fp.words)
-        signature, index = None, []
-        if story_id is None:
-            df = stories.DocFreq(seen, counts)
-            df.add(fp.words)
-            scorer = stories.Scorer(fp, df, window)
-            index = scorer.lookup_words()
-            found = rt.store.story_candidates(index, stories.candidates,
-                                              per_word=stories.STORIES_READ_PER_WORD)
-            story_id = scorer.best((sid, [stories.Member.loads(raw) for raw in sigs])
-                                   for sid, sigs in found)
-            signature = scorer.member.dumps()
-        if story_id is None:
-            story_id = "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
-        rt.store.add_to_story(story_id, entry, entry_key=entry_key, words=sorted(fp.words),
-                              signature=signature, index=index,
-                              max_members=stories.MAX_MEMBERS)
-    return story_id
+        if story_id is not None:            # a copy of a page already seen
+            rt.store.add_to_story(story_id, entry, entry_key=entry_key, words=words)
+            return story_id
+        df = stories.DocFreq(seen, counts)
+        df.add(fp.words)
+        scorer = stories.Scorer(fp, df, rt.config.settings.story_window_hours)
+        index = scorer.lookup_words()
+        with rt.store.story_claim(entry.link, index) as claim:
+            known, found = claim.read(stories.candidates,
+                                      per_word=stories.STORIES_READ_PER_WORD)
+            story_id = known or scorer.best(
+                (sid, [stories.Member.loads(raw) for raw in sigs]) for sid, sigs in found)
+            story_id = story_id or "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
+            if claim.commit(story_id, entry, entry_key=entry_key, words=words,
+                            signature=None if known else scorer.member.dumps(),
+                            index=() if known else index, max_members=stories.MAX_MEMBERS):
+                return story_id
+    raise NewswatchError(f"entry {entry_key}: no story decided in {STORY_ATTEMPTS} attempts "
+                         "(other workers kept changing its words' stories)")
+
+
+STORY_ATTEMPTS = 50       # each failed attempt means another worker's copy was recorded
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ Keys (P = settings.key_prefix):
   P:digests                zset   digest bucket key -> period end, for `maintain` to close
   P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
   P:stats                  hash   counters for summaries
-  P:lock:stories           lock   serialises story assignment
+Story assignment is optimistic: StoryClaim WATCHes the P:url and P:stok keys a decision read.
 """
 
 from __future__ import annotations
@@ -181,6 +181,58 @@ class AlertRecord:
     last_error: str | None
     created_at: float
     next_try_at: float | None
+
+
+class StoryClaim:
+    """What one story decision read, watched (Redis WATCH): the entry's URL and the index
+    words it finds stories by. `commit` records the copy only if no other worker changed any of
+    them since (a copy indexed under one of these words, this URL given a story); else nothing
+    is written and the caller decides again. So two copies arriving at once still make one
+    story, with no lock for a worker to wait on or to leave behind when it dies."""
+
+    def __init__(self, store: Store, url: str | None, words: Sequence[str]) -> None:
+        self.store, self.url, self.words = store, url, list(words)
+        self.pipe = store.r.pipeline()
+        watched = [store._url_key(url), *(store.k("stok", w) for w in self.words)]
+        self.pipe.watch(*watched)  # type: ignore[no-untyped-call]   # untyped in redis-py
+
+    def read(self, choose: Callable[[dict[str, int]], list[str]], *, per_word: int = 200
+             ) -> tuple[str | None, list[tuple[str, list[str]]]]:
+        """The story this URL has by now, if any; else (story id, its copies' fingerprints) of
+        the recent stories `choose` picks from how many of the words find each. At most
+        `per_word` most recent stories are read per word, so the work per entry is bounded
+        however full the window is."""
+        store = self.store
+        since = time.time() - store.window
+        pipe = store.r.pipeline(transaction=False)
+        pipe.get(store._url_key(self.url))
+        for word in self.words:
+            pipe.zrevrangebyscore(store.k("stok", word), "+inf", since, start=0, num=per_word)
+        known, *found = pipe.execute()
+        if self.url and known:
+            return cast(str, known), []
+        counts: dict[str, int] = {}
+        for ids in found:
+            for story_id in ids:
+                counts[story_id] = counts.get(story_id, 0) + 1
+        ids = choose(counts)
+        for story_id in ids:
+            pipe.lrange(store.k("storysig", story_id), 0, -1)
+        return None, [(i, sigs) for i, sigs in zip(ids, pipe.execute(), strict=True) if sigs]
+
+    def commit(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
+               signature: str | None = None, index: Sequence[str] = (),
+               max_members: int = 8) -> bool:
+        """Store.add_to_story, if nothing watched changed; False (nothing written) if it did."""
+        keys, args = self.store._copy(story_id, entry, entry_key, words, signature, index,
+                                      max_members)
+        self.pipe.multi()
+        self.pipe.eval(_ADD_COPY, len(keys), *keys, *args)
+        try:
+            self.pipe.execute()
+        except redis.WatchError:
+            return False
+        return True
 
 
 class Store:
@@ -384,11 +436,6 @@ class Store:
 
     # -- stories ------------------------------------------------------------------------------
 
-    @contextmanager
-    def story_lock(self, timeout: float = 30) -> Iterator[None]:
-        with self.r.lock(self.k("lock", "stories"), timeout=timeout, blocking_timeout=timeout):
-            yield
-
     def story_lookup(self, url: str | None, words: Iterable[str],
                      ) -> tuple[str | None, int, dict[str, int]]:
         """What assignment reads first, in one round trip: the story of this URL if any, the
@@ -396,7 +443,7 @@ class Store:
         counts per hash, the days the window touches summed)."""
         words = list(dict.fromkeys(words))
         pipe = self.r.pipeline(transaction=False)
-        pipe.get(self.k("url", _h(url)) if url else self.k("url", "-"))
+        pipe.get(self._url_key(url))
         for key in self._df_keys(time.time()):
             pipe.hmget(key, ["#", *words])
         known, *rows = pipe.execute()
@@ -412,23 +459,15 @@ class Store:
         today = int(now // DAY)
         return [self.k("df", str(day)) for day in range(today - self.window // DAY - 1, today + 1)]
 
-    def story_candidates(self, words: Sequence[str], choose: Callable[[dict[str, int]], list[str]],
-                         *, per_word: int = 200) -> list[tuple[str, list[str]]]:
-        """(story id, its copies' fingerprints) of the recent stories `choose` picks from how
-        many of these words find each; at most `per_word` most recent stories are read per
-        word, so the work per entry is bounded however full the window is."""
-        since = time.time() - self.window
-        pipe = self.r.pipeline(transaction=False)
-        for word in words:
-            pipe.zrevrangebyscore(self.k("stok", word), "+inf", since, start=0, num=per_word)
-        counts: dict[str, int] = {}
-        for ids in pipe.execute():
-            for story_id in ids:
-                counts[story_id] = counts.get(story_id, 0) + 1
-        ids = choose(counts)
-        for story_id in ids:
-            pipe.lrange(self.k("storysig", story_id), 0, -1)
-        return [(i, sigs) for i, sigs in zip(ids, pipe.execute(), strict=True) if sigs]
+    @contextmanager
+    def story_claim(self, url: str | None, words: Sequence[str]) -> Iterator[StoryClaim]:
+        """An optimistic hold (Redis WATCH) on what a story decision reads: the entry's URL
+        and the index words it finds stories by. See StoryClaim."""
+        claim = StoryClaim(self, url, words)
+        try:
+            yield claim
+        finally:
+            claim.pipe.reset()
 
     def add_to_story(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
                      signature: str | None = None, index: Sequence[str] = (),
@@ -436,14 +475,22 @@ class Store:
         """Record a copy of a story, in one step: its entry, its words in the day's counts,
         and (while the story has fewer than `max_members`) its fingerprint and the words that
         find it. A word finds at most the `STORIES_PER_WORD` most recent stories."""
+        keys, args = self._copy(story_id, entry, entry_key, words, signature, index, max_members)
+        self._add_copy(keys=keys, args=args)
+
+    def _copy(self, story_id: str, entry: Entry, entry_key: str, words: Sequence[str],
+              signature: str | None, index: Sequence[str],
+              max_members: int) -> tuple[list[str], list[Any]]:
         now = time.time()
-        url_key = self.k("url", _h(entry.link)) if entry.link else self.k("url", "-")
         keys = [self.k("story", story_id), self._df_keys(now)[-1],
-                self.k("storysig", story_id), url_key, *(self.k("stok", w) for w in index)]
-        self._add_copy(keys=keys, args=[
-            entry_key, json.dumps(entry.to_dict()), self.window, self.window + DAY,
-            signature or "", max_members, now, story_id, STORIES_PER_WORD,
-            "1" if entry.link else "0", *words])
+                self.k("storysig", story_id), self._url_key(entry.link),
+                *(self.k("stok", w) for w in index)]
+        return keys, [entry_key, json.dumps(entry.to_dict()), self.window, self.window + DAY,
+                      signature or "", max_members, now, story_id, STORIES_PER_WORD,
+                      "1" if entry.link else "0", *words]
+
+    def _url_key(self, url: str | None) -> str:
+        return self.k("url", _h(url)) if url else self.k("url", "-")
 
     def story_entries(self, story_id: str) -> dict[str, Entry]:
         raw = cast(dict[str, str], self.r.hgetall(self.k("story", story_id)))
