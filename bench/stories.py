@@ -1,14 +1,15 @@
 """Story clustering: quality on labelled pairs, and speed and memory with a full window.
 
-    python bench/stories.py [--window-entries 100000] [--measure 2000] [--json]
+    python bench/stories.py [--window-entries 100000] [--measure 2000] [--workers 2] [--json]
 
 Quality: runs `newswatch stories` (the real CLI) on ../shared/eval/dev.jsonl and scores every
 pair of items: "same story" decisions against the `story` labels (precision, recall), lexical
 only and with the semantic model (when newswatch[semantic] is installed). `--errors` lists the
 stories merged or split wrongly.
 Speed: a throwaway redis-server; `--window-entries` synthetic entries (real headlines recombined,
-published within the window) are assigned first, then `--measure` more are timed; Redis memory
-per entry is the growth of used_memory over the entries assigned.
+published within the window) are assigned first, then `--measure` more are timed, by one process
+and then by `--workers` processes at once (each with its own connection, as Celery workers);
+Redis memory per entry is the growth of used_memory over the window's entries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import random
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -90,14 +93,14 @@ class _Runtime:       # what assign_story reads: the store, the settings, the sh
         self.classifier = make_classifier(self.config, semantic=False)
 
 
-def speed(window_entries: int, measure: int) -> dict[str, float]:
-    rng = random.Random(5)
+def speed(window_entries: int, measure: int, workers: int = 2) -> dict[str, float]:
     pairs = corpus()
     titles = [t for t, _ in pairs if t]
     summaries = [s for _, s in pairs]
     now = datetime.now(UTC)
 
     def entry(n: int) -> Entry:
+        rng = random.Random(n)
         words = rng.choice(titles).split()
         rng.shuffle(words)             # recombined headlines: realistic words, new stories
         return Entry(f"feed{n % 500}", f"e{n}", " ".join(words), rng.choice(summaries),
@@ -121,12 +124,40 @@ def speed(window_entries: int, measure: int) -> dict[str, float]:
                 e = entry(n)
                 assign_story(rt, store.entry_key(e), e)  # type: ignore[arg-type]
             measured_s = time.perf_counter() - start
+            first = window_entries + measure
+            together = _concurrently(server.url, workers, [
+                [entry(n) for n in range(first + w, first + measure, workers)]
+                for w in range(workers)])
         finally:
             server.stop()
     return {"window_entries": window_entries,
             "fill_entries_per_s": round(window_entries / fill_s),
             "entries_per_s_full_window": round(measure / measured_s),
+            "workers": workers, "entries_per_s_workers": round(measure / together),
             "redis_bytes_per_entry": round((filled - before) / max(1, window_entries))}
+
+
+def _concurrently(url: str, workers: int, shares: list[list[Entry]]) -> float:
+    """Seconds for `workers` processes to assign their shares at once (each its own store),
+    as several Celery workers would."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(workers + 1)
+    procs = [ctx.Process(target=_assign_all, args=(url, share, barrier)) for share in shares]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start
+
+
+def _assign_all(url: str, share: list[Entry], barrier: Any) -> None:
+    store = Store.from_url(url, "bench")
+    rt = _Runtime(store)
+    barrier.wait()
+    for e in share:
+        assign_story(rt, store.entry_key(e), e)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -135,6 +166,8 @@ def main() -> None:
                         default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
     parser.add_argument("--window-entries", type=int, default=100_000)
     parser.add_argument("--measure", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes assigning at once, after the one-process figure")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--errors", action="store_true")
     args = parser.parse_args()
@@ -143,7 +176,7 @@ def main() -> None:
         figures["quality"] = quality(args.data, "no-semantic", args.errors)
         if semantic_installed():
             figures["quality_semantic"] = quality(args.data, "semantic", args.errors)
-    figures["speed"] = speed(args.window_entries, args.measure)
+    figures["speed"] = speed(args.window_entries, args.measure, args.workers)
     if args.json:
         print(json.dumps(figures))
         return
@@ -157,7 +190,8 @@ def main() -> None:
     s = figures["speed"]
     assert isinstance(s, dict)
     print(f"{s['window_entries']:,} entries in the window: filled at "
-          f"{s['fill_entries_per_s']:,}/s; then {s['entries_per_s_full_window']:,} entries/s; "
+          f"{s['fill_entries_per_s']:,}/s; then {s['entries_per_s_full_window']:,} entries/s, "
+          f"{s['entries_per_s_workers']:,} entries/s with {s['workers']} workers at once; "
           f"Redis {s['redis_bytes_per_entry']:,} bytes per entry")
 
 
