@@ -81,6 +81,7 @@ class _Table:
 
 
 _NONE: frozenset[int] = frozenset()
+_FIRST, _SECOND = itemgetter(2), itemgetter(3)       # of a word's facts (text.Lexicon)
 
 
 class TopicIndex:
@@ -95,7 +96,6 @@ class TopicIndex:
 
     def __init__(self, queries: Iterable[Node]) -> None:
         self.first, self.second = _Table(), _Table()
-        self.always: frozenset[int] = frozenset()
         always: set[int] = set()
         needs_second: set[int] = set()
         for number, query in enumerate(queries):
@@ -119,13 +119,13 @@ class TopicIndex:
 
     def candidates(self, doc: Doc) -> set[int]:
         """Topic numbers that could match `doc`."""
-        if doc.lexicon is not None and doc.lexicon.index is self:
+        if doc.lexicon.index is self:
             facts = doc.facts
         else:               # a Doc made without this index's lexicon: work its words out here
             facts = list(map(self._lexicon.facts, doc.wordset))
-        first: set[int] = set().union(*map(itemgetter(2), facts))
+        first: set[int] = set().union(*map(_FIRST, facts))
         if self.needs_second:
-            second: set[int] = set().union(*map(itemgetter(3), facts))
+            second: set[int] = set().union(*map(_SECOND, facts))
             first = (first - self.needs_second) | (first & second)
         return first | self.always if self.always else first
 
