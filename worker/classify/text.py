@@ -169,9 +169,8 @@ class Doc:
     """One item's title and summary, tokenised once for every query to read."""
 
     def __init__(self, title: str, summary: str = "", lexicon: Lexicon | None = None) -> None:
-        title, summary = title.strip(), summary.strip()
-        self.title = title if title.isascii() else unicodedata.normalize("NFC", title)
-        self.summary = summary if summary.isascii() else unicodedata.normalize("NFC", summary)
+        self.title = _nfc(title.strip())
+        self.summary = _nfc(summary.strip())
         title_words = _fold_all(self.title)
         self.split = len(title_words)          # words before it are the title's
         self.words = title_words + _fold_all(self.summary)
