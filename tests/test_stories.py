@@ -6,6 +6,7 @@ wire copy); the labelled real items live in ../shared/eval and are measured by b
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,44 @@ def test_words_the_topics_look_for_do_not_make_one_event() -> None:
     assert stories.cluster([mali, gaza, again], vocabulary=vocabulary) == ["a", "b", "a"]
 
 
+ROUNDS = [   # a truce's daily handovers: wire copy that differs in little but the round
+    ("Hamas frees first group of hostages as Gaza truce holds",
+     "Thirteen Israelis were handed to the Red Cross and taken into Egypt, as Israel released 39 "
+     "Palestinian prisoners."),
+    ("Gaza truce holds as Hamas frees second group of hostages",
+     "Thirteen Israelis were handed to the Red Cross and taken into Egypt, as Israel released 39 "
+     "more Palestinian prisoners."),
+]
+
+
+def test_reports_that_number_rounds_differently_are_two_events() -> None:
+    first, second = ROUNDS
+    items = [("a", entry(1, *first, T0)),
+             ("b", entry(2, first[0].replace("frees", "releases"), first[1],
+                         T0 + timedelta(hours=2))),
+             ("c", entry(3, *second, T0 + timedelta(days=1))),
+             ("d", entry(4, "Second group of hostages freed on day 2 of the truce", second[1],
+                         T0 + timedelta(days=1, hours=1)))]
+    assert stories.cluster(items) == ["a", "a", "c", "c"]
+    # The same reports without their numbers are alike enough to be one story: the words are.
+    bare = [(k, replace(e, title=e.title.replace("first ", "").replace("second ", "")))
+            for k, e in items[:3]]
+    assert stories.cluster(bare) == ["a", "a", "a"]
+
+
+def test_what_a_report_numbers() -> None:
+    assert stories.counted("Hamas frees 2nd group of hostages on the third day of the truce") \
+        == {"group#2", "day#3"}
+    assert stories.counted("Day 3: phase two talks, round 4") == {"day#3", "phase#2", "round#4"}
+    assert stories.counted("The first of them; day 2024; 1,000 prisoners") == set()
+    second, third = stories.counted("second group freed"), stories.counted("third group freed")
+    assert stories.numbered_apart(second, third)
+    recap = stories.counted("after the second group, a third group was freed")
+    assert not stories.numbered_apart(second, recap)      # a report of both rounds
+    assert not stories.numbered_apart(second, stories.counted("third day of talks"))
+    assert not stories.numbered_apart(second, frozenset())
+
+
 def test_word_folding() -> None:
     assert stories.terms("Four hostages freed") == stories.terms("4 hostage freed")
     assert stories.terms("Türkiye’s talks") == stories.terms("turkiye talk")
@@ -141,9 +180,13 @@ def test_member_round_trip_and_bounds() -> None:
     member = stories.Scorer(stories.fingerprint(entry(1, *TRUCE[0], T0)),
                             stories.DocFreq()).member
     back = stories.Member.loads(member.dumps())
-    assert back.published == member.published
+    assert back.published == member.published and back.counted == frozenset()
+    assert len(json.loads(member.dumps())) == 3       # numbering nothing: nothing more stored
     assert back.weights == pytest.approx(member.weights, abs=1e-4)
     assert sum(x * x for x in back.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    numbered = stories.Scorer(stories.fingerprint(entry(2, *ROUNDS[1], T0)),
+                              stories.DocFreq()).member
+    assert stories.Member.loads(numbered.dumps()).counted == {"group#2"}
     # A story is compared through its first copies only: a long-running story cannot drift.
     many = [(str(n), entry(n, TRUCE[0][0], TRUCE[0][1], T0 + timedelta(minutes=n)))
             for n in range(stories.MAX_MEMBERS + 5)]
@@ -168,12 +211,15 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
     items = day_of_news()
     items += [(f"x{n}", entry(30 + n, t, s, T0 + timedelta(days=4, hours=n)))
               for n, (t, s) in enumerate(TRUCE)]                # the same event told again later
+    items += [(f"r{n}", entry(40 + n, t, s, T0 + timedelta(days=n, hours=1)))
+              for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
     rt = runtime(store)
     live = [pipeline.assign_story(rt, store.entry_key(e), e) for _, e in items]
     offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
     assert partition(live) == partition(offline)
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
     assert live[0] not in live[5:]          # four days on: outside the window, a new story
+    assert live[-1] != live[-2]
     copies = store.story_entries(live[0])
     assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
 
@@ -257,6 +303,15 @@ def test_semantic_evidence_brings_paraphrases_together() -> None:
     for i, j in ((0, 1), (0, 2)):
         assert stories._semantic(small[i], small[j]) == pytest.approx(
             float(exact[i] @ exact[j]), abs=0.01)
+
+
+def test_the_model_does_not_join_what_is_numbered_apart() -> None:
+    # To the model two days' handovers read alike (cosine ~0.9); their numbers do not.
+    embed = stories.embedder_of(model_or_skip())
+    items = [(str(n), entry(n, t, s, T0 + timedelta(days=n))) for n, (t, s) in enumerate(ROUNDS)]
+    a, b = embed([stories.embedding_text(e) for _, e in items])
+    assert stories._semantic(a, b) > 0.85
+    assert stories.cluster(items, embed=embed) == ["0", "1"]
 
 
 def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:

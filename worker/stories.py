@@ -14,6 +14,11 @@ the next. With the semantic extra, each entry also carries a sentence embedding,
 `SEMANTIC_WEIGHT * (cosine - SEMANTIC_PIVOT)` is added to the resemblance: paraphrases with few
 shared words come together, same-topic stories with different facts stay apart.
 
+Words and embeddings cannot tell a truce's daily handovers apart ("Hamas frees second group of
+hostages" reads like the first: cosine 0.9), but the reports do: news numbers its rounds. A story
+with a copy that numbers something otherwise ("group#1" against "group#2", `counted`) is not
+joined, however alike.
+
 Pure: fingerprints, weights, the decision. The store keeps fingerprints and word counts in Redis
 (pipeline.assign_story); `cluster` runs the same rule offline for `newswatch stories`.
 """
@@ -21,8 +26,10 @@ Pure: fingerprints, weights, the decision. The store keeps fingerprints and word
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,11 +76,51 @@ you
 """.split())
 _NUMBERS = dict(zip("one two three four five six seven eight nine ten eleven twelve".split(),
                     map(str, range(1, 13)), strict=True))
+_ORDINALS = dict(zip("first second third fourth fifth sixth seventh eighth ninth tenth eleventh "
+                     "twelfth".split(), map(str, range(1, 13)), strict=True))
+_ORDINAL = re.compile(r"(\d{1,3})(?:st|nd|rd|th)")
+_SERIES = frozenset("day round phase stage week".split())     # "day 3", "phase two"
 
 
 def terms(text: str) -> frozenset[str]:
     """The content words of a text as compared: folded, stemmed, numbers as digits."""
     return frozenset(stem(w) for w in _content(text))
+
+
+def counted(text: str) -> frozenset[str]:
+    """What the text numbers, as "noun#n": "the second group of hostages" -> "group#2",
+    "day 3 of the truce" -> "day#3". News counts its rounds, phases and days ("third group of
+    hostages freed", "second round of talks", "phase two"), and two reports that number the
+    same thing differently report two events, however alike their words."""
+    words = words_of(text)
+    out = set()
+    for word, after in itertools.pairwise(words):
+        ordinal = _ORDINAL.fullmatch(word)
+        nth = _ORDINALS.get(word) or (str(int(ordinal[1])) if ordinal else None)
+        if nth is not None and after not in _STOP and not after.isdigit():
+            out.add(f"{stem(after)}#{nth}")
+        elif word in _SERIES:
+            n = _NUMBERS.get(after, after)
+            if n.isdigit() and len(n) < 4:
+                out.add(f"{word}#{int(n)}")
+    return frozenset(out)
+
+
+def numbered_apart(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two reports number one thing differently: the third group against the second
+    (a report of both rounds numbers it as either does, so it is no conflict)."""
+    if not a or not b:
+        return False
+    mine = _by_noun(a)
+    return any(noun in mine and ns.isdisjoint(mine[noun]) for noun, ns in _by_noun(b).items())
+
+
+def _by_noun(marks: frozenset[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for mark in marks:
+        noun, _, n = mark.rpartition("#")
+        out.setdefault(noun, set()).add(n)
+    return out
 
 
 def _content(text: str) -> list[str]:
@@ -107,6 +154,7 @@ class Fingerprint:
     published: float | None          # epoch seconds
     vector: bytes | None = None      # int8 sentence embedding (semantic extra)
     topical: frozenset[str] = frozenset()   # words the topics look for
+    counted: frozenset[str] = frozenset()   # what it numbers ("group#2"): `counted`
 
     @property
     def words(self) -> frozenset[str]:
@@ -116,15 +164,20 @@ class Fingerprint:
 @dataclass(frozen=True, eq=False)
 class Member:
     """A copy a story is compared through: its unit TF-IDF vector, weighed by the word counts
-    of the moment it joined (so a lookup reads no counts for it), its date, its embedding."""
+    of the moment it joined (so a lookup reads no counts for it), its date, its embedding,
+    what it numbers."""
     weights: Mapping[str, float]
     published: float | None
     vector: bytes | None = None
+    counted: frozenset[str] = frozenset()
 
     def dumps(self) -> str:
         vector = base64.b64encode(self.vector).decode() if self.vector is not None else None
-        return json.dumps([{w: round(x, 4) for w, x in self.weights.items()}, self.published,
-                           vector], sort_keys=True)
+        fields: list[Any] = [{w: round(x, 4) for w, x in self.weights.items()}, self.published,
+                             vector]
+        if self.counted:         # most copies number nothing: their signature stays as it was
+            fields.append(sorted(self.counted))
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def loads(cls, raw: str) -> Member:
@@ -132,9 +185,10 @@ class Member:
         join it, and a stored fingerprint never changes."""
         found = _parsed.get(raw)
         if found is None:
-            weights, published, vector = json.loads(raw)
+            weights, published, vector, *counted = json.loads(raw)
             found = cls(weights, published,
-                        base64.b64decode(vector) if vector is not None else None)
+                        base64.b64decode(vector) if vector is not None else None,
+                        frozenset(counted[0]) if counted else frozenset())
             if len(_parsed) >= _PARSED_LIMIT:
                 _parsed.pop(next(iter(_parsed)))
             _parsed[raw] = found
@@ -151,7 +205,8 @@ def fingerprint(entry: Entry, vector: bytes | None = None,
     title = frozenset(map(stem, in_title))
     topical = vocabulary.among(in_title + in_summary) if vocabulary else frozenset()
     return Fingerprint(title, frozenset(map(stem, in_summary)) - title,
-                       entry.published.timestamp() if entry.published else None, vector, topical)
+                       entry.published.timestamp() if entry.published else None, vector, topical,
+                       counted(entry.title) | counted(entry.summary))
 
 
 def embedding_text(entry: Entry) -> str:
@@ -223,7 +278,7 @@ class Scorer:
 
     def __init__(self, fp: Fingerprint, df: DocFreq, window_hours: float = 72) -> None:
         self.fp, self.window_hours = fp, window_hours
-        self.member = Member(weights(fp, df), fp.published, fp.vector)
+        self.member = Member(weights(fp, df), fp.published, fp.vector, fp.counted)
         self.rule = SEMANTIC if fp.vector is not None else LEXICAL
         self.specific = fp.words - fp.topical
 
@@ -240,9 +295,11 @@ class Scorer:
 
     def margin(self, members: Sequence[Member]) -> float | None:
         """Mean of (similarity - threshold) over the story's copies inside the window; None
-        when none is. At or above 0: the same story."""
+        when none is, or when a copy numbers something otherwise (`numbered_apart`: the
+        second group of hostages freed is not the first, however alike the reports). At or
+        above 0: the same story."""
         near = [m for m in members[:MAX_MEMBERS] if in_window(self.fp, m, self.window_hours)]
-        if not near:
+        if not near or any(numbered_apart(self.fp.counted, m.counted) for m in near):
             return None
         return sum(self.similarity(m) - threshold(self.fp, m, self.rule) for m in near) / len(near)
 
