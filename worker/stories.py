@@ -96,7 +96,10 @@ def counted(text: str) -> frozenset[str]:
     "day 3 of the truce" -> "day#3". News counts its rounds, phases and days ("third group of
     hostages freed", "second round of talks", "phase two"), and two reports that number the
     same thing differently report two events, however alike their words."""
-    words = words_of(text)
+    return _counted(words_of(text))
+
+
+def _counted(words: list[str]) -> frozenset[str]:
     out = set()
     for word, after in itertools.pairwise(words):
         ordinal = _ORDINAL.fullmatch(word)
@@ -127,8 +130,9 @@ def _by_noun(marks: frozenset[str]) -> dict[str, set[str]]:
     return out
 
 
-def _content(text: str) -> list[str]:
-    return [_NUMBERS.get(w, w) for w in words_of(text)
+def _content(text: str | list[str]) -> list[str]:
+    """Content words of a text, or of its words as `words_of` gives them."""
+    return [_NUMBERS.get(w, w) for w in (words_of(text) if isinstance(text, str) else text)
             if w not in _STOP and (len(w) > 1 or w.isdigit())]
 
 
@@ -205,12 +209,13 @@ _PARSED_LIMIT = 2048          # ~10 MB (a 35-word member costs ~5 KB parsed and 
 
 def fingerprint(entry: Entry, vector: bytes | None = None,
                 vocabulary: Vocabulary | None = None) -> Fingerprint:
-    in_title, in_summary = _content(entry.title), _content(entry.summary)   # tokenised once
+    title_words, summary_words = words_of(entry.title), words_of(entry.summary)  # tokenised once
+    in_title, in_summary = _content(title_words), _content(summary_words)
     title = frozenset(map(stem, in_title))
     topical = vocabulary.among(in_title + in_summary) if vocabulary else frozenset()
     return Fingerprint(title, frozenset(map(stem, in_summary)) - title,
                        entry.published.timestamp() if entry.published else None, vector, topical,
-                       counted(entry.title) | counted(entry.summary))
+                       _counted(title_words) | _counted(summary_words))
 
 
 def embedding_text(entry: Entry) -> str:
