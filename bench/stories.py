@@ -5,7 +5,10 @@
 Quality: runs `newswatch stories` (the real CLI) on ../shared/eval/dev.jsonl and scores every
 pair of items: "same story" decisions against the `story` labels (precision, recall), lexical
 only and with the semantic model (when newswatch[semantic] is installed). `--errors` lists the
-stories merged or split wrongly.
+stories merged or split wrongly. The same for tests/data/story_sequences.jsonl, written for
+the tests: a truce's daily hostage handovers (with their rounds numbered, then without) and a
+week of talks, several outlets a day; what dev has little of (different events of one process,
+a day apart).
 Speed: a throwaway redis-server; `--window-entries` synthetic entries (real headlines recombined,
 published within the window) are assigned first, then `--measure` more are timed, by one process
 and then by `--workers` processes at once (each with its own connection, as Celery workers);
@@ -168,23 +171,30 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2,
                         help="processes assigning at once, after the one-process figure")
+    parser.add_argument("--sequences", type=Path,
+                        default=ROOT / "tests" / "data" / "story_sequences.jsonl")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--errors", action="store_true")
     args = parser.parse_args()
     figures: dict[str, object] = {}
-    if args.data.exists():
-        figures["quality"] = quality(args.data, "no-semantic", args.errors)
-        if semantic_installed():
-            figures["quality_semantic"] = quality(args.data, "semantic", args.errors)
+    semantic = semantic_installed()
+    for name, data in (("quality", args.data), ("sequences", args.sequences)):
+        if data.exists():
+            figures[name] = quality(data, "no-semantic", args.errors)
+            if semantic:
+                figures[f"{name}_semantic"] = quality(data, "semantic", args.errors)
     figures["speed"] = speed(args.window_entries, args.measure, args.workers)
     if args.json:
         print(json.dumps(figures))
         return
-    for name, label in (("quality", "lexical"), ("quality_semantic", "semantic")):
+    for name, label, data in (("quality", "lexical", args.data),
+                              ("quality_semantic", "semantic", args.data),
+                              ("sequences", "lexical", args.sequences),
+                              ("sequences_semantic", "semantic", args.sequences)):
         if name in figures:
             q = figures[name]
             assert isinstance(q, dict)
-            print(f"{label:8} pairs of {args.data.name}: {q['pairs_same']} same-story pairs; "
+            print(f"{label:8} pairs of {data.name}: {q['pairs_same']} same-story pairs; "
                   f"precision {q['precision']:.3f}, recall {q['recall']:.3f} "
                   f"(tp {q['tp']}, fp {q['fp']}, fn {q['fn']}); targets 0.98 / 0.90")
     s = figures["speed"]
