@@ -8,7 +8,9 @@ only and with the semantic model (when newswatch[semantic] is installed). `--err
 stories merged or split wrongly. The same for tests/data/story_sequences.jsonl, written for
 the tests: a truce's daily hostage handovers (with their rounds numbered, then without) and a
 week of talks, several outlets a day; what dev has little of (different events of one process,
-a day apart).
+a day apart). And the real feeds of ../shared/feeds/real, a day of each outlet's general news,
+scored against our own labels (bench/feed_stories.json: which items report one event; pairs we
+could not call either way are not scored).
 Speed: a throwaway redis-server; `--window-entries` synthetic entries (real headlines recombined,
 published within the window) are assigned first, then `--measure` more are timed, by one process
 and then by `--workers` processes at once (each with its own connection, as Celery workers);
@@ -40,12 +42,16 @@ from classify import corpus  # noqa: E402
 from worker.config import load_config  # noqa: E402
 from worker.embedded import start_redis  # noqa: E402
 from worker.models import Entry  # noqa: E402
+from worker.parse import parse_feed  # noqa: E402
 from worker.pipeline import assign_story  # noqa: E402
 from worker.runtime import make_classifier  # noqa: E402
 from worker.store import Store  # noqa: E402
 
 
-def quality(data: Path, mode: str, errors: bool) -> dict[str, float]:
+def quality(data: Path, mode: str, errors: bool,
+            unsure: frozenset[frozenset[str]] = frozenset()) -> dict[str, float]:
+    """Pairwise precision and recall of `newswatch stories` on a JSONL file with `story`
+    labels; pairs in `unsure` are not scored."""
     items = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     out = subprocess.run([sys.executable, "-m", "worker.cli", "stories", f"--{mode}", str(data)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
@@ -54,6 +60,8 @@ def quality(data: Path, mode: str, errors: bool) -> dict[str, float]:
         show_errors(items, predicted, "semantic" if mode == "semantic" else "lexical")
     tp = fp = fn = 0
     for a, b in itertools.combinations(items, 2):
+        if unsure and frozenset((a["id"], b["id"])) in unsure:
+            continue
         same = a["story"] == b["story"]
         said = predicted[str(a["id"])] == predicted[str(b["id"])]
         tp += same and said
@@ -78,6 +86,29 @@ def show_errors(items: list[dict[str, object]], predicted: dict[str, str], mode:
     for story, ids in truth.items():
         if len(ids) > 1:
             print(f"{mode} SPLIT: {story} into {len(ids)} stories", file=sys.stderr)
+
+
+def feed_items(real: Path, labels: Path, out: Path) -> frozenset[frozenset[str]]:
+    """The items of the real feeds as `newswatch stories` input, labelled from `labels` (our
+    judgement of which report one event: bench/feed_stories.json), written to `out`; returns
+    the pairs labelled unsure. Unlike dev, these are a day's general news from each outlet:
+    what a broad topic ("covid", "protests") would cluster, many reports of one theme that are
+    different events."""
+    marks = json.loads(labels.read_text())
+    story = {key: f"same-{n}" for n, group in enumerate(marks["same"]) for key in group}
+    unsure = frozenset(frozenset(pair) for group in marks["unsure"]
+                       for pair in itertools.combinations(group, 2))
+    with out.open("w") as f:
+        for path in sorted(real.glob("*.xml")):
+            entries = parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="b",
+                                 feed_name=path.stem)
+            for e in entries:
+                key = f"{path.name} {e.link}"
+                published = e.published.isoformat() if e.published else None
+                f.write(json.dumps({"id": key, "title": e.title, "summary": e.summary,
+                                    "link": e.link, "published": published,
+                                    "source": path.stem, "story": story.get(key, key)}) + "\n")
+    return unsure
 
 
 def semantic_installed() -> bool:
@@ -173,16 +204,25 @@ def main() -> None:
                         help="processes assigning at once, after the one-process figure")
     parser.add_argument("--sequences", type=Path,
                         default=ROOT / "tests" / "data" / "story_sequences.jsonl")
+    parser.add_argument("--feeds", type=Path, default=ROOT.parent / "shared" / "feeds" / "real",
+                        help="real feeds, scored with our labels in bench/feed_stories.json")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--errors", action="store_true")
     args = parser.parse_args()
     figures: dict[str, object] = {}
     semantic = semantic_installed()
-    for name, data in (("quality", args.data), ("sequences", args.sequences)):
+    tmp = tempfile.TemporaryDirectory()
+    feeds = Path(tmp.name) / "real_feeds.jsonl"
+    unsure: frozenset[frozenset[str]] = frozenset()
+    if args.feeds.is_dir():
+        unsure = feed_items(args.feeds, ROOT / "bench" / "feed_stories.json", feeds)
+    for name, data in (("quality", args.data), ("sequences", args.sequences),
+                       ("feeds", feeds)):
         if data.exists():
-            figures[name] = quality(data, "no-semantic", args.errors)
+            figures[name] = quality(data, "no-semantic", args.errors, unsure)
             if semantic:
-                figures[f"{name}_semantic"] = quality(data, "semantic", args.errors)
+                figures[f"{name}_semantic"] = quality(data, "semantic", args.errors, unsure)
+    tmp.cleanup()
     figures["speed"] = speed(args.window_entries, args.measure, args.workers)
     if args.json:
         print(json.dumps(figures))
@@ -190,7 +230,8 @@ def main() -> None:
     for name, label, data in (("quality", "lexical", args.data),
                               ("quality_semantic", "semantic", args.data),
                               ("sequences", "lexical", args.sequences),
-                              ("sequences_semantic", "semantic", args.sequences)):
+                              ("sequences_semantic", "semantic", args.sequences),
+                              ("feeds", "lexical", feeds), ("feeds_semantic", "semantic", feeds)):
         if name in figures:
             q = figures[name]
             assert isinstance(q, dict)
