@@ -150,11 +150,26 @@ def test_reports_that_number_rounds_differently_are_two_events() -> None:
     assert stories.cluster(bare) == ["a", "a", "a"]
 
 
+def test_a_daily_roundup_is_a_story_a_day() -> None:
+    # The same template every day ("key events, day N"): alike in every word but the day.
+    days = [(f"d{n}", entry(n, f"Sudan war: list of key events, day {1_026 + n:,}",
+                            "Here is where things stand as the war between the army and the RSF "
+                            "goes on.", T0 + timedelta(days=n))) for n in range(3)]
+    assert stories.cluster(days) == ["d0", "d1", "d2"]
+    unnumbered = [(k, replace(e, title=e.title.rpartition(",")[0])) for k, e in days]
+    assert stories.cluster(unnumbered) == ["d0", "d0", "d0"]   # the words alone: one story
+
+
 def test_what_a_report_numbers() -> None:
     assert stories.counted("Hamas frees 2nd group of hostages on the third day of the truce") \
         == {"group#2", "day#3"}
     assert stories.counted("Day 3: phase two talks, round 4") == {"day#3", "phase#2", "round#4"}
     assert stories.counted("The first of them; day 2024; 1,000 prisoners") == set()
+    # A number written in groups is one number: "day 1,027" is not day 1 (nor is "day 1,028").
+    assert stories.counted("Sudan war: key events, day 1,027") == {"day#1027"}
+    assert stories.counted("on day 45, 500 people fled") == {"day#45"}
+    assert stories.numbered_apart(stories.counted("War in Sudan, day 1,027"),
+                                  stories.counted("War in Sudan, day 1 028"))
     second, third = stories.counted("second group freed"), stories.counted("third group freed")
     assert stories.numbered_apart(second, third)
     recap = stories.counted("after the second group, a third group was freed")

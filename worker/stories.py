@@ -96,7 +96,7 @@ def counted(text: str) -> frozenset[str]:
     "day 3 of the truce" -> "day#3". News counts its rounds, phases and days ("third group of
     hostages freed", "second round of talks", "phase two"), and two reports that number the
     same thing differently report two events, however alike their words."""
-    return _counted(words_of(text))
+    return _counted_text(text, words_of(text))
 
 
 def _counted(words: list[str]) -> frozenset[str]:
@@ -108,9 +108,22 @@ def _counted(words: list[str]) -> frozenset[str]:
             out.add(f"{stem(after)}#{nth}")
         elif word in _SERIES:
             n = _NUMBERS.get(after, after)
-            if n.isdigit() and len(n) < 4:
-                out.add(f"{word}#{int(n)}")
+            if n.isdigit() and (len(n) < 4 or n.startswith(_GROUPED_MARK)):   # "day 2024": a year
+                out.add(f"{word}#{int(n.removeprefix(_GROUPED_MARK))}")
     return frozenset(out)
+
+
+# "day 1,027" would read as day 1 ("1", "027"): a number written in groups is one word here.
+_GROUPED = re.compile(r"(?<![\d.,])\d{1,3}(?:[,.\u202f\u00a0 ]\d{3})+(?![\d]|[.,]\d)")
+_GROUPED_MARK = "0"        # "01027": unlike any year, and read back as 1027
+
+
+def _counted_text(text: str, words: list[str]) -> frozenset[str]:
+    """`_counted` of a text whose words (`words_of`) are given, reading grouped numbers whole."""
+    if not _GROUPED.search(text):
+        return _counted(words)
+    return _counted(words_of(_GROUPED.sub(lambda m: _GROUPED_MARK + re.sub(r"\D", "", m[0]),
+                                          text)))
 
 
 def numbered_apart(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -215,7 +228,8 @@ def fingerprint(entry: Entry, vector: bytes | None = None,
     topical = vocabulary.among(in_title + in_summary) if vocabulary else frozenset()
     return Fingerprint(title, frozenset(map(stem, in_summary)) - title,
                        entry.published.timestamp() if entry.published else None, vector, topical,
-                       _counted(title_words) | _counted(summary_words))
+                       _counted_text(entry.title, title_words)
+                       | _counted_text(entry.summary, summary_words))
 
 
 def embedding_text(entry: Entry) -> str:
