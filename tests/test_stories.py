@@ -150,6 +150,31 @@ def test_reports_that_number_rounds_differently_are_two_events() -> None:
     assert stories.cluster(bare) == ["a", "a", "a"]
 
 
+HOMECOMING = [   # a hostage freed one day, home the next: the second day's news is new news
+    ("Aid worker Marta Lindqvist freed after 400 days held in the Sahel",
+     "The Swedish aid worker, kidnapped in Niger in 2023, was handed to mediators on Monday and "
+     "flown to Niamey."),
+    ("Sahel kidnappers free Swedish aid worker Marta Lindqvist after 400 days",
+     "Lindqvist was released on Monday, mediators said; she is in Niamey."),
+    ("Freed aid worker Marta Lindqvist lands in Stockholm",
+     "The Swedish aid worker, held for 400 days in the Sahel, landed in Stockholm on Tuesday "
+     "after her release in Niger."),
+    ("Marta Lindqvist, freed Sahel hostage, is home in Sweden",
+     "Lindqvist, the Swedish aid worker held for 400 days, arrived in Stockholm on Tuesday."),
+]
+
+
+def test_reports_that_date_their_news_differently_are_two_events() -> None:
+    hours = (0, 3, 24, 26)
+    items = [(k, entry(n, *report, T0 + timedelta(hours=h)))
+             for n, (k, report, h) in enumerate(zip("abcd", HOMECOMING, hours, strict=True))]
+    assert stories.cluster(items) == ["a", "a", "c", "c"]
+    # Without their weekdays the words make it one story: release and homecoming alike.
+    undated = [(k, replace(e, summary=e.summary.replace(" on Monday", "")
+                           .replace(" on Tuesday", ""))) for k, e in items]
+    assert stories.cluster(undated) == ["a", "a", "a", "a"]
+
+
 def test_a_daily_roundup_is_a_story_a_day() -> None:
     # The same template every day ("key events, day N"): alike in every word but the day.
     days = [(f"d{n}", entry(n, f"Sudan war: list of key events, day {1_026 + n:,}",
@@ -170,6 +195,16 @@ def test_what_a_report_numbers() -> None:
     assert stories.counted("on day 45, 500 people fled") == {"day#45"}
     assert stories.numbered_apart(stories.counted("War in Sudan, day 1,027"),
                                   stories.counted("War in Sudan, day 1 028"))
+    # Weekdays and days of a month date what a report tells.
+    assert stories.counted("freed on Monday; kidnapped on April 8, 2021") \
+        == {"weekday#mon", "apr#8"}
+    assert stories.counted("talks on 21st March") == stories.counted("March 21 talks") \
+        == {"mar#21"}
+    assert stories.counted("in May 2024 talks may resume") == set()     # a year; a verb
+    assert stories.counted("the March was over by Friday 3rd") == {"weekday#fri"}
+    monday, tuesday = stories.counted("freed on Monday"), stories.counted("home on Tuesday")
+    assert stories.numbered_apart(monday, tuesday)
+    assert not stories.numbered_apart(monday, stories.counted("freed Monday, home Tuesday"))
     second, third = stories.counted("second group freed"), stories.counted("third group freed")
     assert stories.numbered_apart(second, third)
     recap = stories.counted("after the second group, a third group was freed")
@@ -228,13 +263,17 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
               for n, (t, s) in enumerate(TRUCE)]                # the same event told again later
     items += [(f"r{n}", entry(40 + n, t, s, T0 + timedelta(days=n, hours=1)))
               for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
+    items += [(f"h{n}", entry(50 + n, t, s, T0 + timedelta(days=2, hours=h)))
+              for n, ((t, s), h) in enumerate(zip(HOMECOMING, (0, 3, 24, 26), strict=True))]
     rt = runtime(store)
     live = [pipeline.assign_story(rt, store.entry_key(e), e) for _, e in items]
     offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
     assert partition(live) == partition(offline)
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
     assert live[0] not in live[5:]          # four days on: outside the window, a new story
-    assert live[-1] != live[-2]
+    rounds, homecoming = live[-6:-4], live[-4:]
+    assert rounds[0] != rounds[1]
+    assert homecoming[0] == homecoming[1] != homecoming[2] == homecoming[3]   # dated apart
     copies = store.story_entries(live[0])
     assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
 
@@ -327,6 +366,11 @@ def test_the_model_does_not_join_what_is_numbered_apart() -> None:
     a, b = embed([stories.embedding_text(e) for _, e in items])
     assert stories._semantic(a, b) > 0.85
     assert stories.cluster(items, embed=embed) == ["0", "1"]
+    # Nor a release and the homecoming a day later, dated apart ("on Monday", "on Tuesday").
+    home = [(k, entry(n, *report, T0 + timedelta(hours=h)))
+            for n, (k, report, h) in enumerate(zip("abcd", HOMECOMING, (0, 3, 24, 26),
+                                                   strict=True))]
+    assert stories.cluster(home, embed=embed) == ["a", "a", "c", "c"]
 
 
 TALKS = [   # one process, a report a day: the model reads the days alike (cosine 0.7-0.8)

@@ -17,9 +17,10 @@ a process's next day ("talks stall" after "talks resume") as the same story, so 
 fades over `SEMANTIC_DAYS` between two reports.
 
 Words and embeddings cannot tell a truce's daily handovers apart ("Hamas frees second group of
-hostages" reads like the first: cosine 0.9), but the reports do: news numbers its rounds. A story
-with a copy that numbers something otherwise ("group#1" against "group#2", `counted`) is not
-joined, however alike.
+hostages" reads like the first: cosine 0.9), nor a hostage's release from his return home the
+next day, but the reports do: news numbers its rounds and dates its events. A story with a copy
+that numbers or dates something otherwise ("group#1" against "group#2", "weekday#mon" against
+"weekday#tue", `counted`) is not joined, however alike.
 
 Pure: fingerprints, weights, the decision. The store keeps fingerprints and word counts in Redis
 (pipeline.assign_story); `cluster` runs the same rule offline for `newswatch stories`.
@@ -28,7 +29,6 @@ Pure: fingerprints, weights, the decision. The store keeps fingerprints and word
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import math
 import re
@@ -92,25 +92,48 @@ def terms(text: str) -> frozenset[str]:
 
 
 def counted(text: str) -> frozenset[str]:
-    """What the text numbers, as "noun#n": "the second group of hostages" -> "group#2",
-    "day 3 of the truce" -> "day#3". News counts its rounds, phases and days ("third group of
-    hostages freed", "second round of talks", "phase two"), and two reports that number the
-    same thing differently report two events, however alike their words."""
+    """What the text numbers and dates, as "noun#n": "the second group of hostages" -> "group#2",
+    "day 3 of the truce" -> "day#3", "on Monday" -> "weekday#mon", "March 21" -> "mar#21". News
+    counts its rounds, phases and days ("third group of hostages freed", "second round of
+    talks", "phase two") and dates what it reports ("freed on Monday", "landed in France on
+    Tuesday"): two reports that number or date the same thing differently report two events,
+    however alike their words."""
     return _counted_text(text, words_of(text))
 
 
 def _counted(words: list[str]) -> frozenset[str]:
     out = set()
-    for word, after in itertools.pairwise(words):
+    for i, word in enumerate(words):
+        after = words[i + 1] if i + 1 < len(words) else ""
         ordinal = _ORDINAL.fullmatch(word)
         nth = _ORDINALS.get(word) or (str(int(ordinal[1])) if ordinal else None)
-        if nth is not None and after not in _STOP and not after.isdigit():
-            out.add(f"{stem(after)}#{nth}")
+        if word in _WEEKDAYS:
+            out.add(f"weekday#{_WEEKDAYS[word]}")
+        elif word in _MONTHS and (word != "may" or _day_of_month(after)):     # "may" is a verb
+            day = _day_of_month(after) or (_day_of_month(words[i - 1]) if i else None)
+            if day:
+                out.add(f"{_MONTHS[word]}#{day}")
+        elif nth is not None and after and after not in _STOP and not after.isdigit():
+            if after not in _MONTHS:          # "21st March": the month's, above
+                out.add(f"{stem(after)}#{nth}")
         elif word in _SERIES:
             n = _NUMBERS.get(after, after)
-            if n.isdigit() and (len(n) < 4 or n.startswith(_GROUPED_MARK)):   # "day 2024": a year
-                out.add(f"{word}#{int(n.removeprefix(_GROUPED_MARK))}")
+            if n.isdigit() and (len(n) < 4 or n[0] == _GROUPED_MARK):   # "day 2024": a year
+                out.add(f"{word}#{int(n)}")
     return frozenset(out)
+
+
+_WEEKDAYS = {d: d[:3] for d in "monday tuesday wednesday thursday friday saturday sunday".split()}
+_MONTHS = {m: m[:3] for m in ("january february march april may june july august september "
+                              "october november december").split()}
+_MONTHS |= {m[:3]: m[:3] for m in _MONTHS} | {"sept": "sep"}
+
+
+def _day_of_month(word: str) -> int | None:
+    """21 from "21" or "21st"; None unless a day of a month."""
+    ordinal = _ORDINAL.fullmatch(word)
+    n = int(ordinal[1]) if ordinal else int(word) if word.isdigit() and len(word) < 3 else 0
+    return n if 1 <= n <= 31 else None
 
 
 # "day 1,027" would read as day 1 ("1", "027"): a number written in groups is one word here.
