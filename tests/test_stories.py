@@ -202,6 +202,8 @@ def test_what_a_report_numbers() -> None:
         == {"mar#21"}
     assert stories.counted("in May 2024 talks may resume") == set()     # a year; a verb
     assert stories.counted("the March was over by Friday 3rd") == {"weekday#fri"}
+    assert stories.counted("a Good Friday Agreement for Sudan, the Sunday Times and the Mail on "
+                           "Sunday report; Black Friday sales") == set()
     monday, tuesday = stories.counted("freed on Monday"), stories.counted("home on Tuesday")
     assert stories.numbered_apart(monday, tuesday)
     assert not stories.numbered_apart(monday, stories.counted("freed Monday, home Tuesday"))

@@ -108,7 +108,8 @@ def _counted(words: list[str]) -> frozenset[str]:
         ordinal = _ORDINAL.fullmatch(word)
         nth = _ORDINALS.get(word) or (str(int(ordinal[1])) if ordinal else None)
         if word in _WEEKDAYS:
-            out.add(f"weekday#{_WEEKDAYS[word]}")
+            if not _named_day(words, i):
+                out.add(f"weekday#{_WEEKDAYS[word]}")
         elif word in _MONTHS and (word != "may" or _day_of_month(after)):     # "may" is a verb
             day = _day_of_month(after) or (_day_of_month(words[i - 1]) if i else None)
             if day:
@@ -127,6 +128,19 @@ _WEEKDAYS = {d: d[:3] for d in "monday tuesday wednesday thursday friday saturda
 _MONTHS = {m: m[:3] for m in ("january february march april may june july august september "
                               "october november december").split()}
 _MONTHS |= {m[:3]: m[:3] for m in _MONTHS} | {"sept": "sep"}
+
+
+# A weekday that names something else: "Good Friday agreement", "Black Friday", "the Sunday
+# Times", "Mail on Sunday".
+_DAY_NAMED_BY = frozenset("good black bloody super ash palm easter cyber holy maundy".split())
+_DAY_NAMES = frozenset("times telegraph mirror express post herald people mail independent "
+                       "world sport star observer".split())
+
+
+def _named_day(words: list[str], i: int) -> bool:
+    return ((i > 0 and words[i - 1] in _DAY_NAMED_BY)
+            or (i + 1 < len(words) and words[i + 1] in _DAY_NAMES)
+            or words[max(0, i - 2):i] == ["mail", "on"])
 
 
 def _day_of_month(word: str) -> int | None:
