@@ -103,7 +103,8 @@ def counted(text: str) -> frozenset[str]:
 
 def _counted(words: list[str]) -> frozenset[str]:
     out = set()
-    for i, word in enumerate(words):
+    for i in [i for i, w in enumerate(words) if w in _MARKERS or w[-2:] in _SUFFIXES]:
+        word = words[i]
         after = words[i + 1] if i + 1 < len(words) else ""
         ordinal = _ORDINAL.fullmatch(word)
         nth = _ORDINALS.get(word) or (str(int(ordinal[1])) if ordinal else None)
@@ -128,6 +129,9 @@ _WEEKDAYS = {d: d[:3] for d in "monday tuesday wednesday thursday friday saturda
 _MONTHS = {m: m[:3] for m in ("january february march april may june july august september "
                               "october november december").split()}
 _MONTHS |= {m[:3]: m[:3] for m in _MONTHS} | {"sept": "sep"}
+# The words `_counted` reads on from (most words are none of them), and ordinals' endings.
+_MARKERS = frozenset(_WEEKDAYS) | frozenset(_MONTHS) | frozenset(_ORDINALS) | _SERIES
+_SUFFIXES = frozenset("st nd rd th".split())
 
 
 # A weekday that names something else: "Good Friday agreement", "Black Friday", "the Sunday
