@@ -7,10 +7,11 @@ pair of items: "same story" decisions against the `story` labels (precision, rec
 only and with the semantic model (when newswatch[semantic] is installed). `--errors` lists the
 stories merged or split wrongly. The same for tests/data/story_sequences.jsonl, written for
 the tests: a truce's daily hostage handovers (with their rounds numbered, then without) and a
-week of talks, several outlets a day; what dev has little of (different events of one process,
-a day apart). And the real feeds of ../shared/feeds/real, a day of each outlet's general news,
-scored against our own labels (bench/feed_stories.json: which items report one event; pairs we
-could not call either way are not scored).
+week of talks, and a hostage freed one day and home the next, several outlets a day; what dev
+has little of (different events of one process, a day apart). And the real feeds of
+../shared/feeds/real, a day of each outlet's general news, scored against our own labels
+(bench/feed_stories.json: which items report one event; pairs we could not call either way
+are not scored).
 Speed: a throwaway redis-server; `--window-entries` synthetic entries (real headlines recombined,
 published within the window) are assigned first, then `--measure` more are timed, by one process
 and then by `--workers` processes at once (each with its own connection, as Celery workers);

@@ -6,6 +6,7 @@ wire copy); the labelled real items live in ../shared/eval and are measured by b
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from dataclasses import replace
@@ -173,6 +174,23 @@ def test_reports_that_date_their_news_differently_are_two_events() -> None:
     undated = [(k, replace(e, summary=e.summary.replace(" on Monday", "")
                            .replace(" on Tuesday", ""))) for k, e in items]
     assert stories.cluster(undated) == ["a", "a", "a", "a"]
+
+
+def test_day_by_day_sequences_keep_their_days_apart() -> None:
+    """tests/data/story_sequences.jsonl (ours): daily handovers, a week of talks, a release and
+    the homecoming. No two days' events share a story; most copies of a day find each other."""
+    rows = [json.loads(line) for line in
+            (ROOT / "tests" / "data" / "story_sequences.jsonl").read_text().splitlines()]
+    items = [(r["id"], entry(n, r["title"], r["summary"], datetime.fromisoformat(r["published"])))
+             for n, r in enumerate(rows)]
+    vocabulary = stories.Vocabulary(*make_classifier(load_config(CONFIG), False).vocabulary)
+    said = dict(zip([r["id"] for r in rows], stories.cluster(items, vocabulary=vocabulary),
+                    strict=True))
+    same = [(a["story"] == b["story"], said[a["id"]] == said[b["id"]])
+            for a, b in itertools.combinations(rows, 2)]
+    assert not any(joined and not true for true, joined in same)
+    found = sum(joined for true, joined in same if true)
+    assert found / sum(true for true, _ in same) >= 0.9
 
 
 def test_a_daily_roundup_is_a_story_a_day() -> None:
