@@ -212,18 +212,17 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, object] = {}
     semantic = semantic_installed()
-    tmp = tempfile.TemporaryDirectory()
-    feeds = Path(tmp.name) / "real_feeds.jsonl"
-    unsure: frozenset[frozenset[str]] = frozenset()
-    if args.feeds.is_dir():
-        unsure = feed_items(args.feeds, ROOT / "bench" / "feed_stories.json", feeds)
-    for name, data in (("quality", args.data), ("sequences", args.sequences),
-                       ("feeds", feeds)):
-        if data.exists():
-            figures[name] = quality(data, "no-semantic", args.errors, unsure)
-            if semantic:
-                figures[f"{name}_semantic"] = quality(data, "semantic", args.errors, unsure)
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory() as tmp:
+        feeds = Path(tmp) / "real_feeds.jsonl"
+        unsure: frozenset[frozenset[str]] = frozenset()
+        if args.feeds.is_dir():
+            unsure = feed_items(args.feeds, ROOT / "bench" / "feed_stories.json", feeds)
+        for name, data in (("quality", args.data), ("sequences", args.sequences),
+                           ("feeds", feeds)):
+            if data.exists():
+                figures[name] = quality(data, "no-semantic", args.errors, unsure)
+                if semantic:
+                    figures[f"{name}_semantic"] = quality(data, "semantic", args.errors, unsure)
     figures["speed"] = speed(args.window_entries, args.measure, args.workers)
     if args.json:
         print(json.dumps(figures))

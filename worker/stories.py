@@ -115,9 +115,9 @@ def _counted(words: list[str]) -> frozenset[str]:
             day = _day_of_month(after) or (_day_of_month(words[i - 1]) if i else None)
             if day:
                 out.add(f"{_MONTHS[word]}#{day}")
-        elif nth is not None and after and after not in _STOP and not after.isdigit():
-            if after not in _MONTHS:          # "21st March": the month's, above
-                out.add(f"{stem(after)}#{nth}")
+        elif (nth is not None and after and after not in _STOP and not after.isdigit()
+              and after not in _MONTHS):      # "21st March": the month's, as "March 21"
+            out.add(f"{stem(after)}#{nth}")
         elif word in _SERIES:
             n = _NUMBERS.get(after, after)
             if n.isdigit() and (len(n) < 4 or n[0] == _GROUPED_MARK):   # "day 2024": a year
@@ -168,8 +168,9 @@ def _counted_text(text: str, words: list[str]) -> frozenset[str]:
 
 
 def numbered_apart(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Whether two reports number one thing differently: the third group against the second
-    (a report of both rounds numbers it as either does, so it is no conflict)."""
+    """Whether two reports number or date one thing differently: the third group against the
+    second, Monday against Tuesday (a report of both rounds or days numbers it as either does,
+    so it is no conflict)."""
     if not a or not b:
         return False
     mine = _by_noun(a)
