@@ -109,7 +109,7 @@ def test_words_every_story_uses_weigh_little() -> None:
 
 
 def test_words_the_topics_look_for_do_not_make_one_event() -> None:
-    vocabulary = stories.Vocabulary(*make_classifier(load_config(CONFIG), False).vocabulary)
+    vocabulary = shipped_vocabulary()
     assert "hostag" in vocabulary.topical("Hostages freed") and \
         "mali" not in vocabulary.topical("Hostages freed in Mali")
     mali = ("a", entry(1, "Mali: kidnapped aid workers freed",
@@ -165,10 +165,19 @@ HOMECOMING = [   # a hostage freed one day, home the next: the second day's news
 ]
 
 
+def homecoming(start: datetime = T0, first: int = 0) -> list[tuple[str, Entry]]:
+    """HOMECOMING as four outlets' entries "a".."d": two on the day, two a day later."""
+    return [(k, entry(first + n, *report, start + timedelta(hours=h)))
+            for n, (k, report, h) in enumerate(zip("abcd", HOMECOMING, (0, 3, 24, 26),
+                                                   strict=True))]
+
+
+def shipped_vocabulary() -> stories.Vocabulary:
+    return stories.Vocabulary(*make_classifier(load_config(CONFIG), False).vocabulary)
+
+
 def test_reports_that_date_their_news_differently_are_two_events() -> None:
-    hours = (0, 3, 24, 26)
-    items = [(k, entry(n, *report, T0 + timedelta(hours=h)))
-             for n, (k, report, h) in enumerate(zip("abcd", HOMECOMING, hours, strict=True))]
+    items = homecoming()
     assert stories.cluster(items) == ["a", "a", "c", "c"]
     # Without their weekdays the words make it one story: release and homecoming alike.
     undated = [(k, replace(e, summary=e.summary.replace(" on Monday", "")
@@ -183,7 +192,7 @@ def test_day_by_day_sequences_keep_their_days_apart() -> None:
             (ROOT / "tests" / "data" / "story_sequences.jsonl").read_text().splitlines()]
     items = [(r["id"], entry(n, r["title"], r["summary"], datetime.fromisoformat(r["published"])))
              for n, r in enumerate(rows)]
-    vocabulary = stories.Vocabulary(*make_classifier(load_config(CONFIG), False).vocabulary)
+    vocabulary = shipped_vocabulary()
     said = dict(zip([r["id"] for r in rows], stories.cluster(items, vocabulary=vocabulary),
                     strict=True))
     same = [(a["story"] == b["story"], said[a["id"]] == said[b["id"]])
@@ -283,17 +292,16 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
               for n, (t, s) in enumerate(TRUCE)]                # the same event told again later
     items += [(f"r{n}", entry(40 + n, t, s, T0 + timedelta(days=n, hours=1)))
               for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
-    items += [(f"h{n}", entry(50 + n, t, s, T0 + timedelta(days=2, hours=h)))
-              for n, ((t, s), h) in enumerate(zip(HOMECOMING, (0, 3, 24, 26), strict=True))]
+    items += [(f"h{k}", e) for k, e in homecoming(T0 + timedelta(days=2), first=50)]
     rt = runtime(store)
     live = [pipeline.assign_story(rt, store.entry_key(e), e) for _, e in items]
     offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
     assert partition(live) == partition(offline)
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
     assert live[0] not in live[5:]          # four days on: outside the window, a new story
-    rounds, homecoming = live[-6:-4], live[-4:]
+    rounds, home = live[-6:-4], live[-4:]
     assert rounds[0] != rounds[1]
-    assert homecoming[0] == homecoming[1] != homecoming[2] == homecoming[3]   # dated apart
+    assert home[0] == home[1] != home[2] == home[3]   # dated apart
     copies = store.story_entries(live[0])
     assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
 
@@ -387,10 +395,7 @@ def test_the_model_does_not_join_what_is_numbered_apart() -> None:
     assert stories._semantic(a, b) > 0.85
     assert stories.cluster(items, embed=embed) == ["0", "1"]
     # Nor a release and the homecoming a day later, dated apart ("on Monday", "on Tuesday").
-    home = [(k, entry(n, *report, T0 + timedelta(hours=h)))
-            for n, (k, report, h) in enumerate(zip("abcd", HOMECOMING, (0, 3, 24, 26),
-                                                   strict=True))]
-    assert stories.cluster(home, embed=embed) == ["a", "a", "c", "c"]
+    assert stories.cluster(homecoming(), embed=embed) == ["a", "a", "c", "c"]
 
 
 TALKS = [   # one process, a report a day: the model reads the days alike (cosine 0.7-0.8)
