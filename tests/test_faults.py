@@ -62,6 +62,7 @@ def webhook_config(tmp_path: Path, server: FeedServer, receiver: WebhookReceiver
         settings:
           retry_base_delay: 0.05
           fetch_timeout: 2
+          delivery_timeout: 4
 {settings}
         """)
 

@@ -62,10 +62,40 @@ def test_schedule_sync_drops_removed_feeds(store: Store) -> None:
 
 
 def test_delivery_claim_is_exclusive(store: Store) -> None:
-    assert store.claim_delivery("a1")
+    token = store.claim_delivery("a1")
+    assert token and not store.claim_delivery("a1")
+    store.release_delivery("a1", "not-the-token")      # only its holder releases a claim
     assert not store.claim_delivery("a1")
-    store.release_delivery("a1")
+    store.release_delivery("a1", token)
     assert store.claim_delivery("a1")
+
+
+def test_a_claim_lapses_unless_its_holder_extends_it(store: Store) -> None:
+    token = store.claim_delivery("a2", ttl=0.3)
+    assert token and not store.extend_delivery("a2", "another", 0.3)
+    time.sleep(0.45)
+    mine = store.claim_delivery("a2", ttl=0.3)          # lapsed: a worker died holding it
+    assert mine and not store.extend_delivery("a2", token, 5)   # the dead one's is gone
+    assert store.extend_delivery("a2", mine, 5)
+    time.sleep(0.45)
+    assert not store.claim_delivery("a2")               # extended: still held
+
+
+def test_a_claim_is_kept_while_its_attempt_lives(store: Store) -> None:
+    """An attempt the deadline cannot cut (a DNS lookup that hangs) outlives the claim's own
+    life: the claim is extended meanwhile, so no other worker sends the alert at once."""
+    from worker.pipeline import _claim_kept
+
+    token = store.claim_delivery("a3", ttl=0.6)
+    assert token
+    taken_meanwhile = []
+    with _claim_kept(store, "a3", token, 0.6):
+        for _ in range(6):                              # 1.8 s: three lives of the claim
+            time.sleep(0.3)
+            taken_meanwhile.append(store.claim_delivery("a3", ttl=0.6))
+    assert taken_meanwhile == [None] * 6
+    time.sleep(0.7)
+    assert store.claim_delivery("a3")                   # no longer extended once it ended
 
 
 def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +116,7 @@ def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> N
     a_done, b_waiting = threading.Event(), threading.Event()
     real_claim = rt.store.claim_delivery
 
-    def claim(alert_id: str, ttl: int = 300) -> bool:
+    def claim(alert_id: str, ttl: float = 300) -> str | None:
         if threading.current_thread().name == "B":
             b_waiting.set()
             a_done.wait(10)                   # A delivers and releases meanwhile

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .classify.query import parse_query
 from .errors import ConfigError, QueryError
+from .netguard import url_problem
 from .opml import OpmlError, read_opml
 
 DEFAULT_CONFIG = Path("config/newswatch.yaml")
@@ -197,7 +198,9 @@ class Settings(_Model):
     min_interval: int = Field(default=60, ge=10)         # adaptive intervals stay within
     max_interval: int = Field(default=21_600, ge=10)
     fetch_timeout: float = Field(default=20.0, gt=0)           # each connect / read
-    max_fetch_seconds: float = Field(default=60.0, gt=0)       # a whole body
+    max_fetch_seconds: float = Field(default=60.0, gt=0)       # a whole fetch, redirects too
+    max_parse_seconds: float = Field(default=20.0, gt=0)       # parsing one body
+    delivery_timeout: float = Field(default=30.0, gt=0)        # one delivery attempt, in all
     max_feed_bytes: int = Field(default=10_000_000, gt=0)
     max_entries: int = Field(default=1000, gt=0)       # read per feed and poll (newest first)
     user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch)"
@@ -366,8 +369,6 @@ def _build(file: Path, text: str) -> Config:
             problems.append(f"{prefix}: {_dotted(loc)}: {msg}")
         raise ConfigError(problems) from None
     problems += _cross_check(model, where)
-    if problems:
-        raise ConfigError(problems)
     feeds = _resolve_feeds(model, file, where, problems)
     if problems:
         raise ConfigError(problems)
@@ -454,6 +455,13 @@ def _cross_check(model: ConfigModel, where: Any) -> list[str]:
                 problems.append(f"{where(('subscribers', i, 'topics', j))}: "
                                 f"subscribers[{i}].topics[{j}]: unknown topic {topic!r} "
                                 f"(known: {known})")
+        if not model.settings.allow_private_networks:
+            for channel in ("webhook", "apprise"):
+                target = getattr(sub, channel)
+                if target and (problem := url_problem(target)):
+                    problems.append(f"{where(('subscribers', i, channel))}: "
+                                    f"subscribers[{i}].{channel}: {problem}: every delivery "
+                                    "would be refused")
         if sub.email and not model.settings.smtp_url:
             problems.append(f"{where(('subscribers', i, 'email'))}: subscribers[{i}].email: "
                             "email subscribers need settings.smtp_url")
@@ -483,6 +491,12 @@ def _resolve_feeds(model: ConfigModel, file: Path, where: Any,
             pairs = [(fc.url, fc.name, fc.id, fc.categories)]
         for url, name, explicit_id, categories in pairs:
             resolved = _resolve_url(url, base)
+            if not model.settings.allow_private_networks and \
+                    urlsplit(resolved).scheme in ("http", "https") and \
+                    (problem := url_problem(resolved)):
+                problems.append(f"{where(('feeds', i))}: feeds[{i}]: {problem}: it would "
+                                "never be polled")
+                continue
             feed_id = explicit_id or "f" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
             if feed_id in ids:
                 problems.append(f"{where(('feeds', i))}: feeds[{i}]: same feed as feeds"

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +20,7 @@ from . import digest, schedule, stories, websub
 from .config import Feed, SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
+from .deliver.attempt import attempt
 from .deliver.email import send_email
 from .deliver.outbox import write_outbox
 from .deliver.retry import backoff
@@ -110,7 +114,8 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
         plan = todo[i]
         return _Body(digest, hint, await rt.parser.take_in(
             (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
-            max_entries=max_entries, pool=pool), hub)
+            max_entries=max_entries, pool=pool,
+            max_seconds=rt.config.settings.max_parse_seconds), hub)
 
     fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
                                     take_in_if_changed, keep_bodies=False)
@@ -416,21 +421,58 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     if record is None or record.status not in ("pending", "retrying"):
         return DeliveryOutcome(alert_id, "skipped")
     s = rt.config.settings
-    # The claim outlives a hung attempt (timeouts bound it), so two workers never send at once.
-    if not rt.store.claim_delivery(alert_id, ttl=int(3 * s.fetch_timeout) + 5):
+    # One worker at a time: the claim lapses only if its holder dies (it is extended while
+    # the attempt lives, and the attempt has a hard deadline shorter than the claim).
+    ttl = s.delivery_timeout + CLAIM_MARGIN
+    token = rt.store.claim_delivery(alert_id, ttl=ttl)
+    if token is None:
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
+    with _claim_kept(rt.store, alert_id, token, ttl):
+        return _deliver_claimed(rt, alert_id, token)
+
+
+CLAIM_MARGIN = 5.0        # seconds a delivery claim outlives its attempt's deadline
+
+
+@contextmanager
+def _claim_kept(store: Store, alert_id: str, token: str, ttl: float) -> Iterator[None]:
+    """Extend the claim every third of its life while the block runs (a DNS lookup that
+    hangs cannot be cut by the deadline), so no other worker sends the alert meanwhile."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(ttl / 3):
+            try:
+                if not store.extend_delivery(alert_id, token, ttl):
+                    return
+            except Exception as exc:           # Redis away: the claim may lapse; say so
+                log.warning("alert %s: could not extend the delivery claim: %s", alert_id,
+                            exc)
+                return
+
+    thread = threading.Thread(target=beat, name=f"claim-{alert_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _deliver_claimed(rt: Runtime, alert_id: str, token: str) -> DeliveryOutcome:
+    s = rt.config.settings
     # Read the state again under the claim: another task may have delivered it between our
     # first look and the claim (it releases the claim only after recording the delivery).
     record = rt.store.record_state(alert_id)
     if record is None or record.status not in ("pending", "retrying"):
-        rt.store.release_delivery(alert_id)
+        rt.store.release_delivery(alert_id, token)
         return DeliveryOutcome(alert_id, "skipped")
     try:
         sub = rt.config.subscriber(record.subscriber_id)
     except KeyError:
         rt.store.mark_failed(alert_id, "subscriber no longer configured", retry_at=None,
                              channel="none")
-        rt.store.release_delivery(alert_id)
+        rt.store.release_delivery(alert_id, token)
         return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
     try:
         _send(rt, sub, alert_id, record.kind)
@@ -455,7 +497,7 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
             return DeliveryOutcome(alert_id, "dead", error=error)
         return DeliveryOutcome(alert_id, "retrying", delay, error)
     finally:
-        rt.store.release_delivery(alert_id)
+        rt.store.release_delivery(alert_id, token)
     log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel,
              extra=alert_fields(alert_id, sub.id, sub.channel, kind=record.kind,
                                 outcome="delivered"))
@@ -463,24 +505,30 @@ def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
 
 
 def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None:
+    """One attempt through the subscriber's channel, within `delivery_timeout` in all. The
+    targets of webhooks and chat URLs are untrusted: their connections pass the SSRF guard."""
     s = rt.config.settings
     body = _body(rt, record_id, kind)
     to = sub.email or f"{sub.id}@localhost"
     make = {"digest": render.digest_email, "notice": render.notice_email}.get(
         kind, render.email_message)
+    guarded = bool(sub.webhook or sub.apprise) and not s.allow_private_networks
+    send: Callable[[], object]
     if sub.webhook:
         assert sub.secret is not None
-        send_webhook(rt.http, sub.webhook, sub.secret, body)
+        send = partial(send_webhook, rt.http, sub.webhook, sub.secret, body)
     elif sub.email:
         assert s.smtp_url is not None
-        send_email(s.smtp_url, make(body, to=to, from_address=s.from_address,
-                                    unsubscribe_url=s.unsubscribe_url))
+        send = partial(send_email, s.smtp_url, make(body, to=to, from_address=s.from_address,
+                                                    unsubscribe_url=s.unsubscribe_url),
+                       timeout=s.fetch_timeout)
     elif sub.apprise:
-        send_apprise(sub.apprise, body, timeout=s.fetch_timeout,
-                     allow_private_networks=s.allow_private_networks)
-    elif sub.outbox:
-        write_outbox(rt.config.resolve_path(sub.outbox), body,
-                     make(body, to=to, from_address=s.from_address))
+        send = partial(send_apprise, sub.apprise, body, timeout=s.fetch_timeout,
+                       deadline=s.delivery_timeout)
+    else:
+        send = partial(write_outbox, rt.config.resolve_path(sub.outbox or ""), body,
+                       make(body, to=to, from_address=s.from_address))
+    attempt(send, target=sub.target, guarded=guarded, seconds=s.delivery_timeout)
 
 
 def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:

@@ -41,8 +41,7 @@ class Runtime:
             ("recent_max", s.backtest_max_entries), ("recent_days", s.backtest_days)))
         store = spec.connect()
         return cls(config, store, make_classifier(config),
-                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout,
-                               allow_private=s.allow_private_networks),
+                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout),
                    Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes))
 
     def close(self) -> None:

@@ -24,7 +24,8 @@ Keys (P = settings.key_prefix):
   P:retry                  zset   alert id -> when to try again (re-enqueued by `maintain`)
   P:alerts                 zset   alert ids by creation time
   P:dead                   zset   dead-lettered alert ids by time
-  P:claim:{alert}          string a worker is delivering this alert (short TTL)
+  P:claim:{alert}          string a worker is delivering this alert: its token (short TTL,
+                                  extended while the attempt lives)
   P:digest:{sub}:{period}  set    alerts held for a subscriber's digest of that period
   P:digests                zset   digest bucket key -> period end, for `maintain` to close
   P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
@@ -37,6 +38,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -130,6 +132,16 @@ _CLAIM_RETRIES = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
 return due
+"""
+
+# A delivery claim is extended or released only by its holder (its token).
+_EXTEND_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # Claim due feeds: each due feed's next time moves to now + lease, so no other scheduler takes it.
@@ -250,6 +262,8 @@ class Store:
         self._create_alert = client.register_script(_CREATE_ALERT)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._claim_retries = client.register_script(_CLAIM_RETRIES)
+        self._extend_claim = client.register_script(_EXTEND_CLAIM)
+        self._release_claim = client.register_script(_RELEASE_CLAIM)
         self._batched = False
         self._counts: dict[str, int] = {}
 
@@ -587,11 +601,21 @@ class Store:
         pipe.ltrim(key, 0, 49)
         pipe.expire(key, self.seen_ttl)
 
-    def claim_delivery(self, alert_id: str, ttl: int = 300) -> bool:
-        return bool(self.r.set(self.k("claim", alert_id), "1", nx=True, ex=ttl))
+    def claim_delivery(self, alert_id: str, ttl: float = 300) -> str | None:
+        """Take the right to deliver this alert now: a token while no other worker holds it
+        (the claim lapses after `ttl` seconds unless extended), else None."""
+        token = secrets.token_hex(8)
+        taken = self.r.set(self.k("claim", alert_id), token, nx=True, px=int(ttl * 1000))
+        return token if taken else None
 
-    def release_delivery(self, alert_id: str) -> None:
-        self.r.delete(self.k("claim", alert_id))
+    def extend_delivery(self, alert_id: str, token: str, ttl: float) -> bool:
+        """Keep a claim alive while its attempt is; False if it is no longer ours."""
+        return bool(self._extend_claim(keys=[self.k("claim", alert_id)],
+                                       args=[token, int(ttl * 1000)]))
+
+    def release_delivery(self, alert_id: str, token: str) -> None:
+        """Give the claim up, if it is still ours (a lapsed claim may be another's now)."""
+        self._release_claim(keys=[self.k("claim", alert_id)], args=[token])
 
     def mark_delivered(self, alert_id: str, channel: str) -> None:
         pipe = self.r.pipeline()

@@ -36,8 +36,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from . import netguard
 from .logs import feed_fields
-from .parsepool import take_in_body
 from .runtime import Runtime
 
 if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
@@ -118,10 +118,15 @@ def subscribe(rt: Runtime, feed_id: str, hub: Hub) -> bool:
     form = {"hub.mode": "subscribe", "hub.topic": hub.topic,
             "hub.callback": callback_url(s.websub_callback, feed_id),
             "hub.lease_seconds": str(s.websub_lease_seconds), "hub.secret": secret}
+    guarded = not s.allow_private_networks      # the hub's URL comes from a feed: untrusted
+    if guarded and (problem := netguard.url_problem(hub.hub)):
+        return _failed(rt, feed_id, hub, problem)
     try:
-        response = rt.http.post(hub.hub, data=form)
-    except httpx.HTTPError as exc:
-        return _failed(rt, feed_id, hub, f"{type(exc).__name__}: {exc}")
+        with netguard.outbound(guard=guarded, seconds=s.delivery_timeout) as scope:
+            response = rt.http.post(hub.hub, data=form)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = scope.refused[-1] if scope.refused else f"{type(exc).__name__}: {exc}"
+        return _failed(rt, feed_id, hub, reason)
     if not 200 <= response.status_code < 300:
         return _failed(rt, feed_id, hub, f"HTTP {response.status_code}")
     log.info("feed %s: subscription asked of hub %s", feed_id, hub.hub,
@@ -131,7 +136,7 @@ def subscribe(rt: Runtime, feed_id: str, hub: Hub) -> bool:
 
 def _failed(rt: Runtime, feed_id: str, hub: Hub, reason: str) -> bool:
     rt.store.update_feed(feed_id, ws_state="failed", ws_error=reason)
-    log.warning("feed %s: hub %s refused the subscription: %s (polling goes on)", feed_id,
+    log.warning("feed %s: subscription to hub %s failed: %s (polling goes on)", feed_id,
                 hub.hub, reason, extra=feed_fields(feed_id, hub.topic, outcome="websub_failed",
                                                    hub=hub.hub))
     return False
@@ -198,8 +203,8 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
         feed_id = request.match_info["feed_id"]
         if feed_id not in known_feeds:             # removed from the config: hub, stop
             return web.Response(status=410, text="no such feed")
-        body = await request.read()
-        new = await asyncio.to_thread(_take_in_push, rt, feed_id, body, request.headers)
+        body = await request.read()            # at most client_max_size (1 MB)
+        new = await _take_in_push(rt, feed_id, body, request.headers)
         if new:
             await asyncio.to_thread(on_entries, new)
         return web.Response(status=202, text="")
@@ -209,21 +214,24 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     return app
 
 
-def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
-                  headers: Mapping[str, str]) -> list[str]:
-    """A pushed body's new entries, stored; nothing for an unknown feed or a bad signature."""
+async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
+                        headers: Mapping[str, str]) -> list[str]:
+    """A pushed body's new entries, stored; nothing for an unknown feed or a bad signature.
+    Parsed like a polled body (a large one in a parser process, within max_parse_seconds)."""
     try:
         feed = rt.config.feed(feed_id)
     except KeyError:
         return []
-    h = rt.store.feed_fields([feed_id], ("ws_secret", "ws_topic", "ws_state")).get(feed_id, {})
+    h = (await asyncio.to_thread(rt.store.feed_fields, [feed_id],
+                                 ("ws_secret", "ws_topic", "ws_state"))).get(feed_id, {})
     if not verify_signature(h.get("ws_secret", ""), headers.get("X-Hub-Signature"), body):
         rt.store.count("push:rejected")
         log.warning("feed %s: pushed content without a valid signature, dropped", feed.name,
                     extra=feed_fields(feed_id, feed.url, outcome="push_rejected"))
         return []
-    taken = take_in_body((body, h.get("ws_topic") or feed.url, feed_id, feed.name,
-                          dict(headers)), rt.config.settings.max_entries, rt.store)
+    taken = await rt.parser.take_in((body, h.get("ws_topic") or feed.url, feed_id, feed.name,
+                                     dict(headers)), max_entries=rt.config.settings.max_entries,
+                                    pool=False, max_seconds=rt.config.settings.max_parse_seconds)
     if isinstance(taken, Exception):
         log.warning("feed %s: pushed content: %s", feed.name, taken,
                     extra=feed_fields(feed_id, feed.url, outcome="push_error"))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import DeliveryError
-from ..netguard import host_problem
+from .attempt import redact
 from .chat import chat_message
 from .retry import RETRYABLE_STATUS
 
@@ -38,30 +37,23 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-# Apprise's generic HTTP schemes reach any host: the SSRF guard applies to them as to webhooks.
-_HTTP_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
-
-
-def send_apprise(url: str, body: dict[str, Any], *, timeout: float,
-                 allow_private_networks: bool = False) -> None:
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() in _HTTP_SCHEMES and not allow_private_networks:
-        parts = urlsplit(f"http://{rest}")
-        problem = host_problem(parts.hostname or "", parts.port or 80)
-        if problem:
-            raise DeliveryError(_where(url), problem, retryable=False)
+def send_apprise(url: str, body: dict[str, Any], *, timeout: float, deadline: float) -> None:
+    """Notify through Apprise: `timeout` per network step, `deadline` for the whole call. The
+    caller's netguard scope checks every connection Apprise opens, for any scheme and every
+    redirect (its worker threads carry the caller's context)."""
     apprise = load()
     if apprise is None:
-        raise DeliveryError(_where(url), url_problem(url) or "apprise missing",
+        raise DeliveryError(redact(url), url_problem(url) or "apprise missing",
                             retryable=False)
     notifier = apprise.Apprise()
     if not notifier.add(url):
-        raise DeliveryError(_where(url), "not a notification URL that Apprise knows",
+        raise DeliveryError(redact(url), "not a notification URL that Apprise knows",
                             retryable=False)
     for service in notifier:
         service.socket_connect_timeout = service.socket_read_timeout = timeout
     title, text = chat_message(body)
-    result = notifier.notify(body=text, title=title, body_format=apprise.NotifyFormat.MARKDOWN)
+    result = notifier.notify(body=text, title=title, body_format=apprise.NotifyFormat.MARKDOWN,
+                             timeout=deadline)
     if result:
         return
     messages = [entry.message for entry in result.logs()] if hasattr(result, "logs") else []
@@ -69,11 +61,6 @@ def send_apprise(url: str, body: dict[str, Any], *, timeout: float,
     status = codes[-1] if codes else None
     reason = messages[-1] if messages else "Apprise reported a failure"
     retryable = status is None or status in RETRYABLE_STATUS
-    raise DeliveryError(_where(url), reason, retryable=retryable)
+    raise DeliveryError(redact(url), reason, retryable=retryable)
 
 
-def _where(url: str) -> str:
-    """The URL without anything that may be a secret (tokens live in the path and user)."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}://{host}/…"

@@ -10,20 +10,19 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from ..errors import DeliveryError
-from ..netguard import BlockedAddress, GuardedTransport
 from ..retry_after import retry_after_seconds
 from .retry import RETRYABLE_STATUS
 
 
-def make_client(*, user_agent: str, timeout: float,
-                allow_private: bool = False) -> httpx.Client:
-    """The HTTP client for webhooks; unless `allow_private`, it only connects to public
-    addresses (netguard), checked on every connection and redirect."""
+def make_client(*, user_agent: str, timeout: float) -> httpx.Client:
+    """The HTTP client for webhooks and WebSub hubs. Callers send inside a netguard scope,
+    which checks every connection (redirects too) and cuts an attempt at its deadline: no
+    connection is kept alive between attempts, so each one's sockets are its own."""
     return httpx.Client(
         headers={"User-Agent": user_agent},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True, max_redirects=5,   # each hop checked by the guard
-        transport=None if allow_private else GuardedTransport(),
+        limits=httpx.Limits(max_keepalive_connections=0),
         trust_env=False,            # no proxy from the environment may bypass the guard
     )
 
@@ -48,10 +47,7 @@ def send_webhook(client: httpx.Client, url: str, secret: str, body: dict[str, An
     except httpx.InvalidURL as exc:
         raise DeliveryError(url, f"invalid URL: {exc}", retryable=False) from None
     except httpx.ConnectError as exc:
-        # httpx chains httpcore's error: the guard's verdict will not change on a retry.
-        blocked = isinstance(exc.__cause__, BlockedAddress)
-        raise DeliveryError(url, str(exc) if blocked else f"ConnectError: {exc}",
-                            retryable=not blocked) from None
+        raise DeliveryError(url, f"ConnectError: {exc}", retryable=True) from None
     except httpx.HTTPError as exc:
         raise DeliveryError(url, f"{type(exc).__name__}: {exc}", retryable=True) from None
     status = response.status_code
