@@ -15,6 +15,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -27,7 +28,9 @@ from .models import Entry, parse_iso
 MAX_TITLE = 500
 MAX_SUMMARY = 2000
 MAX_ENTRIES = 1000
+_ITEM_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s/>]", re.IGNORECASE)
 _ITEM_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
+_DOCUMENT_END = re.compile(rb"</(?:[\w.-]+:)?(?:channel|feed|rdf)\b", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _TRACKING = re.compile(
     r"^(utm_\w+|fbclid|gclid|dclid|gclsrc|msclkid|mc_cid|mc_eid|ocid|cmpid|cmp|"
@@ -46,7 +49,9 @@ def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
                headers: Mapping[str, str] | None = None,
                max_entries: int = MAX_ENTRIES) -> list[Entry]:
     """Parse a feed body; raise ParseError naming `url` when it yields no entries and is no feed.
-    Only the first `max_entries` entries are read (feeds list the newest first)."""
+    Only the first `max_entries` entries are read (feeds list the newest first): the document
+    is cut before the parser sees more items than that, and whatever the parser still yields
+    (unclosed items nest, a cut can land anywhere) is cut again."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if _looks_like_json(body, headers.get("content-type", "")):
         entries = _parse_json_feed(body, url=url, feed_id=feed_id, feed_name=feed_name)
@@ -54,7 +59,8 @@ def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     body = _first_items(body, max_entries)
     parsed = _feedparser(body, headers, url)
     source = feed_name or _clean_text(parsed.feed.get("title", "")) or url
-    entries = list(_dedup(_from_feedparser(e, url, feed_id, source) for e in parsed.entries))
+    entries = list(islice(_dedup(_from_feedparser(e, url, feed_id, source)
+                                 for e in parsed.entries), max_entries))
     if not entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no feed found"
         raise ParseError(url, f"not a readable feed: {reason}")
@@ -83,22 +89,19 @@ def _feedparser(body: bytes, headers: dict[str, str], url: str) -> Any:
 
 
 def _first_items(body: bytes, limit: int) -> bytes:
-    """The document with only its first `limit` items, still well-formed: cut after the
-    limit-th item end and keep the original closing tags. feedparser's time grows faster than
+    """The document up to its `limit`-th item, and its closing tags: cut where item
+    `limit + 1` opens (closed or not, `<item/>` too). feedparser's time grows faster than
     linearly with the number of items (minutes for 100,000), so a hostile feed must not reach
     it whole."""
-    ends = _ITEM_END.finditer(body)
-    cut = None
-    for n, match in enumerate(ends, 1):
-        if n == limit:
-            cut = match.end()
-        elif n > limit:
-            break
-    else:
+    starts = _ITEM_START.finditer(body)
+    cut = next(islice(starts, limit, None), None)
+    if cut is None:
         return body
-    assert cut is not None
-    last = deque(_ITEM_END.finditer(body, cut), maxlen=1)     # the document's last item end
-    return body[:cut] + body[last[0].end():] if last else body[:cut]
+    last = deque(_ITEM_END.finditer(body, cut.start()), maxlen=1)   # the document's last
+    if last:                                                        # item end, if closed
+        return body[:cut.start()] + body[last[0].end():]
+    end = _DOCUMENT_END.search(body, max(cut.start(), len(body) - 4096))
+    return body[:cut.start()] + (body[end.start():] if end else b"")
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +30,9 @@ from .parse import parse_feed
 from .store import Store
 
 log = logging.getLogger(__name__)
-INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this process
+INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this process ...
+INLINE_MAX_BYTES = 128_000    # ... unless the body is larger: only a pool process can be cut
+                              # short when parsing outlasts max_parse_seconds
 
 Body = tuple[bytes, str, str, str, Mapping[str, str]]   # body, url, feed id, name, headers
 
@@ -63,24 +66,30 @@ class Parser:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def take_in_all(self, bodies: Sequence[Body], *, max_entries: int) -> list[Intake]:
+    def take_in_all(self, bodies: Sequence[Body], *, max_entries: int,
+                    max_seconds: float | None = None) -> list[Intake]:
         """`take_in` for many bodies, outside an event loop; in order."""
         async def all_() -> list[Intake]:
             pool = len(bodies) >= INLINE_BELOW
             return list(await asyncio.gather(*(
-                self.take_in(body, max_entries=max_entries, pool=pool) for body in bodies)))
+                self.take_in(body, max_entries=max_entries, pool=pool, max_seconds=max_seconds)
+                for body in bodies)))
 
         return asyncio.run(all_())
 
-    async def take_in(self, body: Body, *, max_entries: int, pool: bool = True) -> Intake:
-        """Parse one body and take in its new entries: in a pool process (`pool` and more
-        than one process configured), else in a thread, so the event loop goes on with its
-        requests meanwhile. Failures come back as values, naming the feed."""
+    async def take_in(self, body: Body, *, max_entries: int, pool: bool = True,
+                      max_seconds: float | None = None) -> Intake:
+        """Parse one body and take in its new entries: in a pool process (`pool`, or a body
+        over INLINE_MAX_BYTES, and more than one process configured), where parsing is cut
+        after `max_seconds`; else in a thread, so the event loop goes on with its requests
+        meanwhile. Failures come back as values, naming the feed."""
+        pool = pool or len(body[0]) > INLINE_MAX_BYTES
         if not pool or self.processes <= 1:
             return await asyncio.to_thread(take_in_body, body, max_entries, self.store)
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._get_pool(), take_in_body, body, max_entries, None)
+            future = loop.run_in_executor(self._get_pool(), take_in_body, body, max_entries, None,
+                                          max_seconds)
         except Exception as exc:           # no child processes here (e.g. a daemonic Celery
             log.warning("parser processes cannot start here (%s: %s): parsing in threads",
                         type(exc).__name__, exc)     # prefork child): threads from now on
@@ -124,6 +133,11 @@ class ParserCrash(RuntimeError):
     """The parser failed in a way we did not foresee; the message names the original error."""
 
 
+class ParseTimeout(BaseException):
+    """Raised in a pool process when parsing outlasts its time. A BaseException: feedparser
+    catches Exception to retry with its lenient parser, which would start the work again."""
+
+
 _store: Store | None = None          # a pool process's own connection
 
 
@@ -134,19 +148,35 @@ def _ready() -> bool:
 def _connect(spec: StoreSpec) -> None:
     global _store
     _store = spec.connect()
+    signal.signal(signal.SIGALRM, _out_of_time)      # tasks run in this process's main thread
 
 
-def take_in_body(body: Body, max_entries: int, store: Store | None) -> Intake:
+def _out_of_time(signum: int, frame: object) -> None:
+    raise ParseTimeout
+
+
+def take_in_body(body: Body, max_entries: int, store: Store | None,
+                 max_seconds: float | None = None) -> Intake:
     """Parse a body and store its new entries: in a pool process (store None: the
-    process's own connection), a thread of the parent, or for a WebSub push."""
+    process's own connection; parsing is cut after `max_seconds`), a thread of the parent,
+    or for a WebSub push."""
     data, url, feed_id, name, headers = body
+    timed = store is None and max_seconds is not None
     try:
+        if timed and max_seconds:   # and again every quarter second, should anything
+            signal.setitimer(signal.ITIMER_REAL, max_seconds, 0.25)   # swallow the first
         entries = parse_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
                              max_entries=max_entries)
+    except ParseTimeout:
+        return ParseError(url, f"parsing took longer than {max_seconds:g} s "
+                               "(max_parse_seconds)")
     except ParseError as exc:
         return exc
     except Exception as exc:               # recorded for this feed alone by the pipeline
         return ParserCrash(f"{type(exc).__name__}: {exc}")
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     store = store or _store
     assert store is not None
     return Taken(len(entries), store.add_new_entries(entries))
