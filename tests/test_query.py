@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,6 +88,14 @@ ERRORS = [
     ('""', 1, "empty phrase"),
     ("AND talks", 1, "expected a term"),
     ("talks OR OR truce", 10, "expected a term"),
+    ("hostage* NEAR/x freed", 10, "malformed operator 'NEAR/x'"),
+    ("hostage* near/5x freed", 10, "malformed operator 'near/5x'"),
+    ("hostage* NEAR/0 freed", 10, "the distance must be 1 to 500"),
+    ("hostage* NEAR/9999 freed", 10, "the distance must be 1 to 500"),
+    ("truce AND/2 talks", 7, "malformed operator"),
+    ("(" * 51 + "truce" + ")" * 51, 51, "nested more than 50 levels"),
+    ("NOT " * 60 + "truce", 201, "nested more than 50 levels"),
+    ("title:(" * 30 + "truce" + ")" * 30, 176, "nested more than 50 levels"),
 ]
 
 
@@ -178,3 +188,31 @@ def test_a_term_holds_exactly_when_it_has_hits(title: list[str], summary: list[s
     for query in ("ceasefire", "agreement", '"ceasefire"', "hostages", "title:ceasefire"):
         node = parse_query(query)
         assert node.holds(doc) == (node.match(doc) is not None), (query, title, summary)
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
+    """200 nested parentheses were a RecursionError in check, classify and explain."""
+    with pytest.raises(QueryError, match="nested more than 50 levels"):
+        parse_query("(" * 200 + "truce" + ")" * 200)
+    parse_query("(" * 50 + "truce" + ")" * 50)                   # the limit itself holds
+
+
+def test_near_costs_the_length_of_the_text_not_its_square() -> None:
+    """`aaa* NEAR/50 bbb*` on 10,000 words took 125 s: a merge of two sorted lists now. The
+    words it finds are those a pairwise check finds."""
+    import random
+
+    rng = random.Random(7)
+    words = [rng.choice(("aaa", "bbb", "ccc")) + str(i) for i in range(10_000)]
+    doc = Doc.of(" ".join(words))
+    query = parse_query("aaa* NEAR/50 bbb*")
+    start = time.perf_counter()
+    hits = query.match(doc)
+    assert time.perf_counter() - start < 1.0
+    small = Doc.of(" ".join(words[:600]))
+    got = query.match(small) or frozenset()
+    lefts = [i for i, w in enumerate(small.words) if w.startswith("aaa")]
+    rights = [i for i, w in enumerate(small.words) if w.startswith("bbb")]
+    expected = {a for a in lefts if any(abs(a - b) <= 50 for b in rights)} | \
+        {b for b in rights if any(abs(a - b) <= 50 for a in lefts)}
+    assert got == expected and hits

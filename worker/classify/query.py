@@ -25,7 +25,10 @@ _QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“"}
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
 _OPERATORS = {"AND", "OR", "NOT"}
 _NEAR = re.compile(r"^NEAR(?:/(\d+))?$", re.IGNORECASE)
+_OPERATOR_LIKE = re.compile(r"^(?:AND|OR|NOT|NEAR|W|PRE)/", re.IGNORECASE)
 DEFAULT_NEAR = 10
+MAX_NEAR = 500            # words; fields are FIELD_GAP apart, so NEAR never spans them
+MAX_DEPTH = 50            # nested parentheses, NOTs and fields: deeper is an error, not a crash
 
 
 class Node:
@@ -269,19 +272,32 @@ class Near(Node):
         right = self.right.match(doc, scope) if left else None
         if not left or not right:
             return None
-        pos = doc.position
-        far = self.distance
-        near_left = {a for a in left if any(abs(pos(a) - pos(b)) <= far for b in right)}
+        lefts, rights = sorted(left), sorted(right)
+        near_left = _within(lefts, rights, self.distance, doc)
         if not near_left:
             return None
-        near_right = {b for b in right if any(abs(pos(a) - pos(b)) <= far for a in near_left)}
-        return frozenset(near_left | near_right)
+        return frozenset(near_left + _within(rights, lefts, self.distance, doc))
 
     def leaves(self) -> list[Node]:
         return self.left.leaves() + self.right.leaves()
 
     def __str__(self) -> str:
         return f"({self.left} NEAR/{self.distance} {self.right})"
+
+
+def _within(these: list[int], those: list[int], far: int, doc: Doc) -> list[int]:
+    """The words of `these` with some word of `those` at most `far` positions away: one
+    merge of the two sorted lists (a doc's positions grow with its word indexes), so that
+    `aaa* NEAR/50 bbb*` costs the text's length, not its square."""
+    pos = doc.position
+    out, j, n = [], 0, len(those)
+    for a in these:
+        p = pos(a)
+        while j < n and pos(those[j]) < p - far:
+            j += 1
+        if j < n and pos(those[j]) <= p + far:
+            out.append(a)
+    return out
 
 
 @dataclass(frozen=True)
@@ -344,8 +360,14 @@ def _tokens(query: str) -> list[_Token]:
                 continue
             near = _NEAR.match(text)
             if near:
-                out.append(_Token("near", "NEAR", i + 1,
-                                  int(near.group(1)) if near.group(1) else DEFAULT_NEAR))
+                distance = int(near.group(1)) if near.group(1) else DEFAULT_NEAR
+                if not 0 < distance <= MAX_NEAR:
+                    raise QueryError(f"{text}: the distance must be 1 to {MAX_NEAR} words",
+                                     i + 1)
+                out.append(_Token("near", "NEAR", i + 1, distance))
+            elif _OPERATOR_LIKE.match(text):
+                raise QueryError(f"malformed operator {text!r}: expected NEAR/n (n a number "
+                                 "of words), AND, OR or NOT", i + 1)
             elif text.upper() in _OPERATORS:
                 out.append(_Token("op", text.upper(), i + 1))
             else:
@@ -359,6 +381,13 @@ class _Parser:
     def __init__(self, query: str) -> None:
         self.tokens = _tokens(query)
         self.pos = 0
+        self.depth = 0
+
+    def deeper(self, tok: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(f"nested more than {MAX_DEPTH} levels deep (parentheses, NOT and "
+                             "fields)", tok.column)
 
     def peek(self) -> _Token:
         return self.tokens[self.pos]
@@ -412,8 +441,11 @@ class _Parser:
 
     def unary(self) -> Node:
         if self.is_op("NOT"):
-            self.take()
-            return Not(self.unary())
+            tok = self.take()
+            self.deeper(tok)
+            node: Node = Not(self.unary())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Node:
@@ -421,13 +453,18 @@ class _Parser:
         if tok.kind == "field":
             if self.peek().kind in ("end", ")"):
                 raise QueryError(f"expected a term after {tok.text}:", self.peek().column)
-            return Field(tok.text, self.primary())
+            self.deeper(tok)
+            node: Node = Field(tok.text, self.primary())
+            self.depth -= 1
+            return node
         if tok.kind == "(":
+            self.deeper(tok)
             node = self.or_()
             close = self.take()
             if close.kind != ")":
                 raise QueryError(f"expected ) to close the ( at column {tok.column}",
                                  close.column)
+            self.depth -= 1
             return node
         if tok.kind == "phrase":
             words = tuple(words_of(tok.text))
