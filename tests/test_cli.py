@@ -54,6 +54,22 @@ def test_classify_reports_bad_lines_and_goes_on() -> None:
     assert "-:2:" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["classify", "stories"])
+def test_a_bad_line_costs_only_itself(command: str) -> None:
+    """A line that is not UTF-8, or longer than the cap, gets an error line; the lines
+    before and after it get their results, in order."""
+    good = b'{"id": "a", "title": "truce talks resume", "published": "2025-01-04"}\n'
+    huge = b'{"id": "h", "title": "' + b"x" * (2 << 20) + b'"}\n'
+    stdin = good + b'{"id": "b", "title": "\xff\xfe truce"}\n' + huge + \
+        good.replace(b'"a"', b'"c"')
+    out = subprocess.run([sys.executable, "-m", "worker.cli", command, "--config", CONFIG],
+                         input=stdin, capture_output=True, timeout=60, cwd=ROOT)
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert out.returncode == 1 and [r["id"] for r in rows] == ["a", None, None, "c"]
+    assert rows[1]["error"].startswith("-:2: line: not UTF-8")
+    assert rows[2]["error"] == "-:3: line: longer than 1,048,576 bytes, skipped"
+
+
 def test_classify_is_deterministic() -> None:
     eval_file = shared_dir("eval") / "dev.jsonl"
     first = run_cli(["classify", "--config", CONFIG, str(eval_file)], "")

@@ -160,11 +160,26 @@ class Item(BaseModel):
     source: str | None = None
 
 
+MAX_LINE = 1 << 20          # bytes: a longer input line is an error of its own, not read
+
+
 def _items(path: str) -> Iterator[tuple[int, Item | str]]:
-    """(line number, item or error message) for each non-blank line."""
-    stream: IO[str] = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    """(line number, item or error message) for each non-blank line. A line that is too
+    long, not UTF-8 or not a valid item is an error for that line alone."""
+    try:
+        stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise NewswatchError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with stream:
-        for n, line in enumerate(stream, 1):
+        for n, raw in enumerate(_lines(stream), 1):
+            if raw is None:
+                yield n, f"{path}:{n}: line: longer than {MAX_LINE:,} bytes, skipped"
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield n, f"{path}:{n}: line: not UTF-8 ({exc.reason} at byte {exc.start})"
+                continue
             if not line.strip():
                 continue
             try:
@@ -173,6 +188,17 @@ def _items(path: str) -> Iterator[tuple[int, Item | str]]:
                 first = exc.errors()[0]
                 where = ".".join(map(str, first["loc"])) or "line"
                 yield n, f"{path}:{n}: {where}: {first['msg']}"
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The stream's lines, or None for a line over MAX_LINE bytes (read past, never held)."""
+    while raw := stream.readline(MAX_LINE + 1):
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield raw
 
 
 def _item_text(item: Item) -> tuple[str, str]:
