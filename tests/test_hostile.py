@@ -75,7 +75,8 @@ def test_trickling_server_hits_the_total_time_limit() -> None:
     server, base = serve(Trickle)
     try:
         start = time.monotonic()
-        with pytest.raises(FetchError, match=r"body took longer than 1 s"):
+        with pytest.raises(FetchError, match=r"no complete answer within 1 s "
+                                             r"\(max_fetch_seconds\)"):
             get(base + "/slow", max_seconds=1.0)
         assert time.monotonic() - start < 3
     finally:
@@ -222,3 +223,145 @@ def test_feedparser_crash_in_the_xml_declaration_is_survived() -> None:
            b"</channel></rss>"
     entries = parse_feed(body, url="u", feed_id="f", feed_name="")
     assert [e.title for e in entries] == ["Truce talks"]
+
+
+def test_slow_status_line_and_headers_are_cut_and_hold_no_other_feed() -> None:
+    """A server sending its status line and headers a byte at a time (each read is quick, so
+    no per-read timeout fires) is cut at max_fetch_seconds; the batch's other feed is read."""
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/fast":
+                body = (SEEDS / "levant-wire.xml").read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n" * 20:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    from worker.fetch import fetch_many
+
+    server, base = serve(Drip)
+    try:
+        start = time.monotonic()
+        slow, fast = fetch_many([(base + "/slow", Validators()), (base + "/fast", Validators())],
+                                Limits(timeout=1.0, max_seconds=1.5, allow_private=True))
+        elapsed = time.monotonic() - start
+    finally:
+        server.shutdown()
+    assert isinstance(slow, FetchError)
+    assert slow.reason == "no complete answer within 1.5 s (max_fetch_seconds)"
+    assert isinstance(fast, FetchResult) and fast.status == 200
+    assert elapsed < 4
+
+
+def test_unclosed_items_cannot_bypass_max_entries() -> None:
+    """100,000 <item> never closed (so no closing tag to count): the parser's output is cut."""
+    items = "".join(f"<item><title>Item {i}</title><guid>g{i}</guid>" for i in range(100_000))
+    body = f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{items}" \
+           "</channel></rss>".encode()
+    tracemalloc.start()
+    entries = parse_feed(body, url="https://big.example/rss", feed_id="f", feed_name="",
+                         max_entries=500)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 0 < len(entries) <= 500 and peak < 100_000_000
+
+
+def test_a_million_empty_items_are_cut_before_parsing() -> None:
+    body = b"<rss version='2.0'><channel><title>t</title>" + b"<item/>" * 1_400_000 + \
+        b"<item><title>last</title></item></channel></rss>"
+    start = time.monotonic()
+    entries = parse_feed(body, url="u", feed_id="f", feed_name="")
+    assert entries == [] and time.monotonic() - start < 5
+
+
+def test_parsing_is_cut_at_max_parse_seconds_in_a_parser_process(store, redis_url: str  # type: ignore[no-untyped-def]
+                                                                 ) -> None:
+    """A body the pre-cuts cannot shorten (one item of 300,000 categories: ~7 s to parse)
+    is stopped in its parser process; the feed gets the error, the pool goes on."""
+    slow = b"<rss version='2.0'><channel><title>t</title><item><title>x</title>" + \
+        b"<category>c</category>" * 300_000 + b"</item></channel></rss>"
+    good = (SEEDS / "levant-wire.xml").read_bytes()
+    parser = parsepool.Parser(store, parsepool.StoreSpec(redis_url, store.p), processes=2)
+    try:
+        start = time.monotonic()
+        cut, fine = parser.take_in_all([(slow, "https://slow.example/rss", "f1", "Slow", {}),
+                                        (good, "https://good.example/rss", "f2", "Good", {})],
+                                       max_entries=1000, max_seconds=0.5)
+        elapsed = time.monotonic() - start
+        again = parser.take_in_all([(good, "https://good.example/rss", "f3", "Good", {})],
+                                   max_entries=1000, max_seconds=0.5)
+    finally:
+        parser.close()
+    assert isinstance(cut, ParseError) and cut.url == "https://slow.example/rss"
+    assert cut.reason == "parsing took longer than 0.5 s (max_parse_seconds)"
+    assert isinstance(fine, parsepool.Taken) and fine.entries == 5
+    assert isinstance(again[0], parsepool.Taken) and again[0].entries == 5
+    assert elapsed < 5
+
+
+def test_a_slow_webhook_receiver_is_cut_and_never_sent_twice_at_once(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    """The receiver answers after 3 s; delivery_timeout is 1 s and the claim would lapse
+    after 6 s without its heartbeat. The attempt is cut at 1 s and retried; meanwhile the
+    lost-work sweep never hands the alert out again, and no two attempts overlap."""
+    from tests.conftest import SECRET
+    from tests.servers import WebhookReceiver
+
+    receiver = WebhookReceiver(SECRET)
+    receiver.delay = 3.0
+    feed_server.files["/wire.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
+    rt = runtime_for(tmp_path, f"""\
+        feeds:
+          - url: {feed_server.url('/wire.xml')}
+        subscribers:
+          - id: ops
+            webhook: {receiver.url}
+            secret: {SECRET}
+            topics: [ceasefire-talks]
+        settings:
+          delivery_timeout: 1
+          fetch_timeout: 10
+          redeliver_after: 1
+          retry_base_delay: 0.05
+        """, redis_url)
+    try:
+        outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
+        alert_id = pipeline.process_entries(rt, list(outcome.new_entries))[0]
+        swept: list[tuple[float, tuple[str, ...]]] = []      # (when, alerts handed out)
+        stop = threading.Event()
+
+        def sweep() -> None:
+            while not stop.is_set():
+                alerts = pipeline.due_work(rt, now=time.time() + 5).alerts
+                swept.append((time.time(), alerts))
+                time.sleep(0.1)
+
+        sweeper = threading.Thread(target=sweep)
+        start = time.monotonic()
+        sweeper.start()
+        first = pipeline.deliver_alert(rt, alert_id)
+        took = time.monotonic() - start
+        stop.set()
+        sweeper.join()
+        assert first.status == "retrying" and took < 2.5
+        assert first.error and "no complete answer within 1 s (delivery_timeout)" in first.error
+        failed_at = rt.store.alert_history(alert_id)[0]["at"]      # the attempt's end
+        assert len(swept) >= 5
+        assert all(when >= failed_at for when, alerts in swept if alert_id in alerts)
+        receiver.delay = 0
+        assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
+    finally:
+        receiver.close()
+    starts = sorted(t for _, t, _ in receiver.attempts)
+    assert len(starts) == 2 and starts[1] - starts[0] >= 1.0     # one after the other
