@@ -134,11 +134,13 @@ async def _read(response: aiohttp.ClientResponse, url: str, limits: Limits) -> b
 
 
 class HostGate:
-    """Per host: at most `per_host` requests at once, starts at least `gap` seconds apart."""
+    """Per host: at most `per_host` requests at once, starts at least `gap` seconds apart
+    (each start counted from the one before it actually began, not from its plan)."""
 
     def __init__(self, per_host: int, gap: float) -> None:
         self.per_host, self.gap = per_host, gap
         self.slots: dict[str, asyncio.Semaphore] = {}
+        self.spacing: dict[str, asyncio.Lock] = {}
         self.next_start: dict[str, float] = {}
 
     def turn(self, host: str) -> _Turn:
@@ -154,9 +156,10 @@ class _Turn:
         await self.slot.acquire()
         if self.gate.gap:
             loop = asyncio.get_running_loop()
-            start = max(loop.time(), self.gate.next_start.get(self.host, 0.0))
-            self.gate.next_start[self.host] = start + self.gate.gap
-            await asyncio.sleep(start - loop.time())
+            async with self.gate.spacing.setdefault(self.host, asyncio.Lock()):
+                while (wait := self.gate.next_start.get(self.host, 0.0) - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                self.gate.next_start[self.host] = loop.time() + self.gate.gap
 
     async def __aexit__(self, *_: object) -> None:
         self.slot.release()

@@ -19,6 +19,16 @@ from .config import Config, load_config
 from .errors import ConfigError, NewswatchError
 from .progress import progress
 
+DESCRIPTION = """\
+newswatch: watch news feeds for the topics you describe, and alert each subscriber once per
+story (webhook, email, chat or files).
+
+Start with `newswatch check` (is the config valid?) and `newswatch run --once` (poll every
+feed once, deliver, print what happened); `newswatch run` keeps polling until Ctrl-C."""
+EPILOG = """\
+The config is --config PATH, else $NEWSWATCH_CONFIG, else config/newswatch.yaml.
+`newswatch COMMAND --help` describes one command. Documentation: README.md."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -35,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except NewswatchError as exc:
         print(f"newswatch: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        from .store import UNAVAILABLE
+
+        if not isinstance(exc, UNAVAILABLE):
+            raise
+        print(f"newswatch: lost Redis: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -44,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="newswatch", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="newswatch", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"newswatch {__version__}")
-    p.add_argument("--log-level", default="WARNING",
+    p.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", choices=logs.FORMATS, default=None,
                    help="text (default) or json: one object per line, with the feed or "
@@ -72,9 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     classify = command("classify", _classify, "JSONL items in, topic matches out")
     classify.add_argument("file", nargs="?", default="-")
     _semantic_flag(classify)
-    explain = command("explain", _explain, "why a text matches a topic or not, clause by clause")
+    explain = command("explain", _explain, "why a text matches a topic or not, clause by "
+                                           "clause (the same verdict as classify)")
     explain.add_argument("--topic", required=True)
-    explain.add_argument("text", nargs="+")
+    explain.add_argument("text", nargs="*", metavar="TEXT", help="the title")
+    explain.add_argument("--summary", default=None, help="the summary (or the item's text)")
+    explain.add_argument("--item", default=None, metavar="JSON",
+                         help="one classify input line: {\"id\", \"title\", \"summary\", "
+                              "\"content\", ...}")
     _semantic_flag(explain)
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
@@ -142,6 +166,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    empty = [f"{config.path}:1: {part}: none: {why}" for part, count, why in (
+        ("feeds", len(config.feeds), "there is nothing to poll"),
+        ("topics", len(config.topics), "nothing would ever match"),
+        ("subscribers", len(config.subscribers), "matches would reach nobody"))
+        if not count]
+    if empty:
+        raise ConfigError(empty)
     print(f"{config.path}: OK: {len(config.feeds)} feeds, {len(config.topics)} topics, "
           f"{len(config.subscribers)} subscribers")
     return 0
@@ -202,10 +233,10 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
 
 
 def _item_text(item: Item) -> tuple[str, str]:
-    from .parse import html_to_text
+    """What the worker reads of the same item polled from a feed (parse.item_text)."""
+    from .parse import item_text
 
-    summary = " ".join(html_to_text(x) for x in (item.summary, item.content) if x)
-    return html_to_text(item.title), summary
+    return item_text(item.title, item.summary, item.content)
 
 
 CLASSIFY_BATCH = 256
@@ -246,42 +277,26 @@ def _match_json(m: Any) -> dict[str, Any]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .classify import snippets
-    from .classify.explain import explain
-    from .classify.query import Doc, parse_query
+    from .classify.explain import explain_topic
+    from .runtime import make_classifier
 
     config = load_config(args.config)
-    topic = _topic(config, args.topic)
-    doc = Doc.of(" ".join(args.text))
-    query = parse_query(topic.query)
-    hits = query.match(doc)
-    print(f"topic {args.topic} ({topic.name}): query {topic.query}")
-    print("\n".join(explain(query, doc, 1)))
-    excluded = False
-    if topic.exclude:
-        print(f"exclude: {topic.exclude}")
-        exclude = parse_query(topic.exclude)
-        excluded = exclude.match(doc) is not None
-        print("\n".join(explain(exclude, doc, 1)))
-    semantic = None
-    if args.semantic or (args.semantic is None and config.settings.semantic):
-        from .runtime import make_classifier
-
-        found = {m.topic_id: m for m in make_classifier(config, True).classify(
-            " ".join(args.text))}
-        semantic = found.get(args.topic)
-        print(f"semantic: {semantic.semantic if semantic else 'below the threshold'} "
-              f"(threshold {topic.semantic.threshold:.2f})")
-    matched = hits is not None and not excluded
-    verdict = "MATCHES" if matched else ("excluded" if hits is not None else "no match")
-    if not matched and semantic is not None:
-        verdict = "MATCHES (semantic)"
-        matched = True
-    print(f"=> {verdict}")
-    if hits is not None and not excluded:
-        for s in snippets(doc, hits):
-            print(f"   {s}")
-    return 0 if matched else 1
+    _topic(config, args.topic)
+    if args.item is not None:
+        try:
+            title, summary = _item_text(Item.model_validate_json(args.item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise NewswatchError(f"--item: {'.'.join(map(str, first['loc'])) or 'line'}: "
+                                 f"{first['msg']}") from None
+    elif args.text or args.summary:
+        title, summary = _item_text(Item(id=0, title=" ".join(args.text), summary=args.summary))
+    else:
+        raise NewswatchError("explain needs a TEXT (the title), --summary or --item")
+    explanation = explain_topic(make_classifier(config, args.semantic), args.topic, title,
+                                summary)
+    print("\n".join(explanation.lines))
+    return 0 if explanation.matched else 1
 
 
 def _topic(config: Config, topic_id: str) -> Any:
@@ -425,17 +440,14 @@ def _dead_letters(args: argparse.Namespace) -> int:
         if args.action == "list":
             if not dead:
                 print("no dead letters")
-            for alert_id in dead:
-                record = rt.store.load_alert(alert_id)
-                if record is None:
+            for record_id in dead:
+                letter = rt.store.dead_letter(record_id)
+                if letter is None:
                     continue
-                history = rt.store.alert_history(alert_id)
-                when = time.strftime("%Y-%m-%d %H:%M:%S",
-                                     time.localtime(history[0]["at"])) if history else "?"
-                print(f"{alert_id}  {record.alert.subscriber_id}  attempts={record.attempts}  "
-                      f"dead since {when}")
-                print(f"    {record.alert.entry.title}")
-                print(f"    last error: {record.last_error}")
+                print(f"{record_id}  {letter.kind}  {letter.subscriber_id}  "
+                      f"attempts={letter.attempts}  dead since {_when(letter.dead_since)}")
+                print(f"    {letter.title}")
+                print(f"    last error: {letter.last_error}")
             return 0
         wanted = dead if args.all else args.ids
         failures = 0

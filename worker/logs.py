@@ -33,11 +33,15 @@ def configure(level: str | int = "WARNING", fmt: Format = "text",
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # httpx logs every request at INFO: with thousands of feeds that drowns what matters (our
-    # own poll lines name the feed and outcome). Its lines come back with DEBUG.
+    # httpx logs every request at INFO, Celery every task it receives and finishes (beat's
+    # run every second): that drowns what matters (our own lines: a poll batch that found
+    # something, an alert sent). Their lines come back with DEBUG.
     quiet = logging.getLevelName(level) != "DEBUG" and level != logging.DEBUG
-    for chatty in ("httpx", "httpcore"):
+    for chatty in CHATTY:
         logging.getLogger(chatty).setLevel(logging.WARNING if quiet else logging.NOTSET)
+
+
+CHATTY = ("httpx", "httpcore", "celery", "kombu", "amqp")
 
 
 def json_formatter() -> logging.Formatter:

@@ -31,7 +31,7 @@ from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
 from .parsepool import INLINE_BELOW, Intake, ParserCrash
 from .runtime import Runtime
-from .store import FeedState, Store
+from .store import DigestBucket, FeedState, Store
 from .websub import Hub
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,23 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     with rt.store.batch() as writes:                          # writes: one round trip
         finished = iter([_finish(rt, writes, p, r, body)
                          for p, (r, body) in zip(todo, fetched, strict=True)])
-    return [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
+        for skipped in planned:                   # gone, paused, unknown: said why, not polled
+            if isinstance(skipped, PollOutcome):
+                writes.record_skip(skipped.feed_id, skipped.status, skipped.error or "")
+    outcomes = [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
+    _log_cycle(outcomes)
+    return outcomes
+
+
+def _log_cycle(outcomes: list[PollOutcome]) -> None:
+    """One line per poll batch that found something or failed (each feed's own: DEBUG)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    new = sum(len(o.new_entries) for o in outcomes)
+    if new or counts.get("error"):
+        log.info("polled %d feeds: %d new entries (%s)", len(outcomes), new,
+                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -189,10 +205,10 @@ def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError
             extra["body_hash"] = body.digest
         w.record_poll(feed_id, status, validators=result.validators, new_entries=len(new),
                       more=extra)
-        if taken:
-            log.info("feed %s (%s): %d entries, %d new", feed.name, url, taken.entries,
-                     len(new), extra=feed_fields(feed_id, url, outcome="ok",
-                                                 entries=taken.entries, new_entries=len(new)))
+        if log.isEnabledFor(logging.DEBUG) and taken:
+            log.debug("feed %s (%s): %d entries, %d new", feed.name, url, taken.entries,
+                      len(new), extra=feed_fields(feed_id, url, outcome="ok",
+                                                  entries=taken.entries, new_entries=len(new)))
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("feed %s (%s): %s", feed.name, url, status,
                       extra=feed_fields(feed_id, url, outcome=status))
@@ -296,8 +312,8 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
         alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now)
         if sub.digest != "none":      # held for the digest of the period it arrives in
             period = digest.period_of(now, sub.digest, sub.timezone)
-            created = rt.store.create_alert(alert, origin=entry_key,
-                                            hold_until=(period.key, period.end.timestamp()))
+            created = rt.store.create_alert(alert, origin=entry_key, hold=DigestBucket(
+                sub.id, period.kind, int(period.start.timestamp()), period.end.timestamp()))
         else:
             created = rt.store.create_alert(alert, origin=entry_key)
             if created:
@@ -306,7 +322,7 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
                 out += _update(rt, alert, entry_key)
         if created == 1:
             rt.store.count(f"alerts:{sub.id}:created")
-            log.info("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
+            log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
                      extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
                                         feed=entry.feed_id, outcome="created",
                                         topics=[m.topic_id for m in mine]))
@@ -375,13 +391,15 @@ class DueWork:
     renewals: tuple[str, ...] = ()   # feeds whose WebSub lease ends soon
 
 
-def due_work(rt: Runtime, now: float | None = None) -> DueWork:
+def due_work(rt: Runtime, now: float | None = None, *,
+             idle: float | None = None) -> DueWork:
     """What `maintain` re-enqueues: retries whose time has come, and work a dead worker left
-    (idle longer than settings.redeliver_after). Processing and delivery are idempotent, so an
-    extra enqueue costs a no-op at worst."""
+    (idle longer than `idle`, by default settings.redeliver_after; a claimed alert is never
+    taken). Processing and delivery are idempotent, so an extra enqueue costs a no-op at
+    worst."""
     now = now or time.time()
     rt.store.trim_recent(now)
-    cutoff = now - rt.config.settings.redeliver_after
+    cutoff = now - (rt.config.settings.redeliver_after if idle is None else idle)
     alerts = close_digests(rt, now) + rt.store.claim_due_retries(now) + \
         rt.store.stale_alerts(cutoff)
     renewals = websub.due_renewals(rt, now) if rt.config.settings.websub_callback else []
@@ -395,12 +413,12 @@ def close_digests(rt: Runtime, now: float) -> list[str]:
     once, and the bucket is removed only after it exists."""
     out = []
     for bucket, alert_ids in rt.store.due_digest_buckets(now):
-        subscriber_id, kind, start = bucket.rsplit(":", 3)[-3:]
+        subscriber_id = bucket.subscriber_id
         try:
             zone = rt.config.subscriber(subscriber_id).timezone
         except KeyError:
             zone = "UTC"              # delivery dead-letters it with the reason
-        period = digest.period_of(datetime.fromtimestamp(int(start), UTC), kind, zone)
+        period = digest.period_of(datetime.fromtimestamp(bucket.start, UTC), bucket.kind, zone)
         items = []
         for alert_id in alert_ids:
             record = rt.store.load_alert(alert_id)

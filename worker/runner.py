@@ -6,15 +6,18 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from . import runtime
+from . import __version__, runtime
 from .config import Config
 from .deliver import render
-from .embedded import start_redis
+from .embedded import redis_binary, server_version, start_redis
+from .errors import NewswatchError
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,15 +28,24 @@ SHOWN_ALERTS = 25          # alerts listed one by one in the --once summary; the
 def services(config: Config) -> Iterator[Runtime]:
     """The runtime on the configured Redis, or on an embedded one started for the duration."""
     server = None
+    label = config.settings.redis_url or ""
     if not config.settings.redis_url:
         folder = config.data_dir / "redis"
         server = start_redis(folder)
-        log.info("embedded Redis on %s, data in %s", server.url, folder)
+        label = f"embedded {server_version(redis_binary())} on {server.url}, data in {folder}"
         config = replace(config, settings=config.settings.model_copy(
             update={"redis_url": server.url}))
     os.environ["NEWSWATCH_REDIS_URL"] = config.settings.redis_url or ""
     os.environ["NEWSWATCH_CONFIG"] = str(config.path)
     rt = Runtime.create(config)
+    try:
+        rt.store.check()                 # one line naming the server, not a traceback
+    except NewswatchError:
+        rt.close()
+        if server is not None:
+            server.stop()
+        raise
+    rt.redis_label = label if server else rt.store.where
     runtime.install(rt)
     try:
         yield rt
@@ -57,6 +69,8 @@ def recover(rt: Runtime) -> None:
 
 def run_forever(config: Config, *, concurrency: int = 4, loglevel: str = "INFO") -> None:
     with services(config) as rt:
+        from celery.exceptions import SecurityWarning
+
         from .app import QUEUES, app
 
         recover(rt)
@@ -67,15 +81,61 @@ def run_forever(config: Config, *, concurrency: int = 4, loglevel: str = "INFO")
         callback = start_websub(rt)
         schedule = rt.config.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
+        # Celery's banner and its warning about root (containers run as root) say nothing
+        # about newswatch; the start-up summary says what runs, and where.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
         worker: Any = app.Worker(pool="threads", concurrency=concurrency, beat=True,
-                                 queues=list(QUEUES), loglevel=loglevel,
+                                 queues=list(QUEUES), loglevel=loglevel, quiet=True,
                                  schedule_filename=str(schedule), without_mingle=True,
                                  without_gossip=True)
+        log.info("%s", "\n".join(startup_summary(rt, concurrency)))
         try:
             worker.start()
         finally:
             if callback is not None:
                 callback.stop()
+
+
+def startup_summary(rt: Runtime, concurrency: int) -> list[str]:
+    """What `newswatch run` runs, and where: the first thing it says."""
+    c, s = rt.config, rt.config.settings
+    from .app import broker_url
+
+    channels = []
+    for sub in c.subscribers:
+        where = str(c.resolve_path(sub.outbox)) if sub.outbox else \
+            sub.email or (urlsplit(sub.webhook).netloc if sub.webhook else "") or \
+            (sub.apprise or "").split("://", 1)[0] + "://"
+        channels.append(f"{sub.id} ({sub.channel} {where}"
+                        f"{', ' + sub.digest + ' digest' if sub.digest != 'none' else ''})")
+    broker = broker_url(s)
+    lines = [
+        f"newswatch {__version__} run: config {c.path}",
+        f"  {len(c.feeds)} feeds, {len(c.topics)} topics ({', '.join(c.topics)})",
+        f"  {len(c.subscribers)} subscriber{'' if len(c.subscribers) == 1 else 's'}: "
+        f"{'; '.join(channels) or 'none'}",
+        f"  Redis: {rt.redis_label}",
+        "  broker: " + ("the same Redis" if broker == s.redis_url else _safe(broker)),
+        f"  worker: {concurrency} threads, parser processes: "
+        f"{rt.parser.processes if rt.parser.processes > 1 else 'none (in threads)'}",
+        "  metrics: " + (f"http://{s.metrics_address}:{s.metrics_port}/metrics"
+                         if s.metrics_port else "off (settings.metrics_port)"),
+        "  WebSub: " + (f"callback {s.websub_callback}, listening on {s.websub_listen}"
+                        if s.websub_callback and s.websub_listen else
+                        "off (settings.websub_callback, websub_listen)"),
+        "  SSRF guard: " + ("OFF (allow_private_networks)" if s.allow_private_networks
+                            else "on"),
+    ]
+    return lines
+
+
+def _safe(url: str) -> str:
+    """A URL without its password."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
 
 
 def start_websub(rt: Runtime) -> Any:
@@ -142,42 +202,68 @@ def run_once(config: Config, *, timeout: float = 300.0, concurrency: int = 4) ->
             tasks.enqueue_polls([f.id for f in rt.config.feeds], rt.config.settings.poll_batch)
             timed_out = not _wait_idle(rt, start, timeout)
         finally:
-            worker.stop(in_sighandler=False)
-            thread.join(30)
+            _stop_in_its_thread(worker, thread)
         return _summary(rt, start, before, timed_out)
 
 
+def _stop_in_its_thread(worker: Any, thread: threading.Thread) -> None:
+    """Stop the in-process worker from its own event loop. `worker.stop()` called from this
+    thread closed the broker channels while the loop thread was iterating over them (kombu's
+    poller keeps them in a set): 'RuntimeError: Set changed size during iteration', about one
+    run in twenty. Celery's own signal handlers only set a flag that the loop checks; so do we.
+    """
+    from celery.worker import state
+
+    state.should_stop = 0                       # EX_OK: a warm shutdown, by the loop itself
+    try:
+        thread.join(30)
+        if thread.is_alive():                   # the loop never came round: stop it here
+            worker.stop(in_sighandler=False)
+            thread.join(10)
+    finally:
+        state.should_stop = None                # a later run in this process starts anew
+
+
 def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
-    """Wait until every feed was polled, every entry processed and every alert of this run
-    delivered, dead, or waiting for a retry later than the timeout allows. Meanwhile do what
-    beat's `maintain` does, so that retries due within the run happen in it."""
+    """Wait until every feed was polled (or found gone or paused), every entry processed and
+    every pending alert (this run's, and those an earlier run left) delivered, dead, or
+    waiting for a retry later than the timeout allows. Meanwhile do what beat's `maintain`
+    does, sooner: retries due within the run happen in it, and work left unclaimed (by a
+    run that was killed, once its claims lapse) is taken up within seconds."""
     from . import pipeline, tasks
 
     deadline, wall_deadline = time.monotonic() + timeout, time.time() + timeout
     next_maintain = 0.0
+    feed_ids = [f.id for f in rt.config.feeds]
     while time.monotonic() < deadline:
         if time.monotonic() >= next_maintain:
-            tasks.enqueue(pipeline.due_work(rt))
+            tasks.enqueue(pipeline.due_work(rt, idle=IDLE))
             next_maintain = time.monotonic() + 0.25
-        polled = all((rt.store.feed_state(f.id).last_poll_at or 0) >= start
-                     for f in rt.config.feeds)
+        checked = rt.store.feed_fields(feed_ids, ("checked_at",))
+        polled = all(float(checked[f].get("checked_at") or 0) >= start for f in feed_ids)
         if polled and not rt.store.pending_entries():
-            waiting = rt.store.pending_alerts().intersection(rt.store.alerts_since(start))
-            records = [rt.store.load_alert(a) for a in waiting]
-            if all(r is not None and r.next_try_at is not None and r.next_try_at > wall_deadline
-                   for r in records):
+            tries = rt.store.next_tries(rt.store.pending_alerts())
+            if all(at is not None and at > wall_deadline for at in tries.values()):
                 return True
         time.sleep(0.05)
     return False
+
+
+IDLE = 2.0     # seconds a pending alert or entry sits untouched before `--once` takes it up
 
 
 def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool) -> Summary:
     after = rt.store.stats()
     stats = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     feeds = {}
+    states = rt.store.feed_states([f.id for f in rt.config.feeds])
     for f in rt.config.feeds:
-        state = rt.store.feed_state(f.id)
-        feeds[f.id] = (state.last_status or "not polled", state.last_error)
+        state = states[f.id]
+        if state.skipped and (state.checked_at or 0) >= start:
+            status, _, reason = state.skipped.partition(": ")
+            feeds[f.id] = (status, reason or None)       # gone, deferred: not polled this run
+        else:
+            feeds[f.id] = (state.last_status or "not polled", state.last_error)
     alerts = []
     for alert_id in rt.store.alerts_since(start):
         record = rt.store.load_alert(alert_id)
@@ -199,10 +285,14 @@ def format_summary(summary: Summary, config: Config) -> str:
     by_status: dict[str, int] = {}
     for status, _ in summary.feeds.values():
         by_status[status] = by_status.get(status, 0) + 1
+    unchanged = by_status.get("not_modified", 0) + by_status.get("unchanged", 0)
+    skipped = [f"{by_status[s]} {label}" for s, label in (("gone", "gone"),
+                                                           ("deferred", "paused"))
+               if by_status.get(s)]
     lines = [
         f"newswatch run --once: {len(summary.feeds)} feeds in {summary.seconds:.1f} s "
-        f"({by_status.get('ok', 0)} changed, {by_status.get('not_modified', 0)} unchanged, "
-        f"{by_status.get('error', 0)} failed)",
+        f"({by_status.get('ok', 0)} changed, {unchanged} unchanged, "
+        f"{by_status.get('error', 0)} failed{''.join(', ' + s for s in skipped)})",
         f"entries: {summary.stats.get('entries:new', 0)} new",
     ]
     matches = {k.split(":", 1)[1]: v for k, v in summary.stats.items() if k.startswith("matches:")}
@@ -214,6 +304,10 @@ def format_summary(summary: Summary, config: Config) -> str:
     lines.append(f"alerts: {len(summary.alerts)} new"
                  + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
                     if counts else ""))
+    delivered = sum(n for k, n in summary.stats.items() if k.endswith(":delivered"))
+    earlier = delivered - counts.get("delivered", 0)
+    if earlier > 0:
+        lines.append(f"also delivered {earlier} left pending by an earlier run")
     per_sub: dict[str, int] = {}
     for a in summary.alerts:
         per_sub[a["subscriber"]] = per_sub.get(a["subscriber"], 0) + 1
@@ -239,6 +333,13 @@ def format_summary(summary: Summary, config: Config) -> str:
     if failed:
         lines.append("failed feeds:")
         lines += [f"  {names[fid]}: {err}" for fid, err in failed]
+    idle = [(fid, status, err) for fid, (status, err) in summary.feeds.items()
+            if status in ("gone", "deferred")]
+    if idle:
+        lines.append("not polled:")
+        lines += [f"  {names[fid]}: " + ("gone (no longer polled; remove it from the config)"
+                                         if status == "gone" else f"paused: {err}")
+                  for fid, status, err in idle]
     if summary.timed_out:
         lines.append("timed out waiting for the pipeline: work is kept and resumes next run")
     return "\n".join(lines)

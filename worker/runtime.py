@@ -28,6 +28,7 @@ class Runtime:
     fetcher: Fetcher
     parser: Parser
     schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
+    redis_label: str = ""           # where its Redis is, for people (embedded or a URL)
 
     @classmethod
     def create(cls, config: Config) -> Runtime:

@@ -26,8 +26,9 @@ Keys (P = settings.key_prefix):
   P:dead                   zset   dead-lettered alert ids by time
   P:claim:{alert}          string a worker is delivering this alert: its token (short TTL,
                                   extended while the attempt lives)
-  P:digest:{sub}:{period}  set    alerts held for a subscriber's digest of that period
-  P:digests                zset   digest bucket key -> period end, for `maintain` to close
+  P:digest:{sub}:{kind}:{start}  set  alerts held for a subscriber's digest of that period
+  P:digests                zset   digest bucket ([sub, kind, start] as JSON) -> period end, for
+                                  `maintain` to close
   P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
   P:stats                  hash   counters for summaries
 Story assignment is optimistic: StoryClaim WATCHes the P:url and P:stok keys a decision read.
@@ -47,6 +48,7 @@ from typing import Any, cast
 
 import redis
 
+from .errors import NewswatchError
 from .models import Alert, Entry, Validators
 
 DAY = 86_400
@@ -121,7 +123,7 @@ else
   -- held for a digest: into the period's bucket, which `maintain` closes when it is over
   redis.call('SADD', KEYS[4], ARGV[6])
   redis.call('EXPIRE', KEYS[4], ARGV[5])
-  redis.call('ZADD', KEYS[5], ARGV[9], KEYS[4])
+  redis.call('ZADD', KEYS[5], ARGV[9], ARGV[10])
 end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
 return 1
@@ -154,6 +156,23 @@ return due
 """
 
 
+# What "Redis cannot be reached" looks like from redis-py (for callers that must not import it).
+UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError,
+                                            redis.BusyLoadingError)
+
+
+class Unavailable(NewswatchError):
+    """Redis could not be reached; names the server."""
+
+    def __init__(self, where: str, cause: BaseException) -> None:
+        self.where = where
+        super().__init__(f"cannot reach Redis at {where}: {_first_line(cause)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _h(value: str) -> str:
     return hashlib.sha1(value.encode()).hexdigest()[:20]
 
@@ -172,6 +191,31 @@ class FeedState:
     moved_count: int = 0
     gone: bool = False                 # 410: not polled any more
     websub: dict[str, str] = field(default_factory=dict)   # ws_* fields (websub.py)
+    checked_at: float | None = None    # last considered by a poll batch (polled or not)
+    skipped: str | None = None         # why the last batch did not fetch it ("gone: ...")
+
+
+@dataclass(frozen=True)
+class DigestBucket:
+    """The alerts a digest subscriber gets for one period. Kept in P:digests as data (a JSON
+    member), never read back out of a key: a subscriber id may hold any character."""
+
+    subscriber_id: str
+    kind: str              # hourly | daily
+    start: int             # the period's start, unix seconds
+    end: float             # when it is over
+    raw: str = ""          # the member as stored, when read back
+
+    def member(self) -> str:
+        return json.dumps([self.subscriber_id, self.kind, self.start])
+
+    @classmethod
+    def of_member(cls, member: str, end: float, prefix: str) -> DigestBucket:
+        try:
+            subscriber_id, kind, start = json.loads(member)
+        except ValueError:     # written by newswatch <= 0.1: the bucket key itself
+            subscriber_id, kind, start = member.removeprefix(f"{prefix}:digest:").rsplit(":", 2)
+        return cls(str(subscriber_id), str(kind), int(start), end, member)
 
 
 @dataclass(frozen=True)
@@ -183,6 +227,31 @@ class RecordState:
     status: str            # pending | held | digested | retrying | delivered | dead
     attempts: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be delivered, whatever its kind."""
+
+    id: str
+    kind: str              # alert | digest | notice
+    subscriber_id: str
+    attempts: int
+    last_error: str | None
+    dead_since: float | None
+    data: dict[str, Any]   # the alert record, or the digest's / notice's body
+
+    @property
+    def title(self) -> str:
+        """One line saying what it was."""
+        if self.kind == "digest":
+            return f"digest of {self.data.get('period', {}).get('label', '?')}: " \
+                   f"{self.data.get('stories', '?')} stories"
+        if self.kind == "notice":
+            feed = self.data.get("feed", {})
+            return f"notice: feed {feed.get('name') or feed.get('url')} " \
+                   f"{self.data.get('problem', '')}".rstrip()
+        return str(self.data.get("entry", {}).get("title", ""))
 
 
 @dataclass(frozen=True)
@@ -271,6 +340,21 @@ class Store:
     def from_url(cls, url: str, prefix: str = "nw", **kw: Any) -> Store:
         return cls(redis.Redis.from_url(url, decode_responses=True), prefix, **kw)
 
+    @property
+    def where(self) -> str:
+        """The server's address, without its password, for messages."""
+        kw = self.r.connection_pool.connection_kwargs
+        if "path" in kw:
+            return f"unix://{kw['path']}"
+        return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+    def check(self) -> None:
+        """Raise Unavailable (one line naming the server) unless Redis answers."""
+        try:
+            self.r.ping()
+        except UNAVAILABLE as exc:
+            raise Unavailable(self.where, exc) from None
+
     def k(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
@@ -342,13 +426,23 @@ class Store:
     def unschedule(self, feed_id: str) -> None:
         self.r.zrem(self.k("schedule"), feed_id)
 
+    def record_skip(self, feed_id: str, status: str, reason: str) -> None:
+        """A feed a poll batch did not fetch (gone, its host paused, no longer configured),
+        and why: it was considered now, so `run --once` waits for it no longer."""
+        pipe = self._pipe()
+        pipe.hset(self.k("feed", feed_id), mapping={"checked_at": time.time(),
+                                                     "skipped": f"{status}: {reason}"})
+        self._send(pipe)
+
     def record_poll(self, feed_id: str, status: str, *, validators: Validators | None = None,
                     error: str | None = None, new_entries: int = 0,
                     more: Mapping[str, str | float] | None = None) -> None:
         """A poll's outcome (and `more` feed-state fields, such as the new interval)."""
         key = self.k("feed", feed_id)
-        fields: dict[Any, Any] = {"last_poll_at": time.time(), "last_status": status,
-                                  "last_error": error or "", **(more or {})}
+        now = time.time()
+        fields: dict[Any, Any] = {"last_poll_at": now, "checked_at": now, "skipped": "",
+                                  "last_status": status, "last_error": error or "",
+                                  **(more or {})}
         if validators is not None:
             fields["etag"] = validators.etag or ""
             fields["last_modified"] = validators.last_modified or ""
@@ -513,11 +607,11 @@ class Store:
     # -- alerts -------------------------------------------------------------------------------
 
     def create_alert(self, alert: Alert, origin: str, *,
-                     hold_until: tuple[str, float] | None = None) -> int:
+                     hold: DigestBucket | None = None) -> int:
         """1: created; 2: exists, pending, same origin (enqueue again); 0: already handled.
-        With `hold_until` = (period key, period end) the alert waits for its digest."""
+        With `hold` the alert waits in that digest bucket until its period is over."""
         return self._create(alert.id, json.dumps(alert.to_dict()), origin,
-                            alert.subscriber_id, "alert", hold_until)
+                            alert.subscriber_id, "alert", hold)
 
     def create_digest(self, digest_id: str, body: dict[str, Any], subscriber_id: str) -> int:
         """The digest of a closed period, created once (its id is derived from the period)."""
@@ -530,15 +624,17 @@ class Store:
                             None)
 
     def _create(self, record_id: str, data: str, origin: str, subscriber_id: str, kind: str,
-                hold_until: tuple[str, float] | None) -> int:
-        bucket = self.k("digest", subscriber_id, hold_until[0]) if hold_until else \
-            self.k("digest", "-")
+                hold: DigestBucket | None) -> int:
+        bucket = self._bucket_key(hold) if hold else self.k("digest", "-")
         return int(self._create_alert(
             keys=[self.k("alert", record_id), self.k("pending", "alerts"), self.k("alerts"),
                   bucket, self.k("digests")],
             args=[data, origin, time.time(), subscriber_id, self.seen_ttl, record_id,
-                  "held" if hold_until else "pending", kind,
-                  hold_until[1] if hold_until else 0]))
+                  "held" if hold else "pending", kind, hold.end if hold else 0,
+                  hold.member() if hold else ""]))
+
+    def _bucket_key(self, bucket: DigestBucket) -> str:
+        return self.k("digest", bucket.subscriber_id, bucket.kind, str(bucket.start))
 
     def take_update_slot(self, subscriber_id: str, story_id: str, limit: int) -> bool:
         """Count one more update alert for this story and subscriber, if under `limit`."""
@@ -556,21 +652,24 @@ class Store:
         raw = cast(str | None, self.r.hget(self.k("alert", record_id), "data"))
         return json.loads(raw) if raw else None
 
-    def due_digest_buckets(self, now: float) -> list[tuple[str, list[str]]]:
-        """(bucket key, alert ids) of the digest periods that are over."""
-        keys = cast(list[str], self.r.zrangebyscore(self.k("digests"), "-inf", now))
+    def due_digest_buckets(self, now: float) -> list[tuple[DigestBucket, list[str]]]:
+        """(bucket, alert ids) of the digest periods that are over."""
+        members = cast(list[tuple[str, float]], self.r.zrangebyscore(
+            self.k("digests"), "-inf", now, withscores=True))
         out = []
-        for key in keys:
-            out.append((key, sorted(cast(set[str], self.r.smembers(key)))))
+        for member, end in members:
+            bucket = DigestBucket.of_member(member, float(end), self.p)
+            alerts = cast(set[str], self.r.smembers(self._bucket_key(bucket)))
+            out.append((bucket, sorted(alerts)))
         return out
 
-    def close_digest_bucket(self, bucket: str, alert_ids: list[str]) -> None:
+    def close_digest_bucket(self, bucket: DigestBucket, alert_ids: list[str]) -> None:
         """After its digest record exists: the held alerts are in it; the bucket goes."""
         pipe = self.r.pipeline()
         for alert_id in alert_ids:
             pipe.hset(self.k("alert", alert_id), "status", "digested")
-        pipe.delete(bucket)
-        pipe.zrem(self.k("digests"), bucket)
+        pipe.delete(self._bucket_key(bucket))
+        pipe.zrem(self.k("digests"), bucket.raw or bucket.member())
         pipe.execute()
 
     def load_alert(self, alert_id: str) -> AlertRecord | None:
@@ -581,6 +680,16 @@ class Store:
                            int(h.get("attempts", 0)), h.get("last_error") or None,
                            float(h.get("created_at", 0)),
                            float(h["next_try_at"]) if h.get("next_try_at") else None)
+
+    def dead_letter(self, record_id: str) -> DeadLetter | None:
+        """A dead record of any kind (alert, digest, notice), for listing and retrying."""
+        h = cast(dict[str, str], self.r.hgetall(self.k("alert", record_id)))
+        if h.get("status") != "dead" or not h.get("data"):
+            return None
+        history = self.alert_history(record_id)
+        return DeadLetter(record_id, h.get("kind", "alert"), h.get("subscriber", ""),
+                          int(h.get("attempts", 0)), h.get("last_error") or None,
+                          float(history[0]["at"]) if history else None, json.loads(h["data"]))
 
     def record_state(self, record_id: str) -> RecordState | None:
         h = cast(list[str | None], self.r.hmget(self.k("alert", record_id), "kind",
@@ -692,6 +801,14 @@ class Store:
         pipe.execute()
         return True
 
+    def next_tries(self, record_ids: Iterable[str]) -> dict[str, float | None]:
+        """When each record is tried again (None: not waiting for a retry), one round trip."""
+        ids = list(record_ids)
+        pipe = self.r.pipeline(transaction=False)
+        for record_id in ids:
+            pipe.hget(self.k("alert", record_id), "next_try_at")
+        return {i: float(v) if v else None for i, v in zip(ids, pipe.execute(), strict=True)}
+
     def alerts_since(self, since: float) -> list[str]:
         return cast(list[str], self.r.zrangebyscore(self.k("alerts"), since, "+inf"))
 
@@ -729,4 +846,5 @@ def _feed_state(h: dict[str, str]) -> FeedState:
         float(h["interval"]) if h.get("interval") else None, h.get("body_hash") or None,
         h.get("url") or None, h.get("moved_target") or None, int(h.get("moved_count", 0)),
         h.get("gone") == "1", {k: v for k, v in h.items() if k.startswith("ws_")},
+        float(h["checked_at"]) if h.get("checked_at") else None, h.get("skipped") or None,
     )

@@ -1,13 +1,28 @@
-"""Celery tasks: thin wrappers over pipeline.py that carry ids, never payloads."""
+"""Celery tasks: thin wrappers over pipeline.py that carry ids, never payloads.
+
+When Redis (the state) cannot be reached, a task's work is not lost: it is tried again later
+(backoff up to a minute; beat's own tasks simply run at their next tick), and the outage is
+logged once when it starts and once when it ends, not once per task.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
 import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery.signals import worker_ready, worker_shutdown
 
 from . import pipeline, runtime, websub
 from .app import app
+from .store import UNAVAILABLE
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 50
 WARM_UP_FEEDS = 20        # with fewer feeds, batches are parsed in-process: no pool to start
@@ -35,7 +50,68 @@ def _close_runtime(**_: object) -> None:
         rt.close()
 
 
+class Outage:
+    """A streak of tasks that could not reach Redis: said when it starts and when it ends."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, exc: BaseException) -> None:
+        with self.lock:
+            first = self.since is None
+            if first:
+                self.since = time.monotonic()
+            self.failures += 1
+        if first:
+            log.error("Redis unreachable (%s): tasks are put off and tried again until it "
+                      "is back; their work stays queued", str(exc).strip().splitlines()[0])
+
+    def ok(self) -> None:
+        if self.since is None:
+            return
+        with self.lock:
+            since, failures, self.since, self.failures = self.since, self.failures, None, 0
+        if since is not None:
+            log.warning("Redis is back after %.0f s (%d tasks were put off)",
+                        time.monotonic() - since, failures)
+
+
+OUTAGE = Outage()
+
+
+def _periodic(fn: Callable[[], T]) -> Callable[[], T | None]:
+    """Beat's tasks: with Redis away, skip this tick (the next one comes in seconds)."""
+    @functools.wraps(fn)
+    def run() -> T | None:
+        try:
+            result = fn()
+        except UNAVAILABLE as exc:
+            OUTAGE.failed(exc)
+            return None
+        OUTAGE.ok()
+        return result
+    return run
+
+
+def _kept(fn: Callable[..., T]) -> Callable[..., T]:
+    """Work tasks (bound): with Redis away, try again later with backoff (at most a minute)."""
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any) -> T:
+        try:
+            result = fn(*args)
+        except UNAVAILABLE as exc:
+            OUTAGE.failed(exc)
+            delay = random.uniform(0, min(60.0, 2.0 ** (self.request.retries + 1)))
+            raise self.retry(countdown=delay, max_retries=None, exc=exc) from None
+        OUTAGE.ok()
+        return result
+    return run
+
+
 @app.task(name="newswatch.schedule_due")
+@_periodic
 def schedule_due() -> int:
     rt = runtime.current()
     feeds = pipeline.due_feeds(rt)
@@ -49,7 +125,8 @@ def enqueue_polls(feed_ids: list[str], batch: int) -> None:
         poll_feeds.delay(feed_ids[i:i + batch])
 
 
-@app.task(name="newswatch.poll_feeds")
+@app.task(name="newswatch.poll_feeds", bind=True)
+@_kept
 def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
     outcomes = pipeline.poll_feeds(runtime.current(), feed_ids)
     keys: list[str] = []
@@ -69,13 +146,13 @@ def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
 
 
 @app.task(name="newswatch.poll_feed")
-def poll_feed(feed_id: str) -> dict[str, int]:
+def poll_feed(feed_id: str) -> None:
     """One feed now (a push notification's fallback, an operator's request)."""
-    return poll_feeds(  # type: ignore[no-any-return]
-        [feed_id])
+    poll_feeds.delay([feed_id])
 
 
-@app.task(name="newswatch.process_entries")
+@app.task(name="newswatch.process_entries", bind=True)
+@_kept
 def process_entries(entry_keys: list[str]) -> int:
     alerts = pipeline.process_entries(runtime.current(), entry_keys)
     for alert_id in alerts:
@@ -83,7 +160,8 @@ def process_entries(entry_keys: list[str]) -> int:
     return len(alerts)
 
 
-@app.task(name="newswatch.deliver")
+@app.task(name="newswatch.deliver", bind=True)
+@_kept
 def deliver(alert_id: str) -> str:
     # A failed attempt is scheduled in Redis (P:retry), not with a Celery countdown: Redis
     # redelivers unacked countdown tasks after the visibility timeout, and a 24 h schedule
@@ -91,12 +169,14 @@ def deliver(alert_id: str) -> str:
     return pipeline.deliver_alert(runtime.current(), alert_id).status
 
 
-@app.task(name="newswatch.websub_subscribe")
+@app.task(name="newswatch.websub_subscribe", bind=True)
+@_kept
 def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
     return websub.subscribe(runtime.current(), feed_id, websub.Hub(hub, topic))
 
 
-@app.task(name="newswatch.websub_renew")
+@app.task(name="newswatch.websub_renew", bind=True)
+@_kept
 def websub_renew(feed_id: str) -> bool:
     rt = runtime.current()
     h = rt.store.feed_fields([feed_id], ("ws_hub", "ws_topic")).get(feed_id, {})
@@ -106,6 +186,7 @@ def websub_renew(feed_id: str) -> bool:
 
 
 @app.task(name="newswatch.maintain")
+@_periodic
 def maintain() -> int:
     work = pipeline.due_work(runtime.current())
     enqueue(work)
