@@ -110,13 +110,22 @@ def _looks_like_json(body: bytes, content_type: str) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
 
 
+def item_text(title: str, summary: str | None, content: str | None) -> tuple[str, str]:
+    """The title and text newswatch reads of an item, the same for a polled entry and an
+    offline JSONL line: markup removed, entities decoded, spaces collapsed; the summary
+    followed by the full content when that says more (a stub description such as "Follow our
+    live coverage" and the news in content:encoded), the content alone when it contains the
+    summary; capped."""
+    text, full = _clean_text(summary or ""), _clean_text(content or "")
+    if full and full not in text:
+        text = full if not text or text in full else f"{text} {full}"
+    return _clean_text(title)[:MAX_TITLE], text[:MAX_SUMMARY]
+
+
 def _from_feedparser(e: Any, url: str, feed_id: str, source: str) -> Entry:
     link = _first_link(e, url)
-    title = _clean_text(e.get("title", ""))[:MAX_TITLE]
-    body = e.get("summary") or ""
-    if not body and e.get("content"):
-        body = e["content"][0].get("value", "")
-    summary = _clean_text(body)[:MAX_SUMMARY]
+    content = " ".join(c.get("value", "") for c in e.get("content") or () if c.get("value"))
+    title, summary = item_text(e.get("title", ""), e.get("summary"), content)
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         # dict.get: FeedParserDict.get aliases updated->published with a DeprecationWarning
@@ -180,9 +189,8 @@ def _from_json_item(item: dict[str, Any], base: str, feed_id: str, source: str) 
 
     raw_link = text("url") or text("external_url")
     link = _absolute(base, raw_link) if raw_link else None
-    title = _clean_text(text("title"))[:MAX_TITLE]
-    summary = _clean_text(text("summary") or text("content_html") or text("content_text"))
-    summary = summary[:MAX_SUMMARY]
+    title, summary = item_text(text("title"), text("summary"),
+                               text("content_html") or text("content_text"))
     if not title:  # JSON Feed allows title-less items (microblogs): use the text's start
         title = summary[:120]
     published = None

@@ -122,6 +122,11 @@ class Classifier:
                     prefixes.add(leaf.prefix)
         return frozenset(words), tuple(sorted(prefixes))
 
+    def semantic_for(self, topic_id: str) -> SemanticTopic | None:
+        """The semantic scoring of a topic, when it has some."""
+        return next((st for st in self.semantic if self.topics[st.number].id == topic_id),
+                    None)
+
     def doc(self, title: str, summary: str = "") -> Doc:
         """The text as this classifier's topics read it."""
         return Doc.of_fields(title, summary, self.lexicon)
