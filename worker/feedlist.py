@@ -34,7 +34,7 @@ class ImportResult:
 
 
 def export_opml(config: Config) -> bytes:
-    return write_opml((OpmlFeed(f.url, f.name, f.categories) for f in config.feeds),
+    return write_opml((OpmlFeed(f.url, f.name, f.categories, f.site) for f in config.feeds),
                       title=f"newswatch feeds ({config.path.name})")
 
 

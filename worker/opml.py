@@ -7,6 +7,7 @@ nested outline per category path. A category is a path such as `Middle East/Gulf
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -24,6 +25,19 @@ class OpmlFeed:
     url: str
     title: str | None = None
     categories: tuple[str, ...] = field(default=())
+    site: str | None = None            # the outline's htmlUrl: the publication's own page
+
+
+def feed_url(url: str) -> str:
+    """A feed URL as HTTP: `feed://host/path` and `feed:https://host/path` (the feed: scheme
+    browsers and readers hand out) mean http(s)."""
+    url = url.strip()
+    lower = url.lower()
+    if lower.startswith("feed:http://") or lower.startswith("feed:https://"):
+        return url[5:]
+    if lower.startswith("feed://"):
+        return "http://" + url[7:]
+    return url
 
 
 def read_opml(data: bytes, origin: str) -> list[OpmlFeed]:
@@ -36,16 +50,34 @@ def read_opml(data: bytes, origin: str) -> list[OpmlFeed]:
         raise OpmlError(f"{origin}: cannot read OPML: {exc}") from None
     if result.get("version", "") == "" and not result["feeds"]:
         raise OpmlError(f"{origin}: not an OPML subscription list")
+    sites = _sites(data)
     out: dict[str, OpmlFeed] = {}
     for item in result["feeds"]:
-        url = (item.get("url") or "").strip()
+        raw = (item.get("url") or "").strip()
+        url = feed_url(raw)
         if not url or url in out:
             continue
         paths = {"/".join(part.strip() for part in path if part.strip())
                  for path in item.get("categories", [])}
         title = (item.get("title") or "").strip() or None
-        out[url] = OpmlFeed(url, title, tuple(sorted(p for p in paths if p)))
+        out[url] = OpmlFeed(url, title, tuple(sorted(p for p in paths if p)), sites.get(raw))
     return list(out.values())
+
+
+def _sites(data: bytes) -> dict[str, str]:
+    """xmlUrl -> htmlUrl of every outline that has both (listparser does not keep htmlUrl).
+    Python's expat refuses entity amplification, so a hostile OPML costs nothing here."""
+    sites: dict[str, str] = {}
+    try:
+        for _, element in ElementTree.iterparse(io.BytesIO(data)):
+            if element.tag == "outline":
+                xml_url, html_url = element.get("xmlUrl"), element.get("htmlUrl")
+                if xml_url and html_url and html_url.strip().lower().startswith("http"):
+                    sites.setdefault(xml_url.strip(), html_url.strip())
+            element.clear()
+    except ElementTree.ParseError:
+        pass                              # listparser read it leniently; no sites, then
+    return sites
 
 
 def write_opml(feeds: Iterable[OpmlFeed], title: str = "newswatch feeds") -> bytes:
@@ -68,6 +100,8 @@ def write_opml(feeds: Iterable[OpmlFeed], title: str = "newswatch feeds") -> byt
         parent = folder(feed.categories[0]) if feed.categories else body
         attrs = {"type": "rss", "text": feed.title or feed.url, "title": feed.title or feed.url,
                  "xmlUrl": feed.url}
+        if feed.site:
+            attrs["htmlUrl"] = feed.site
         if len(feed.categories) > 1:
             attrs["category"] = ",".join("/" + c for c in feed.categories[1:])
         ElementTree.SubElement(parent, "outline", attrs)
