@@ -75,6 +75,9 @@ class _FeedHandler(_Quiet):
         with server.lock:
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            path_now = server.path_in_flight[self.path] = \
+                server.path_in_flight.get(self.path, 0) + 1
+            server.max_path_in_flight = max(server.max_path_in_flight, path_now)
         try:
             if doc is not None and doc.delay:
                 time.sleep(doc.delay)
@@ -82,6 +85,7 @@ class _FeedHandler(_Quiet):
         finally:
             with server.lock:
                 server.in_flight -= 1
+                server.path_in_flight[self.path] -= 1
 
     def _answer(self, server: FeedServer, doc: Served | None) -> None:
         if doc is None:
@@ -127,6 +131,8 @@ class FeedServer(_Server):
         self.request_times: list[tuple[str, float]] = []
         self.not_modified = 0
         self.in_flight = self.max_in_flight = 0
+        self.path_in_flight: dict[str, int] = {}     # requests for one path being answered
+        self.max_path_in_flight = 0                   # the most for any one path at once
         self.lock = threading.Lock()
         super().__init__(_FeedHandler, host)
 
@@ -148,10 +154,16 @@ class _HookHandler(_Quiet):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {k.lower(): v for k, v in self.headers.items()}
         status = server.next_status()
+        hook_id = headers.get("webhook-id", "")
         with server.lock:
-            server.attempts.append((headers.get("webhook-id", ""), time.time(), status))
-        if server.delay:
-            time.sleep(server.delay)
+            server.attempts.append((hook_id, time.time(), status))
+            server.in_progress.add(hook_id)
+        try:
+            if server.delay:
+                time.sleep(server.delay)
+        finally:
+            with server.lock:
+                server.in_progress.discard(hook_id)
         if 200 <= status < 300:
             try:
                 body = Webhook(server.secret).verify(raw, headers)
@@ -179,6 +191,7 @@ class WebhookReceiver(_Server):
         self.received: list[Hook] = []
         self.refused = 0
         self.attempts: list[tuple[str, float, int]] = []   # (webhook-id, when, status)
+        self.in_progress: set[str] = set()      # webhook-ids received, not yet answered
         self.delay = 0.0
         self.lock = threading.Lock()
         super().__init__(_HookHandler)

@@ -99,6 +99,42 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown topic 'nope'" in capsys.readouterr().err
 
 
+def test_explain_reads_the_summary_as_classify_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`summary:` clauses hold in explain as in classify (explain read every word as title)."""
+    item = {"id": "x", "title": "Hostages freed", "summary": "A truce deal was signed."}
+    rows = json.loads(run_cli(["classify", "--config", CONFIG], json.dumps(item)).stdout)
+    code = main(["explain", "--config", CONFIG, "--topic", "ceasefire-talks", "--item",
+                 json.dumps(item)])
+    capsys.readouterr()
+    assert ("ceasefire-talks" in rows["topics"]) == (code == 0)
+    code = main(["explain", "--config", CONFIG, "--topic", "hostage-releases",
+                 "Hostages freed", "--summary", "A truce deal was signed."])
+    assert code == 0 and "=> MATCHES" in capsys.readouterr().out
+    assert main(["explain", "--config", CONFIG, "--topic", "hostage-releases"]) == 1
+    assert "needs a TEXT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["dev.jsonl", "dev2.jsonl", "dev_ml.jsonl"])
+def test_explain_and_classify_always_agree(name: str) -> None:
+    """Property over every labelled item and topic: explain's verdict is classify's."""
+    from worker.classify.explain import explain_topic
+    from worker.cli import Item, _item_text
+    from worker.config import load_config
+    from worker.runtime import make_classifier
+
+    config = load_config(CONFIG)
+    classifier = make_classifier(config, semantic=False)
+    lines = (shared_dir("eval") / name).read_text().splitlines()
+    items = [_item_text(Item.model_validate_json(line)) for line in lines if line.strip()]
+    found = classifier.classify_many(items)
+    for (title, summary), matches in zip(items, found, strict=True):
+        for topic_id in config.topics:
+            explanation = explain_topic(classifier, topic_id, title, summary)
+            assert explanation.matched == any(m.topic_id == topic_id for m in matches)
+            assert explanation.lines[-1 - len(explanation.match.evidence if explanation.match
+                                              else ())].startswith("=> ")
+
+
 def test_stories_contract(tmp_path: Path) -> None:
     items = [
         {"id": "1", "title": "Hamas says indirect talks with Israel resume in Qatari capital",

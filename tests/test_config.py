@@ -49,7 +49,10 @@ def test_every_error_with_file_line_and_path(tmp_path: Path) -> None:
     assert f"{path}:3: feeds[1]: a feed needs exactly one of 'url' or 'opml'" in found
     assert any(p.startswith(f"{path}:5: subscribers[0]: a webhook subscriber needs a 'secret'")
                for p in found)
-    assert f"{path}:11: subscribers[1].qurey: Extra inputs are not permitted" in found
+    assert any(p.startswith(f"{path}:11: subscribers[1].qurey: unknown key (known: id, topics, ")
+               for p in found), found
+    assert f"{path}:10: subscribers[1].topics[1]: unknown topic 'nope' (known: " \
+           "ceasefire-talks, hostage-releases)" in found        # all at once
 
 
 def test_unknown_topic_is_named_with_its_line(tmp_path: Path) -> None:
@@ -174,9 +177,16 @@ def test_email_subscriber_needs_smtp(tmp_path: Path) -> None:
 
 
 def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write_config(tmp_path, "feeds: []\n")
+    good = write_config(tmp_path, """\
+        feeds:
+          - url: https://news.example.org/rss
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [ceasefire-talks]
+        """)
     assert main(["check", "--config", str(good)]) == 0
-    assert "OK" in capsys.readouterr().out
+    assert "OK: 1 feeds, 2 topics, 1 subscribers" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("topics:\n  x:\n    name: X\n    query: 'a AND'\n")
     assert main(["check", "--config", str(bad)]) == 2
@@ -185,3 +195,75 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
                           "query: expected a term, a \"phrase\" or ("
     assert main(["check", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_check_refuses_a_config_that_would_do_nothing(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\nsettings:\n  poll_interval: 300\n")
+    assert main(["check", "--config", str(empty)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{empty}:1: feeds: none: there is nothing to poll",
+                   f"{empty}:1: topics: none: nothing would ever match",
+                   f"{empty}:1: subscribers: none: matches would reach nobody"]
+
+
+def test_a_missing_variable_is_one_problem(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
+    found = problems(tmp_path, """\
+        subscribers:
+          - id: ops
+            webhook: https://hooks.example.org/x
+            secret: ${NO_SUCH_SECRET}
+            topics: [hostage-releases]
+        """)
+    assert found == [f"{tmp_path / 'newswatch.yaml'}:4: subscribers[0].secret: environment "
+                     "variable NO_SUCH_SECRET is not set"]
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("settings:\n  pol_interval: 60\n", "settings.pol_interval: unknown key (did you mean "
+                                         "'poll_interval'?)"),
+    ("subscriber:\n  - id: x\n", "subscriber: unknown key (did you mean 'subscribers'?)"),
+    ("topics:\n  t:\n    name: T\n    querry: truce\n",
+     "topics.t.querry: unknown key (did you mean 'query'?)"),
+    ("topics:\n  t:\n    name: T\n    query: truce\n    semantic:\n      treshold: 0.5\n",
+     "topics.t.semantic.treshold: unknown key (did you mean 'threshold'?)"),
+])
+def test_unknown_keys_get_a_did_you_mean(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(p.endswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_every_part_is_checked_whatever_else_is_wrong(tmp_path: Path) -> None:
+    """A bad setting, a bad query, a bad subscriber and a bad feed: four problems at once
+    (field errors hid the others until they were fixed)."""
+    found = problems(tmp_path, """\
+        feeds:
+          - url: https://news.example.org/rss
+          - url: gopher://old.example/feed
+        topics:
+          broken:
+            name: Broken
+            query: (truce AND
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [broken, missing]
+          - id: "bad id"
+            outbox: out
+            topics: [broken]
+        settings:
+          poll_interval: 1
+        """, topics=False)
+    joined = "\n".join(found)
+    assert "feeds[1].url: unsupported URL scheme 'gopher'" in joined
+    assert "topics.broken.query: column" in joined
+    assert "subscribers[0].topics[1]: unknown topic 'missing'" in joined
+    assert "subscribers[0].topics[0]" not in joined            # a bad query is not unknown
+    assert "subscribers[1].id: 'bad id': a subscriber id is" in joined
+    assert "settings.poll_interval: Input should be greater than or equal to 10" in joined

@@ -34,7 +34,8 @@ def test_periods_follow_the_local_clock() -> None:
     assert period_of(moment, "daily", "UTC").label == "2025-01-04"
 
 
-def digest_runtime(tmp_path: Path, server: FeedServer, redis_url: str) -> Runtime:
+def digest_runtime(tmp_path: Path, server: FeedServer, redis_url: str,
+                   subscriber: str = "briefing") -> Runtime:
     for n, (title, link) in enumerate(COPIES):
         server.files[f"/o{n}.xml"] = Served(rss(title, link, n))
     server.files["/other.xml"] = Served(
@@ -48,7 +49,7 @@ def digest_runtime(tmp_path: Path, server: FeedServer, redis_url: str) -> Runtim
         feeds:
 {feeds}
         subscribers:
-          - id: briefing
+          - id: {subscriber}
             outbox: out
             topics: [ceasefire-talks, hostage-releases]
             digest: daily
@@ -62,9 +63,12 @@ def take_in(rt: Runtime) -> None:
         assert pipeline.process_entries(rt, list(outcome.new_entries)) == []  # held, not sent
 
 
+@pytest.mark.parametrize("subscriber", ["briefing", "desk:paris", "team/desk@example.org"])
 def test_one_digest_per_period_with_every_source(tmp_path: Path, feed_server: FeedServer,
-                                                 redis_url: str) -> None:
-    rt = digest_runtime(tmp_path, feed_server, redis_url)
+                                                 redis_url: str, subscriber: str) -> None:
+    """Any valid subscriber id, ':' included (the bucket was found again by splitting its
+    key on ':', so `desk:paris` got its digest dead-lettered as not configured)."""
+    rt = digest_runtime(tmp_path, feed_server, redis_url, subscriber)
     take_in(rt)
     assert pipeline.due_work(rt).alerts == ()                 # the day is not over yet
     assert not (tmp_path / "out").exists()
@@ -74,7 +78,7 @@ def test_one_digest_per_period_with_every_source(tmp_path: Path, feed_server: Fe
     assert pipeline.due_work(rt, now=time.time() + 3 * 86400).alerts == ()   # once only
     [path] = (tmp_path / "out").glob("*.json")
     body = json.loads(path.read_text())
-    assert body["type"] == "digest" and body["subscriber"] == "briefing"
+    assert body["type"] == "digest" and body["subscriber"] == subscriber
     assert body["period"]["timezone"] == "Europe/Paris" and body["stories"] == 2
     topics = {t["id"]: t["stories"] for t in body["topics"]}
     [doha] = topics["ceasefire-talks"]

@@ -70,10 +70,12 @@ def test_import_creates_a_managed_opml_and_round_trips(tmp_path: Path) -> None:
     again = import_opml(config, FEEDLY.read_bytes(), "feedly-export.opml")
     assert again.added == [] and len(again.known) == 6 and path.read_text() == after
 
-    # Export -> read back: the same feeds, titles and categories.
+    # Export -> read back: the same feeds, titles, categories and sites (htmlUrl).
     exported = read_opml(export_opml(config), "export")
-    assert {(f.url, f.title, f.categories) for f in exported} == \
-        {(f.url, f.name, f.categories) for f in config.feeds}
+    assert {(f.url, f.title, f.categories, f.site) for f in exported} == \
+        {(f.url, f.name, f.categories, f.site) for f in config.feeds}
+    assert by_url["http://feeds.bbci.co.uk/news/world/rss.xml"].site == \
+        "https://www.bbc.co.uk/news/world"
 
 
 def test_import_skips_unpollable_urls_and_adds_to_a_listed_opml(tmp_path: Path) -> None:
@@ -82,13 +84,14 @@ def test_import_skips_unpollable_urls_and_adds_to_a_listed_opml(tmp_path: Path) 
                                         'feed/subscribe/en/news/all/rss.xml"/></body></opml>')
     path = write_config(tmp_path, "feeds: [{opml: desk.opml}]\n")
     result = import_opml(load_config(path), INOREADER.read_bytes(), "inoreader.opml")
-    assert [f.title for f in result.added] == ["Kyiv Independent", "ReliefWeb - Updates"]
+    assert [f.title for f in result.added] == ["Kyiv Independent", "ReliefWeb - Updates",
+                                               "Podcast"]
+    assert result.added[2].url == "http://example.org/podcast.xml"    # feed:// is http://
     assert [f.title for f in result.known] == ["UN News"]
     assert sorted(why for _, why in result.skipped) == [
-        "not an http(s) URL: '/relative/feed.xml'",
-        "not an http(s) URL: 'feed://example.org/podcast.xml'"]
+        "not an http(s) URL: '/relative/feed.xml'"]
     assert not result.config_edited and result.target == tmp_path / "desk.opml"
-    assert len(load_config(path).feeds) == 3
+    assert len(load_config(path).feeds) == 4
 
 
 @pytest.mark.parametrize("feeds", ["", "feeds:\n", "feeds: []\n",
@@ -105,13 +108,15 @@ def test_cli_import_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path = write_config(tmp_path, CONFIG)
     assert main(["feeds", "import", "--config", str(path), str(INOREADER)]) == 0
     out = capsys.readouterr().out
-    assert f"imported 3 new feeds into {tmp_path / 'feeds.opml'}" in out
-    assert ("skipped Podcast (not a feed we can poll): not an http(s) URL: "
-            "'feed://example.org/podcast.xml'") in out
+    assert f"imported 4 new feeds into {tmp_path / 'feeds.opml'}" in out
+    assert "skipped" in out and "/relative/feed.xml" in out
     exported = tmp_path / "out.opml"
     assert main(["feeds", "export", "--config", str(path), "-o", str(exported)]) == 0
-    titles = {f.title for f in read_opml(exported.read_bytes(), "out")}
-    assert titles == {"NPR", "Kyiv Independent", "ReliefWeb - Updates", "UN News"}
+    feeds = {f.title: f for f in read_opml(exported.read_bytes(), "out")}
+    assert set(feeds) == {"NPR", "Kyiv Independent", "ReliefWeb - Updates", "UN News",
+                          "Podcast"}
+    assert feeds["Kyiv Independent"].site == "https://kyivindependent.com/"   # kept
+    assert feeds["Podcast"].url == "http://example.org/podcast.xml"
     assert main(["feeds", "import", "--config", str(path), str(tmp_path / "missing.opml")]) == 1
     assert "missing.opml: cannot read: No such file or directory" in capsys.readouterr().err
 
