@@ -26,7 +26,7 @@ from worker.retry_after import retry_after_seconds
 
 def alert(title: str = "Talks resume", link: str | None = "https://a.example/1") -> Alert:
     e = Entry("f1", "g1", title, "Mediators met <again>.", link,
-              datetime(2025, 1, 4, 14, 5, tzinfo=UTC), "Wire")
+              datetime(2025, 1, 4, 14, 5, tzinfo=UTC), "Wire", "en")
     return Alert("al1", "desk", "s1", e,
                  (Match("ceasefire-talks", "Ceasefire talks", 1.0, ("*Talks* resume",),
                         ("talk = Talks",)),),
@@ -44,7 +44,7 @@ def test_webhook_body_contract() -> None:
                     "evidence": ["*Talks* resume"], "clauses": ["talk = Talks"]}],
         "story": {"id": "s1", "title": "Talks resume", "url": "https://a.example/1",
                   "published": "2025-01-04T14:05:00Z", "summary": "Mediators met <again>.",
-                  "source": {"feed": "https://wire.example/rss", "title": "Wire",
+                  "lang": "en", "source": {"feed": "https://wire.example/rss", "title": "Wire",
                              "categories": ["Middle East/Gulf"]},
                   "also_reported_by": [{"title": "Talks resume, again",
                                         "url": "https://b.example/2", "source": "Other"},

@@ -40,6 +40,7 @@ class Entry:
     link: str | None       # canonical URL
     published: datetime | None
     source_title: str      # the feed's human name
+    lang: str | None = None    # ISO 639-1 (or 639-3), None when unknown
 
     @property
     def key(self) -> str:
@@ -49,7 +50,7 @@ class Entry:
         return {
             "feed_id": self.feed_id, "entry_id": self.entry_id, "title": self.title,
             "summary": self.summary, "link": self.link, "published": iso(self.published),
-            "source_title": self.source_title,
+            "source_title": self.source_title, "lang": self.lang,
         }
 
     @classmethod
@@ -57,7 +58,7 @@ class Entry:
         return cls(
             feed_id=d["feed_id"], entry_id=d["entry_id"], title=d["title"],
             summary=d["summary"], link=d.get("link"), published=parse_iso(d.get("published")),
-            source_title=d.get("source_title", ""),
+            source_title=d.get("source_title", ""), lang=d.get("lang"),
         )
 
 
@@ -71,6 +72,8 @@ class Match:
     evidence: tuple[str, ...] = ()        # snippets, matched words marked *word*
     clauses: tuple[str, ...] = ()         # query terms that held: `negotiat* = negotiators`
     semantic: float | None = None         # similarity to the topic's description, if scored
+    model: float | None = None            # the trained model's probability, when it decided
+    like: tuple[tuple[str, bool], ...] = ()   # the labelled examples it is most alike
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.topic_id, "name": self.topic_name,
@@ -78,12 +81,17 @@ class Match:
                                "clauses": list(self.clauses)}
         if self.semantic is not None:
             out["semantic"] = self.semantic
+        if self.model is not None:
+            out["model"] = self.model
+            out["like"] = [{"title": text, "label": "relevant" if relevant else "not relevant"}
+                           for text, relevant in self.like]
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
+        like = tuple((str(x["title"]), x.get("label") == "relevant") for x in d.get("like", ()))
         return cls(d["id"], d["name"], float(d["score"]), tuple(d.get("evidence", ())),
-                   tuple(d.get("clauses", ())), d.get("semantic"))
+                   tuple(d.get("clauses", ())), d.get("semantic"), d.get("model"), like)
 
 
 @dataclass(frozen=True)

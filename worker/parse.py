@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import feedparser
 import nh3
 
+from .classify.language import detect
 from .errors import ParseError
 from .models import Entry, parse_iso
 
@@ -59,7 +60,8 @@ def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     body = _first_items(body, max_entries)
     parsed = _feedparser(body, headers, url)
     source = feed_name or _clean_text(parsed.feed.get("title", "")) or url
-    entries = list(islice(_dedup(_from_feedparser(e, url, feed_id, source)
+    feed_lang = parsed.feed.get("language") or headers.get("content-language")
+    entries = list(islice(_dedup(_from_feedparser(e, url, feed_id, source, feed_lang)
                                  for e in parsed.entries), max_entries))
     if not entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no feed found"
@@ -122,10 +124,13 @@ def item_text(title: str, summary: str | None, content: str | None) -> tuple[str
     return _clean_text(title)[:MAX_TITLE], text[:MAX_SUMMARY]
 
 
-def _from_feedparser(e: Any, url: str, feed_id: str, source: str) -> Entry:
+def _from_feedparser(e: Any, url: str, feed_id: str, source: str,
+                     feed_lang: str | None) -> Entry:
     link = _first_link(e, url)
     content = " ".join(c.get("value", "") for c in e.get("content") or () if c.get("value"))
     title, summary = item_text(e.get("title", ""), e.get("summary"), content)
+    hint = (e.get("title_detail") or {}).get("language") or \
+        (e.get("summary_detail") or {}).get("language") or feed_lang
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         # dict.get: FeedParserDict.get aliases updated->published with a DeprecationWarning
@@ -134,7 +139,7 @@ def _from_feedparser(e: Any, url: str, feed_id: str, source: str) -> Entry:
             break
     guid = (e.get("id") or "").strip()
     return Entry(feed_id, guid or link or _content_id(title, summary), title, summary, link,
-                 published, source)
+                 published, source, detect(title, summary, hint))
 
 
 def _first_link(e: Any, base: str) -> str | None:
@@ -172,17 +177,19 @@ def _parse_json_feed(body: bytes, *, url: str, feed_id: str, feed_name: str) -> 
         raise ParseError(url, "JSON Feed has no 'items' list")
     source = feed_name or _clean_text(str(doc.get("title") or "")) or url
     base = str(doc.get("home_page_url") or doc.get("feed_url") or url)
+    feed_lang = doc.get("language") if isinstance(doc.get("language"), str) else None
     entries = []
     for item in items:
         if not isinstance(item, dict):
             continue    # one malformed item must not cost the others
-        entries.append(_from_json_item(item, base, feed_id, source))
+        entries.append(_from_json_item(item, base, feed_id, source, feed_lang))
     if not entries and items:
         raise ParseError(url, "JSON Feed items are all malformed")
     return list(_dedup(entries))
 
 
-def _from_json_item(item: dict[str, Any], base: str, feed_id: str, source: str) -> Entry:
+def _from_json_item(item: dict[str, Any], base: str, feed_id: str, source: str,
+                    feed_lang: str | None) -> Entry:
     def text(key: str) -> str:
         value = item.get(key)
         return value if isinstance(value, str) else ""
@@ -204,7 +211,7 @@ def _from_json_item(item: dict[str, Any], base: str, feed_id: str, source: str) 
     raw_id = item.get("id")
     guid = str(raw_id).strip() if isinstance(raw_id, str | int) else ""
     return Entry(feed_id, guid or link or _content_id(title, summary), title, summary, link,
-                 published, source)
+                 published, source, detect(title, summary, text("language") or feed_lang))
 
 
 def _dedup(entries: Iterable[Entry]) -> Iterable[Entry]:

@@ -35,6 +35,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .classify.text import stem, words_of
@@ -59,7 +60,7 @@ RULE = Rule(threshold=0.12, per_day=0.2, undated=0.4)
 TITLE_WEIGHT = 1.5
 TOPIC_WEIGHT = 0.5
 SEMANTIC_WEIGHT = 2.0
-SEMANTIC_PIVOT = 0.6      # embedding cosine that neither helps nor hurts
+SEMANTIC_PIVOT = 0.88     # embedding cosine that neither helps nor hurts (multilingual-e5)
 # The model's evidence for the same story fades to nothing over this many days between two
 # reports (its evidence against stays). It reads the next day's news of the same process as the
 # same ("talks resume" / "talks stall", cosine 0.75-0.8, the day's rewrites 0.55-0.8); what
@@ -185,10 +186,25 @@ def _by_noun(marks: frozenset[str]) -> dict[str, set[str]]:
     return out
 
 
-def _content(text: str | list[str]) -> list[str]:
-    """Content words of a text, or of its words as `words_of` gives them."""
+def _content(text: str | list[str], lang: str | None = None) -> list[str]:
+    """Content words of a text, or of its words as `words_of` gives them; the function
+    words of its language dropped too (two French reports share "de", "les", "selon" as two
+    English ones share "the": nothing that makes them one event)."""
+    stop = _STOP | stopwords(lang) if lang and lang != "en" else _STOP
     return [_NUMBERS.get(w, w) for w in (words_of(text) if isinstance(text, str) else text)
-            if w not in _STOP and (len(w) > 1 or w.isdigit())]
+            if w not in stop and (len(w) > 1 or w.isdigit())]
+
+
+@lru_cache(maxsize=64)
+def stopwords(lang: str) -> frozenset[str]:
+    """A language's function words as newswatch folds words (stopwords-iso: 58 languages)."""
+    try:
+        import stopwordsiso
+    except ImportError:
+        return frozenset()
+    if not stopwordsiso.has_lang(lang):
+        return frozenset()
+    return frozenset(w for word in stopwordsiso.stopwords(lang) for w in words_of(word))
 
 
 @dataclass(frozen=True)
@@ -265,7 +281,8 @@ _PARSED_LIMIT = 2048          # ~10 MB (a 35-word member costs ~5 KB parsed and 
 def fingerprint(entry: Entry, vector: bytes | None = None,
                 vocabulary: Vocabulary | None = None) -> Fingerprint:
     title_words, summary_words = words_of(entry.title), words_of(entry.summary)  # tokenised once
-    in_title, in_summary = _content(title_words), _content(summary_words)
+    in_title = _content(title_words, entry.lang)
+    in_summary = _content(summary_words, entry.lang)
     title = frozenset(map(stem, in_title))
     topical = vocabulary.among(in_title + in_summary) if vocabulary else frozenset()
     return Fingerprint(title, frozenset(map(stem, in_summary)) - title,
@@ -454,9 +471,9 @@ def cluster(items: Iterable[tuple[str, Entry]], *, window_hours: float = 72,
 def embedder_of(embedder: Any = None) -> Callable[[list[str]], list[bytes]]:
     """Texts -> quantized embeddings, with this embedder or a new one (semantic extra)."""
     if embedder is None:
-        from .classify.semantic import Embedder
+        from .classify.semantic import shared
 
-        embedder = Embedder()
+        embedder = shared()
 
     def embed(texts: list[str]) -> list[bytes]:
         return [quantize(v) for v in embedder.embed(texts)] if texts else []

@@ -27,8 +27,10 @@ def compile_holds(node: Node) -> Test:
 
     def expr(n: Node) -> str:
         if isinstance(n, Term):
-            table = "d.wordset" if n.exact else "d.keys"
-            direct = f"({const(n.key)} in {table})"
+            direct = f"({const(n.key)} in {'d.wordset' if n.exact else 'd.keys'})"
+            if n.foreign:       # a text in another language: its stem by that language too
+                direct = f"({direct} or (d.tag is not None and " \
+                         f"{const(n.foreign)}.get(d.tag) in d.keys))"
             if not n.heads:
                 return direct
             return (f"({direct} or (not {const(n.heads)}.isdisjoint(d.wordset)"
@@ -39,6 +41,9 @@ def compile_holds(node: Node) -> Test:
             tests = []
             if n.keys:
                 tests.append(f"not {const(n.keys)}.isdisjoint(d.keys)")
+            if n.foreign:
+                tests.append(f"(d.tag is not None and not {const(n.foreign)}.get(d.tag, "
+                             f"{const(frozenset())}).isdisjoint(d.keys))")
             if n.words:
                 tests.append(f"not {const(n.words)}.isdisjoint(d.wordset)")
             tests += [expr(part) for part in n.rest]

@@ -16,7 +16,7 @@ def required(node: Node) -> Keys | None:
     """Terms of which at least one occurs in every text the node matches; None: any text."""
     if isinstance(node, Term):
         words = frozenset(node.heads) | ({node.key} if node.exact else set())
-        return words, frozenset() if node.exact else frozenset({node.key}), frozenset()
+        return words, frozenset() if node.exact else node.stems, frozenset()
     if isinstance(node, Prefix):
         return frozenset(), frozenset(), frozenset({node.prefix})
     if isinstance(node, Phrase):
@@ -72,9 +72,12 @@ class _Table:
             for value in values:
                 table.setdefault(value, set()).add(number)
 
-    def topics(self, word: str, root: str, prefixes: tuple[str, ...]) -> frozenset[int]:
-        """The topics this word holds a term of (as itself, by its stem or a prefix)."""
-        found = self.words.get(word, set()) | self.stems.get(root, set())
+    def topics(self, word: str, roots: tuple[str, ...],
+               prefixes: tuple[str, ...]) -> frozenset[int]:
+        """The topics this word holds a term of (as itself, by a stem or a prefix)."""
+        found = self.words.get(word, set()) | self.stems.get(roots[0], set())
+        for root in roots[1:]:
+            found |= self.stems.get(root, set())
         for prefix in prefixes:
             found |= self.prefixes.get(prefix, set())
         return frozenset(found) if found else _NONE
@@ -111,18 +114,18 @@ class TopicIndex:
         self.needs_second = frozenset(needs_second)
         self._lexicon = Lexicon(self.first.prefixes.keys() | self.second.prefixes.keys(), self)
 
-    def admits(self, word: str, root: str,
+    def admits(self, word: str, roots: tuple[str, ...],
                prefixes: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]:
         """The topics whose first required terms this word holds, and those whose second."""
-        return (self.first.topics(word, root, prefixes),
-                self.second.topics(word, root, prefixes))
+        return (self.first.topics(word, roots, prefixes),
+                self.second.topics(word, roots, prefixes))
 
     def candidates(self, doc: Doc) -> set[int]:
         """Topic numbers that could match `doc`."""
         if doc.lexicon.index is self:
             facts = doc.facts
         else:               # a Doc made without this index's lexicon: work its words out here
-            facts = list(map(self._lexicon.facts, doc.wordset))
+            facts = list(map(self._lexicon.for_lang(doc.lang).facts, doc.wordset))
         first: set[int] = set().union(*map(_FIRST, facts))
         if self.needs_second:
             second: set[int] = set().union(*map(_SECOND, facts))

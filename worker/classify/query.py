@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import QueryError
+from . import languages
 from .text import FIELDS, MIN_PREFIX, Doc, fold, stem, words_of
 
 Hits = frozenset[int]     # indexes of the doc's words that made a clause hold
@@ -52,23 +53,39 @@ def _scoped(doc: Doc, hits: set[int] | list[int], scope: int | None) -> Hits | N
 
 @dataclass(frozen=True)
 class Term(Node):
-    """A word: by stem when bare, exactly when quoted; compounds written apart match too."""
+    """A word: by stem when bare (its English stem, and its stem in every other language of its
+    script: languages.py), exactly when quoted; compounds written apart match too."""
 
     word: str
     exact: bool = False
     key: str = field(init=False)
+    # stemmer tag -> this term's stem by it: a text in that language is looked up by one key
+    foreign: dict[str, str] = field(init=False, repr=False, compare=False)
     heads: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", self.word if self.exact else stem(self.word))
+        object.__setattr__(self, "foreign", {} if self.exact else
+                           languages.term_keys(self.word))
         # "ceasefire" is also written "cease fire" / "cease-fire": try each split whose head
         # the doc contains (checked lazily, so plain items pay nothing for it).
         heads = frozenset(self.word[:k] for k in range(3, len(self.word) - 2)) \
             if len(self.word) >= 6 else frozenset()
         object.__setattr__(self, "heads", heads)
 
+    @property
+    def stems(self) -> frozenset[str]:
+        """Every key this term matches by: its English stem and its stems elsewhere."""
+        return frozenset({self.key, *self.foreign.values()})
+
+    def keys_in(self, doc: Doc) -> tuple[str, ...]:
+        """The keys this term is looked up by in `doc` (its language's stem too)."""
+        other = self.foreign.get(doc.lexicon.tag) if doc.lexicon.tag else None
+        return (self.key, other) if other else (self.key,)
+
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        present = self.key in (doc.wordset if self.exact else doc.keys)
+        present = self.key in doc.wordset if self.exact else \
+            any(key in doc.keys for key in self.keys_in(doc))
         if not present and (not self.heads or self.heads.isdisjoint(doc.wordset)):
             return False
         if scope is None:
@@ -90,8 +107,11 @@ class Term(Node):
         return False
 
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
-        table = doc.by_word if self.exact else doc.by_key
-        hits = set(table.get(self.key, ()))
+        if self.exact:
+            hits = set(doc.by_word.get(self.key, ()))
+        else:
+            by_key = doc.by_key
+            hits = {i for key in self.keys_in(doc) for i in by_key.get(key, ())}
         for head in self.heads & doc.wordset:
             for i in doc.by_word[head]:
                 if doc.adjacent(i):
@@ -181,16 +201,24 @@ class Or(Node):
     parts: tuple[Node, ...]
     # Fast path: the plain alternatives as sets, tested against the doc's sets in C.
     keys: frozenset[str] = field(init=False, repr=False, compare=False)   # stems, prefix*
+    # stemmer tag -> the alternatives' stems by it, for texts in that language
+    foreign: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
     words: frozenset[str] = field(init=False, repr=False, compare=False)  # exact words
     rest: tuple[Node, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys: set[str] = set()
         words: set[str] = set()
+        foreign: dict[str, set[str]] = {}
         rest: list[Node] = []
         for part in self.parts:
             if isinstance(part, Term):
-                (words if part.exact else keys).add(part.key)
+                if part.exact:
+                    words.add(part.key)
+                else:
+                    keys.add(part.key)
+                    for tag, key in part.foreign.items():
+                        foreign.setdefault(tag, set()).add(key)
                 if part.heads:
                     rest.append(part)          # its compound spellings need the slow check
             elif isinstance(part, Prefix):
@@ -198,11 +226,17 @@ class Or(Node):
             else:
                 rest.append(part)
         object.__setattr__(self, "keys", frozenset(keys))
+        object.__setattr__(self, "foreign", {t: frozenset(k) for t, k in foreign.items()})
         object.__setattr__(self, "words", frozenset(words))
         object.__setattr__(self, "rest", tuple(rest))
 
+    def _keys_in(self, doc: Doc) -> frozenset[str]:
+        tag = doc.lexicon.tag
+        return self.keys | self.foreign[tag] if tag and tag in self.foreign else self.keys
+
     def holds(self, doc: Doc, scope: int | None = None) -> bool:
-        plain = not self.keys.isdisjoint(doc.keys) or not self.words.isdisjoint(doc.wordset)
+        plain = not self._keys_in(doc).isdisjoint(doc.keys) or \
+            not self.words.isdisjoint(doc.wordset)
         if scope is None:
             return plain or any(part.holds(doc) for part in self.rest)
         if not plain and not self.rest:
@@ -212,7 +246,7 @@ class Or(Node):
     def match(self, doc: Doc, scope: int | None = None) -> Hits | None:
         hits: set[int] = set()
         if scope is None:             # plain alternatives straight from the doc's tables
-            for key in self.keys & doc.keys:         # stems and prefixes
+            for key in self._keys_in(doc) & doc.keys:         # stems and prefixes
                 hits.update(doc.by_key[key])
             for key in self.words & doc.wordset:
                 hits.update(doc.by_word[key])

@@ -19,25 +19,39 @@ from typing import Protocol
 
 import Stemmer
 
+from . import languages
+
 FIELDS = ("title", "summary")
 FIELD_GAP = 1000                     # positions between fields (Lucene's position gap)
 MIN_PREFIX = 3                       # letters before a wildcard
 _CACHE_LIMIT = 200_000               # words whose stem / prefixes are remembered
-# Apostrophes: ' and ’, and ‘ (often typed for one: "Israel‘s").
-_TOKEN = re.compile(r"[^\W_]+(?:['’‘][^\W_]+)*")
+# Apostrophes: ' and ’, and ‘ (often typed for one: "Israel‘s"). Inside a word too: Persian's
+# zero-width non-joiner (گروگان‌ها), the joiner and the Arabic tatweel that stretches a word;
+# `fold` drops them, so the word is the same whether its writer used them or not, while the
+# text shown in evidence keeps them (right-to-left text intact).
+_JOINERS = "\u200c\u200d\u0640"
+_TOKEN = re.compile(rf"[^\W_]+(?:(?:['’‘]|[{_JOINERS}]+)[^\W_]+)*")
 _POSSESSIVE = re.compile(r"['’‘]s$")
 _APOSTROPHES = str.maketrans("", "", "'’‘")
 _stemmer = Stemmer.Stemmer("english")
 _span = re.Match.span
 
 
+# Arabic-script letters written several ways (Arabic and Persian yeh and kaf, taa marbuta,
+# alef maqsura); hamza and madda on alef are combining marks, dropped with the accents.
+_LETTERS = str.maketrans({"ة": "ه", "ى": "ي", "ی": "ي", "ک": "ك", "ۀ": "ه"})
+
+
 @lru_cache(maxsize=200_000)
 def fold(word: str) -> str:
-    """A word as compared: case-folded, accents removed, possessive and apostrophes dropped."""
+    """A word as compared: case-folded, accents and vowel marks removed (Arabic harakat,
+    Hebrew niqqud), Arabic-script letter variants made one, possessive and apostrophes
+    dropped."""
     word = word.casefold()
     if not word.isascii():
         word = "".join(c for c in unicodedata.normalize("NFKD", word)
-                       if not unicodedata.combining(c))
+                       if not unicodedata.combining(c) and c not in _JOINERS
+                       ).translate(_LETTERS)
     if "'" in word or "’" in word or "‘" in word:
         word = _POSSESSIVE.sub("", word).translate(_APOSTROPHES)
     return word
@@ -66,12 +80,27 @@ class Lexicon:
     the presearch becomes a union of the words' remembered topic sets, in C."""
 
     def __init__(self, prefixes: Iterable[str] | None = None,
-                 index: Presearch | None = None) -> None:
-        """`prefixes`: those to track (None: every prefix of MIN_PREFIX letters or more)."""
+                 index: Presearch | None = None, lang: str | None = None) -> None:
+        """`prefixes`: those to track (None: every prefix of MIN_PREFIX letters or more).
+        `lang`: the language of the texts it reads; their words get that language's tagged
+        stems besides the English one (languages.py)."""
         self.known = None if prefixes is None else frozenset(prefixes)
         self.lengths = sorted({len(p) for p in self.known or ()})
         self.index = index
+        self.lang = lang if languages.known(lang) else None
+        self.tag = languages.tag(self.lang)
         self.words: dict[str, Facts] = {}
+        self.others: dict[str | None, Lexicon] = {self.lang: self}
+
+    def for_lang(self, lang: str | None) -> Lexicon:
+        """The lexicon of the same topics for texts in `lang` (made once, then kept)."""
+        key = lang if languages.known(lang) else None
+        found = self.others.get(key)
+        if found is None:
+            found = Lexicon(self.known, self.index, key)
+            found.others = self.others
+            self.others[key] = found
+        return found
 
     def facts(self, word: str) -> Facts:
         """(stem, keys, topics admitted, topics whose second terms it meets) of a word. Its
@@ -79,20 +108,23 @@ class Lexicon:
         answers both bare terms and wildcards."""
         if len(self.words) > _CACHE_LIMIT:
             self.words.clear()
-        root = stem(word)
+        roots = (stem(word), *languages.stemmed(self.lang, word)) if self.lang else \
+            (stem(word),)
         if self.known is None:
             prefixes = _all_prefixes(word)
         else:
             known = self.known
             prefixes = tuple(p for n in self.lengths
                              if n <= len(word) and (p := word[:n]) in known)
-        first, second = self.index.admits(word, root, prefixes) if self.index else (_NONE, _NONE)
-        found = self.words[word] = (root, (root, *(p + "*" for p in prefixes)), first, second)
+        first, second = self.index.admits(word, roots, prefixes) if self.index else \
+            (_NONE, _NONE)
+        found = self.words[word] = (roots[0], (*roots, *(p + "*" for p in prefixes)), first,
+                                    second)
         return found
 
 
 class Presearch(Protocol):
-    def admits(self, word: str, root: str,
+    def admits(self, word: str, roots: tuple[str, ...],
                prefixes: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]: ...
 
 
@@ -168,21 +200,24 @@ _EVERY_PREFIX = Lexicon()        # for a Doc made without a classifier's lexicon
 class Doc:
     """One item's title and summary, tokenised once for every query to read."""
 
-    def __init__(self, title: str, summary: str = "", lexicon: Lexicon | None = None) -> None:
+    def __init__(self, title: str, summary: str = "", lexicon: Lexicon | None = None,
+                 lang: str | None = None) -> None:
         self.title = _nfc(title.strip())
         self.summary = _nfc(summary.strip())
+        self.lang = lang
         title_words = _fold_all(self.title)
         self.split = len(title_words)          # words before it are the title's
         self.words = title_words + _fold_all(self.summary)
         self.wordset = set(self.words)
         self._unique = list(self.wordset)
-        self.lexicon = lexicon = lexicon or _EVERY_PREFIX
+        self.lexicon = lexicon = (lexicon or _EVERY_PREFIX).for_lang(lang)
         # One cache entry per word holds all the topics need to know of it.
         found = list(map(lexicon.words.get, self._unique))      # C-level loops
         self.facts: list[Facts] = found if None not in found else [  # type: ignore[assignment]
             f if f is not None else lexicon.facts(w)
             for w, f in zip(self._unique, found, strict=True)]
         self.keys: set[str] = set().union(*map(_KEYS, self.facts))
+        self.tag = lexicon.tag                 # its stemmer, when not English
 
     @cached_property
     def by_word(self) -> dict[str, list[int]]:
@@ -213,12 +248,13 @@ class Doc:
         return dict(zip(self._unique, map(_KEYS, self.facts), strict=True))
 
     @classmethod
-    def of(cls, text: str) -> Doc:
-        return cls(text)
+    def of(cls, text: str, lang: str | None = None) -> Doc:
+        return cls(text, lang=lang)
 
     @classmethod
-    def of_fields(cls, title: str, summary: str = "", lexicon: Lexicon | None = None) -> Doc:
-        return cls(title, summary, lexicon)
+    def of_fields(cls, title: str, summary: str = "", lexicon: Lexicon | None = None,
+                  lang: str | None = None) -> Doc:
+        return cls(title, summary, lexicon, lang)
 
     def field(self, i: int) -> int:
         return 0 if i < self.split else 1

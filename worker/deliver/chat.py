@@ -10,17 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .render import single_line
+from .render import language_note, scores, single_line
 from .templates import safe_link
 
 _SPECIAL = re.compile(r"([\\`_\[\]()#+\-!|<>~{}.])")
+_RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 MAX_EVIDENCE = 2                      # snippets per topic: a chat line, not an essay
 MAX_SOURCES = 5
 
 
 def md(text: str | None) -> str:
-    """Feed text as inert Markdown on one line (our `*` highlights stay)."""
-    return _SPECIAL.sub(r"\\\1", single_line(text or "", 2000))
+    """Feed text as inert Markdown on one line (our `*` highlights stay). Right-to-left text
+    is isolated (U+2068 ... U+2069), so that an Arabic headline inside an English line keeps
+    its own direction and does not reorder the words around it."""
+    line = _SPECIAL.sub(r"\\\1", single_line(text or "", 2000))
+    return f"\u2068{line}\u2069" if _RTL.search(line) else line
 
 
 def _link(label: str, url: str | None) -> str:
@@ -43,11 +47,12 @@ def _alert(body: dict[str, Any]) -> tuple[str, str]:
     marker = "Update · " if body.get("update") else ""
     title = single_line(f"[newswatch] {marker}{names}: {story['title']}")
     lines = [f"**{_link(story['title'], story.get('url'))}**",
-             f"{md(story['source']['title'])} · {md(story.get('published') or 'undated')}"]
+             f"{md(story['source']['title'])} · {md(story.get('published') or 'undated')}"
+             f"{md(language_note(story.get('lang')))}"]
     for t in topics:
-        score = f" · semantic {t['semantic']:.2f}" if t.get("semantic") is not None else ""
-        lines.append(f"**{md(t['name'])}**{md(score)}")
+        lines.append(f"**{md(t['name'])}**{md(scores(t))}")
         lines += [f"> {md(ev)}" for ev in t.get("evidence", [])[:MAX_EVIDENCE]]
+        lines += [f"like: {md(x['title'])} ({md(x['label'])})" for x in t.get("like", [])]
     others = story.get("also_reported_by") or []
     if others:
         shown = ", ".join(_link(o["source"] or o["title"], o.get("url"))

@@ -9,6 +9,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..classify import language
 from ..models import Alert, Entry, iso
 from .templates import alert_html, digest_html, notice_html, when
 
@@ -40,8 +41,9 @@ def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
         "topics": [m.to_dict() for m in alert.matches],
         "story": {
             "id": alert.story_id, "title": e.title, "url": e.link, "published": iso(e.published),
-            "summary": e.summary, "source": {"feed": feed_url, "title": e.source_title,
-                                          "categories": list(categories)},
+            "summary": e.summary, "lang": e.lang,
+            "source": {"feed": feed_url, "title": e.source_title,
+                       "categories": list(categories)},
             "also_reported_by": [{"title": o.title, "url": o.link, "source": o.source_title}
                                  for o in also_reported(alert, others)],
         },
@@ -130,13 +132,15 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     lines = [story["title"], ""]
     if story.get("url"):
         lines.append(story["url"])
-    lines.append(f"{story['source']['title']} · {when(story.get('published'))}")
+    lines.append(f"{story['source']['title']} · {when(story.get('published'))}"
+                 f"{language_note(story.get('lang'))}")
     lines += ["", story.get("summary") or "", ""]
     for t in topics:
-        lines.append(f"Matched topic: {t['name']} ({t['id']}){_semantic(t)}")
+        lines.append(f"Matched topic: {t['name']} ({t['id']}){scores(t)}")
         lines += [f"  {ev}" for ev in t.get("evidence", [])]
         if t.get("clauses"):
             lines.append(f"  because: {'; '.join(t['clauses'])}")
+        lines += [f"  like: {like['title']} ({like['label']})" for like in t.get("like", [])]
     if story.get("also_reported_by"):
         lines += ["", "Also reported by:"]
         lines += [f"  {o['source']}: {o['title']} {o.get('url') or ''}".rstrip()
@@ -144,5 +148,14 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _semantic(topic: dict[str, Any]) -> str:
-    return f" · semantic {topic['semantic']:.2f}" if topic.get("semantic") is not None else ""
+def scores(topic: dict[str, Any]) -> str:
+    """The model's probability and the similarity, when they were scored: ` · model 0.93`."""
+    out = f" · model {topic['model']:.2f}" if topic.get("model") is not None else ""
+    if topic.get("semantic") is not None:
+        out += f" · semantic {topic['semantic']:.2f}"
+    return out
+
+
+def language_note(lang: str | None) -> str:
+    """` · Arabic` for an item not in English (the alert is in its own language)."""
+    return f" · {language.name(lang)}" if lang and lang != "en" else ""

@@ -15,38 +15,47 @@ FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-
 
 
 def alert_html(body: dict[str, Any]) -> str:
+    """The alert card. Feed text is marked `dir="auto"` (and with its language): an Arabic,
+    Hebrew or Persian headline reads right to left inside an English card."""
+    from .render import language_note, scores
+
     story, topics = body["story"], body["topics"]
     link = safe_link(story.get("url"))
     title = escape(story["title"])
+    lang = _lang_attr(story.get("lang"))
     heading = (f'<a href="{escape(link)}" style="color:{INK};text-decoration:none">{title}</a>'
                if link else title)
     marker = "Update" if body.get("update") else "Alert"
     rows = [
-        _row(f'<h1 style="margin:0 0 6px;font-size:22px;line-height:1.3;color:{INK}">'
-             f"{heading}</h1>"
+        _row(f'<h1 dir="auto"{lang} style="margin:0 0 6px;font-size:22px;line-height:1.3;'
+             f'color:{INK}">{heading}</h1>'
              f'<p style="margin:0;font-size:13px;color:{MUTED}">'
-             f"{escape(story['source']['title'])} · {escape(when(story.get('published')))}</p>",
+             f"{escape(story['source']['title'])} · {escape(when(story.get('published')))}"
+             f"{escape(language_note(story.get('lang')))}</p>",
              "24px 28px 6px"),
     ]
     if story.get("summary"):
-        rows.append(_row(f'<p style="margin:0;font-size:15px;line-height:1.6;color:#374151">'
-                         f"{escape(story['summary'])}</p>", "10px 28px 6px"))
+        rows.append(_row(f'<p dir="auto"{lang} style="margin:0;font-size:15px;line-height:1.6;'
+                         f'color:#374151">{escape(story["summary"])}</p>', "10px 28px 6px"))
     for t in topics:
-        evidence = "".join(f'<p style="margin:6px 0 0;font-size:14px;line-height:1.5;'
-                           f'color:{INK}">{highlight(escape(ev))}</p>'
+        evidence = "".join(f'<p dir="auto" style="margin:6px 0 0;font-size:14px;'
+                           f'line-height:1.5;color:{INK}">{highlight(escape(ev))}</p>'
                            for ev in t.get("evidence", []))
         because = (f'<p style="margin:8px 0 0;font-size:12px;color:{MUTED}">because: '
                    f"{escape('; '.join(t['clauses']))}</p>" if t.get("clauses") else "")
-        semantic = (f" · semantic {t['semantic']:.2f}" if t.get("semantic") is not None else "")
+        like = "".join(f'<p dir="auto" style="margin:4px 0 0;font-size:12px;color:{MUTED}">'
+                       f"like: {escape(x['title'])} ({escape(x['label'])})</p>"
+                       for x in t.get("like", []))
         rows.append(_row(
             f'<div style="border-left:3px solid {ACCENT};background:#fdf2f2;padding:10px 14px;'
             f'border-radius:4px"><p style="margin:0;font-size:12px;font-weight:600;'
             f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">Matched: '
-            f"{escape(t['name'])}{escape(semantic)}</p>{evidence}{because}</div>",
+            f"{escape(t['name'])}{escape(scores(t))}</p>{evidence}{because}{like}</div>",
             "12px 28px 4px"))
     others = story.get("also_reported_by") or []
     if others:
-        items = "".join(f'<li style="margin:0 0 4px">{_linked(o["title"], safe_link(o.get("url")))}'
+        items = "".join(f'<li dir="auto" style="margin:0 0 4px">'
+                        f'{_linked(o["title"], safe_link(o.get("url")))}'
                         f' <span style="color:{MUTED}">· {escape(o["source"])}</span></li>'
                         for o in others)
         rows.append(_row(f'<p style="margin:0 0 6px;font-size:13px;font-weight:600;'
@@ -102,6 +111,11 @@ def notice_html(body: dict[str, Any], what: str) -> str:
                  "24px 28px 24px")]
     return _page(f"Feed problem: {feed['name']}", "", "Operator notice", rows,
                  "Sent to the operators listed in settings.operators.")
+
+
+def _lang_attr(lang: str | None) -> str:
+    """` lang="ar"` for a known language code (anything else is left out, never echoed)."""
+    return f' lang="{lang}"' if lang and lang.isalpha() and len(lang) <= 3 else ""
 
 
 def safe_link(url: str | None) -> str | None:
