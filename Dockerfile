@@ -4,7 +4,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker ./worker
-RUN pip install . && useradd --create-home --uid 10001 newswatch
+RUN pip install '.[semantic]' && useradd --create-home --uid 10001 newswatch
 COPY config ./config
 COPY seeds ./seeds
 RUN mkdir -p /app/var && chown newswatch /app/var
