@@ -100,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="one classify input line: {\"id\", \"title\", \"summary\", "
                               "\"content\", ...}")
     _semantic_flag(explain)
+    train = command("train", _train, "fit topics' models on their labelled examples and "
+                                     "readers' feedback; print cross-validated P / R / F1")
+    train.add_argument("--topic", action="append", metavar="ID",
+                       help="only this topic (repeatable; default every topic that has "
+                            "examples)")
+    train.add_argument("--json", action="store_true", help="one JSON object")
+    train.add_argument("--into", metavar="DIR", default=None,
+                       help="also write each model to DIR/<topic>.json (for a config's "
+                            "`model:` file, e.g. the shipped config/models)")
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
     _semantic_flag(stories)
@@ -136,7 +145,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _semantic_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=None,
-                        help="semantic scoring on or off (default: settings.semantic)")
+                        help="the multilingual model on or off (default: settings.semantic, "
+                             "which uses it when it is installed)")
+    parser.add_argument("--models", action=argparse.BooleanOptionalAction, default=True,
+                        help="with the model: topics decided by their trained models "
+                             "(default), or --no-models: by query and similarity only")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -171,8 +184,15 @@ def _check(args: argparse.Namespace) -> int:
         ("topics", len(config.topics), "nothing would ever match"),
         ("subscribers", len(config.subscribers), "matches would reach nobody"))
         if not count]
-    if empty:
-        raise ConfigError(empty)
+    from .classify import semantic
+    from .training import model_notes
+
+    problems, notes = model_notes(config, config.settings.semantic is not False
+                                  and semantic.available())
+    if empty or problems:
+        raise ConfigError(empty + problems)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{config.path}: OK: {len(config.feeds)} feeds, {len(config.topics)} topics, "
           f"{len(config.subscribers)} subscribers")
     return 0
@@ -189,6 +209,7 @@ class Item(BaseModel):
     link: str | None = None
     published: str | None = None
     source: str | None = None
+    lang: str | None = None          # the language the sender says it is in (a hint)
 
 
 MAX_LINE = 1 << 20          # bytes: a longer input line is an error of its own, not read
@@ -248,12 +269,17 @@ def _classify(args: argparse.Namespace) -> int:
     from .runtime import make_classifier
 
     config = load_config(args.config)
-    classifier = make_classifier(config, args.semantic)
+    classifier = make_classifier(config, args.semantic, models=args.models)
     failures = 0
     lines = progress(_items(args.file), desc="classify")
     while batch := list(islice(lines, CLASSIFY_BATCH)):
         good = [item for _, item in batch if not isinstance(item, str)]
-        found = iter(classifier.classify_many([_item_text(item) for item in good]))
+        texts = [_item_text(item) for item in good]
+        langs = [_item_lang(item, title, summary)
+                 for item, (title, summary) in zip(good, texts, strict=True)]
+        found = iter(classifier.classify_many([(title, summary, lang) for (title, summary), lang
+                                               in zip(texts, langs, strict=True)]))
+        lang_of = iter(langs)
         for _, item in batch:
             if isinstance(item, str):
                 failures += 1
@@ -262,18 +288,25 @@ def _classify(args: argparse.Namespace) -> int:
                 continue
             matches = next(found)
             print(json.dumps({
-                "id": item.id, "topics": [m.topic_id for m in matches],
+                "id": item.id, "lang": next(lang_of), "topics": [m.topic_id for m in matches],
                 "matches": [_match_json(m) for m in matches],
             }, ensure_ascii=False))
     return 1 if failures else 0
 
 
+def _item_lang(item: Item, title: str, summary: str) -> str | None:
+    """The item's language: detected from its text, its own `lang` trusted where the text
+    cannot tell (as a feed's declared language is)."""
+    from .classify.language import detect
+
+    return detect(title, summary, item.lang)
+
+
 def _match_json(m: Any) -> dict[str, Any]:
-    out = {"topic": m.topic_id, "score": m.score, "evidence": list(m.evidence),
-           "clauses": list(m.clauses)}
-    if m.semantic is not None:
-        out["semantic"] = m.semantic
-    return out
+    """A match as `classify` prints it: the webhook body's topic, keyed `topic`, no name."""
+    body = m.to_dict()
+    del body["name"]
+    return {"topic": body.pop("id"), **body}
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -284,19 +317,44 @@ def _explain(args: argparse.Namespace) -> int:
     _topic(config, args.topic)
     if args.item is not None:
         try:
-            title, summary = _item_text(Item.model_validate_json(args.item))
+            item = Item.model_validate_json(args.item)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise NewswatchError(f"--item: {'.'.join(map(str, first['loc'])) or 'line'}: "
                                  f"{first['msg']}") from None
     elif args.text or args.summary:
-        title, summary = _item_text(Item(id=0, title=" ".join(args.text), summary=args.summary))
+        item = Item(id=0, title=" ".join(args.text), summary=args.summary)
     else:
         raise NewswatchError("explain needs a TEXT (the title), --summary or --item")
-    explanation = explain_topic(make_classifier(config, args.semantic), args.topic, title,
-                                summary)
+    title, summary = _item_text(item)
+    lang = _item_lang(item, title, summary)
+    explanation = explain_topic(make_classifier(config, args.semantic, models=args.models),
+                                args.topic, title, summary, lang)
     print("\n".join(explanation.lines))
     return 0 if explanation.matched else 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .classify.semantic import shared
+    from .training import as_json, report, train_topic
+
+    config = load_config(args.config)
+    for topic_id in args.topic or ():
+        _topic(config, topic_id)
+    wanted = args.topic or [t for t, c in config.topics.items()
+                            if c.training or c.examples or c.counterexamples]
+    if not wanted:
+        raise NewswatchError("no topic has examples to train on (give a topic `training:` "
+                             "files, `examples` or `counterexamples`)")
+    embedder = shared()
+    into = Path(args.into) if args.into else None
+    outcomes = [train_topic(config, topic_id, embedder, into=into) for topic_id in wanted]
+    if args.json:
+        print(json.dumps({"topics": [as_json(o) for o in outcomes]}, ensure_ascii=False))
+    else:
+        for outcome in outcomes:
+            print("\n".join(report(outcome)))
+    return 0
 
 
 def _topic(config: Config, topic_id: str) -> Any:

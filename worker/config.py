@@ -81,7 +81,7 @@ def _valid_query(query: str | None) -> str | None:
 class SemanticConfig(_Model):
     """How a topic uses semantic scoring (when settings.semantic is on)."""
 
-    threshold: float = Field(default=0.55, gt=0, le=1)   # similarity for a match without words
+    threshold: float = Field(default=0.86, gt=0, le=1)   # similarity for a match without words
     gate: str | None = None       # only items matching this are embedded (default: any term)
 
     @field_validator("gate")
@@ -95,7 +95,10 @@ class TopicConfig(_Model):
     query: str
     exclude: str | None = None
     description: str | None = None
-    examples: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()             # items that are this topic (written by you)
+    counterexamples: tuple[str, ...] = ()      # items that look like it and are not
+    model: str | None = None                   # its trained model (JSON), relative to the file
+    training: tuple[str, ...] = ()             # labelled JSONL files `newswatch train` reads
     semantic: SemanticConfig = Field(default_factory=SemanticConfig)
 
     @property
@@ -223,7 +226,8 @@ class Settings(_Model):
     backtest_days: int = Field(default=7, ge=1)              # recent entries kept for backtest
     backtest_max_entries: int = Field(default=100_000, ge=0)
     story_window_hours: int = Field(default=72, ge=1)
-    semantic: bool = False        # score topics' descriptions/examples (newswatch[semantic])
+    # The multilingual model (newswatch[semantic]): "auto" uses it when it is installed.
+    semantic: bool | Literal["auto"] = "auto"
     retry_base_delay: float = Field(default=2.0, gt=0)      # seconds; doubles per attempt
     retry_max_delay: float = Field(default=3600.0, gt=0)    # longest wait between attempts
     delivery_max_age_hours: float = Field(default=24.0, gt=0)   # then the alert is dead

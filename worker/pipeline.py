@@ -289,7 +289,8 @@ def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
     to_deliver: list[str] = []
     loaded = [(key, rt.store.load_entry(key)) for key in entry_keys]
     entries = [(key, entry) for key, entry in loaded if entry is not None]
-    found = rt.classifier.classify_many([(e.title, e.summary) for _, e in entries])
+    classifier = rt.current_classifier()
+    found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
     for (key, entry), matches in zip(entries, found, strict=True):
         for m in matches:
             rt.store.count(f"matches:{m.topic_id}")

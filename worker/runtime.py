@@ -5,7 +5,9 @@ Built once per process from the config file (NEWSWATCH_CONFIG) and settings (NEW
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -13,7 +15,7 @@ import httpx
 from .classify import Classifier
 from .config import Config, Settings, load_config
 from .deliver.webhook import make_client
-from .errors import ConfigError
+from .errors import ConfigError, NewswatchError
 from .fetch import Fetcher, Limits
 from .parsepool import Parser, StoreSpec
 from .store import Store
@@ -29,6 +31,27 @@ class Runtime:
     parser: Parser
     schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
     redis_label: str = ""           # where its Redis is, for people (embedded or a URL)
+    _models_seen: tuple[tuple[str, float], ...] = ()
+    _models_checked: float = 0.0
+
+    def current_classifier(self) -> Classifier:
+        """The classifier, made again when a topic's model file changed (`newswatch train`
+        ran): looked at once every MODEL_CHECK seconds, between batches, so a batch is never
+        decided by two models and no work is lost."""
+        now = time.monotonic()
+        if self.classifier.scorer is None or now - self._models_checked < MODEL_CHECK:
+            return self.classifier
+        self._models_checked = now
+        seen = _model_stamps(self.config)
+        if seen != self._models_seen:
+            self._models_seen = seen
+            try:
+                self.classifier = make_classifier(self.config)
+                log.info("topic models reloaded: %s", ", ".join(
+                    sorted(st.model.topic for st in self.classifier.semantic if st.model)))
+            except NewswatchError as exc:      # the old models keep deciding meanwhile
+                log.error("topic models not reloaded: %s", exc)
+        return self.classifier
 
     @classmethod
     def create(cls, config: Config) -> Runtime:
@@ -41,9 +64,11 @@ class Runtime:
             ("seen_ttl_days", s.seen_ttl_days), ("story_window_hours", s.story_window_hours),
             ("recent_max", s.backtest_max_entries), ("recent_days", s.backtest_days)))
         store = spec.connect()
+        stamps = _model_stamps(config)
         return cls(config, store, make_classifier(config),
                    make_client(user_agent=s.user_agent, timeout=s.fetch_timeout),
-                   Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes))
+                   Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes),
+                   _models_seen=stamps)
 
     def close(self) -> None:
         self.http.close()
@@ -58,14 +83,38 @@ def fetch_limits(s: Settings) -> Limits:
                   host_gap=s.host_min_gap, allow_private=s.allow_private_networks)
 
 
-def make_classifier(config: Config, semantic: bool | None = None) -> Classifier:
-    """The config's topics; with semantic scoring when the settings (or `semantic`) say so."""
-    embedder = None
-    if config.settings.semantic if semantic is None else semantic:
-        from .classify.semantic import Embedder
+MODEL_CHECK = 5.0
+log = logging.getLogger(__name__)
 
-        embedder = Embedder()
-    return Classifier(config.topics, embedder)
+
+def _model_stamps(config: Config) -> tuple[tuple[str, float], ...]:
+    from .training import model_file
+
+    out = []
+    for topic_id in config.topics:
+        path = model_file(config, topic_id)
+        try:
+            out.append((str(path), path.stat().st_mtime if path else 0.0))
+        except OSError:
+            out.append((str(path), 0.0))
+    return tuple(out)
+
+
+def make_classifier(config: Config, semantic: bool | str | None = None, *,
+                    models: bool = True) -> Classifier:
+    """The config's topics, with the multilingual model and the topics' trained models when
+    the settings (or `semantic`) say so: "auto" (the default) uses them where the model is
+    installed; true insists (SemanticUnavailable says how to install it); false is lexical."""
+    from .classify import semantic as model
+
+    wanted = config.settings.semantic if semantic is None else semantic
+    if wanted == "auto":
+        wanted = model.available()
+    if not wanted:
+        return Classifier(config.topics)
+    from .training import load_models
+
+    return Classifier(config.topics, model.shared(), load_models(config) if models else {})
 
 
 _lock = threading.Lock()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, cast
 
@@ -11,7 +11,9 @@ from ..errors import QueryError
 from ..models import Match
 from .compile import Test, compile_holds
 from .index import TopicIndex
+from .learned import TopicModel
 from .query import And, Field, Hits, Near, Node, Not, Or, Phrase, Prefix, Term, parse_query
+from .scoring import Assessment, EmbedderLike, Reference, Scorer, SemanticTopic
 from .text import Doc, Lexicon
 
 _CONTEXT_WORDS = 6
@@ -36,18 +38,14 @@ class SemanticLike(Protocol):
     def semantic_texts(self) -> tuple[str, ...]: ...
     @property
     def semantic(self) -> Any: ...          # .threshold: float, .gate: str | None
+    @property
+    def examples(self) -> tuple[str, ...]: ...
+    @property
+    def counterexamples(self) -> tuple[str, ...]: ...
 
 
-class EmbedderLike(Protocol):
-    def embed(self, texts: list[str]) -> Any: ...     # (n, d) unit vectors (numpy)
-
-
-@dataclass(frozen=True)
-class SemanticTopic:
-    number: int                     # index into Classifier.topics
-    texts: tuple[str, ...]          # description and examples
-    threshold: float
-    gate: Test                      # which items are worth embedding for this topic
+# An item's text as the classifier reads it: (title, summary) or (title, summary, language).
+Text = tuple[str, str] | tuple[str, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -78,32 +76,41 @@ def compile_topic(topic_id: str, topic: TopicLike) -> CompiledTopic:
 class Classifier:
     """Every topic, compiled and indexed once; classifying is a pure function of the texts.
 
-    The rule (docs/queries.md): a topic matches when its query holds and its exclude does not;
-    with semantic scoring on, it also matches when the item passes the topic's gate, its
-    exclude does not hold, and its similarity to the topic's description or an example reaches
-    the topic's threshold. Lexical matches then carry their similarity as well."""
+    The rule (docs/queries.md): a topic matches when its query holds and its exclude does not.
+    With the embedding model (scoring.py), a topic with a trained model is decided by it (the
+    query's signals are among its evidence), and one without matches by its query or by
+    similarity to its description or examples. Lexical matches carry their similarity too."""
 
-    def __init__(self, topics: Mapping[str, TopicLike],
-                 embedder: EmbedderLike | None = None) -> None:
+    def __init__(self, topics: Mapping[str, TopicLike], embedder: EmbedderLike | None = None,
+                 models: Mapping[str, TopicModel] | None = None) -> None:
         self.topics = tuple(compile_topic(tid, t) for tid, t in topics.items())
         self.index = TopicIndex(t.query for t in self.topics)
         self.lexicon = Lexicon(
             (leaf.prefix for t in self.topics for node in (t.query, t.exclude) if node
              for leaf in _all_leaves(node) if isinstance(leaf, Prefix)), self.index)
         self.embedder = embedder
-        self.semantic: list[SemanticTopic] = []
-        self._vectors: list[Any] = []
+        self.scorer: Scorer | None = None
         if embedder is not None:
-            for number, topic in enumerate(topics.values()):
-                texts = getattr(topic, "semantic_texts", ())
-                if not texts:
+            semantic = []
+            for number, (topic_id, topic) in enumerate(topics.items()):
+                model = (models or {}).get(topic_id)
+                texts = tuple(getattr(topic, "semantic_texts", ()))
+                if not texts and model is None:
                     continue
                 settings = cast(SemanticLike, topic).semantic
                 gate = parse_query(settings.gate) if settings.gate else \
                     Or(tuple(_all_leaves(self.topics[number].query)))
-                self.semantic.append(SemanticTopic(number, texts, settings.threshold,
-                                                   compile_holds(gate)))
-                self._vectors.append(embedder.embed(list(texts)))
+                references = tuple(Reference(text, True) for text in
+                                   getattr(topic, "examples", ())) + \
+                    tuple(Reference(text, False) for text in
+                          getattr(topic, "counterexamples", ()))
+                semantic.append(SemanticTopic(number, texts, settings.threshold,
+                                              compile_holds(gate), model, references))
+            self.scorer = Scorer(embedder, semantic)
+
+    @property
+    def semantic(self) -> list[SemanticTopic]:
+        return self.scorer.topics if self.scorer else []
 
     @cached_property
     def vocabulary(self) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -127,29 +134,42 @@ class Classifier:
         return next((st for st in self.semantic if self.topics[st.number].id == topic_id),
                     None)
 
-    def doc(self, title: str, summary: str = "") -> Doc:
-        """The text as this classifier's topics read it."""
-        return Doc.of_fields(title, summary, self.lexicon)
+    def assess(self, topic_id: str, title: str, summary: str = "", lang: str | None = None
+               ) -> Assessment | None:
+        """What the model makes of a text for one topic, whether or not it matches (explain's
+        account); None where the topic has no semantic side or the text was not worth it."""
+        st = self.semantic_for(topic_id)
+        if st is None or self.scorer is None:
+            return None
+        doc = self.doc(title, summary, lang)
+        k = self.scorer.topics.index(st)
+        if k not in self.scorer.worth(doc, self.topics):
+            return Assessment(False, None, None)
+        vector = self.scorer.embedder.embed([embedding_text(title, summary)])[0]
+        return self.scorer.assess(k, self.topics[st.number], doc, vector)
 
-    def classify(self, title: str, summary: str = "", *, naive: bool = False) -> list[Match]:
+    def doc(self, title: str, summary: str = "", lang: str | None = None) -> Doc:
+        """The text as this classifier's topics read it (stemmed in `lang` too)."""
+        return Doc.of_fields(title, summary, self.lexicon, lang)
+
+    def classify(self, title: str, summary: str = "", lang: str | None = None, *,
+                 naive: bool = False) -> list[Match]:
         """The topics the text matches, in config order. `naive` checks every topic (benches)."""
-        return self.classify_many([(title, summary)], naive=naive)[0]
+        return self.classify_many([(title, summary, lang)], naive=naive)[0]
 
-    def classify_many(self, items: list[tuple[str, str]], *,
-                      naive: bool = False) -> list[list[Match]]:
+    def classify_many(self, items: Sequence[Text], *, naive: bool = False
+                      ) -> list[list[Match]]:
         """Many texts at once, so that semantic scoring embeds them in batches. Each Doc is let
         go once classified unless the model will read it: holding a large batch's Docs made
         the garbage collector walk them over and over (half the time at 20,000 items)."""
         results = []
         wanted: dict[int, tuple[Doc, list[int]]] = {}    # doc -> semantic topics to score
-        for i, (title, summary) in enumerate(items):
-            doc = self.doc(title, summary)
+        scorer = self.scorer
+        for i, item in enumerate(items):
+            doc = self.doc(item[0], item[1], item[2] if len(item) > 2 else None)
             results.append(self._lexical(doc, naive))
-            if self.semantic:
-                worth = [k for k, st in enumerate(self.semantic)
-                         if st.gate(doc) and not _excluded(self.topics[st.number], doc)]
-                if worth:
-                    wanted[i] = (doc, worth)
+            if scorer is not None and (worth := scorer.worth(doc, self.topics)):
+                wanted[i] = (doc, worth)
         if wanted:
             self._add_semantic(wanted, results)
         return results
@@ -170,33 +190,28 @@ class Classifier:
 
     def _add_semantic(self, wanted: dict[int, tuple[Doc, list[int]]],
                       results: list[list[Match]]) -> None:
-        if self.embedder is None:
-            return
+        scorer = self.scorer
+        assert scorer is not None
         order = sorted(wanted)
-        vectors = self.embedder.embed([f"{wanted[i][0].title}. {wanted[i][0].summary}".strip(" .")
-                                       for i in order])
+        vectors = scorer.embedder.embed([embedding_text(wanted[i][0].title,
+                                                        wanted[i][0].summary) for i in order])
         rank = {t.id: n for n, t in enumerate(self.topics)}
         for row, i in zip(vectors, order, strict=True):
+            doc, worth = wanted[i]
             found = {m.topic_id: m for m in results[i]}
-            for k in wanted[i][1]:
-                st = self.semantic[k]
-                topic = self.topics[st.number]
-                similarities = self._vectors[k] @ row
-                best = int(similarities.argmax())
-                score = round(float(similarities[best]), 3)
-                lexical = found.get(topic.id)
-                if lexical is not None:
-                    found[topic.id] = replace(lexical, semantic=score)
-                elif score >= st.threshold:
-                    found[topic.id] = Match(
-                        topic.id, topic.name, score,
-                        (f'semantic {score:.2f}: close to "{st.texts[best]}"',),
-                        (f"semantic similarity {score:.2f} >= {st.threshold:.2f}",), score)
+            for k in worth:
+                topic = self.topics[scorer.topics[k].number]
+                decided = scorer.decide(k, topic, doc, row, found.get(topic.id))
+                if decided is None:
+                    found.pop(topic.id, None)
+                else:
+                    found[topic.id] = decided
             results[i] = sorted(found.values(), key=lambda m: rank[m.topic_id])
 
 
-def _excluded(topic: CompiledTopic, doc: Doc) -> bool:
-    return topic.excluded is not None and topic.excluded(doc)
+def embedding_text(title: str, summary: str) -> str:
+    """What the model reads of an item (the same for classifying, training and stories)."""
+    return f"{title}. {summary}".strip(" .") if summary else title.strip()
 
 
 def _all_leaves(node: Node) -> list[Node]:
@@ -221,8 +236,11 @@ class LeafTable:
         self.order = {id(leaf): n for n, leaf in enumerate(query.leaves())}
         for leaf in query.leaves():
             if isinstance(leaf, Term):
-                table = self.by_word if leaf.exact else self.by_key
-                table.setdefault(leaf.key, []).append(leaf)
+                if leaf.exact:
+                    self.by_word.setdefault(leaf.key, []).append(leaf)
+                else:
+                    for key in leaf.stems:
+                        self.by_key.setdefault(key, []).append(leaf)
                 for head in leaf.heads:
                     self.by_word.setdefault(head, []).append(leaf)
             elif isinstance(leaf, Prefix):

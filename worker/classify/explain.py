@@ -63,33 +63,57 @@ class Explanation:
 
 
 def explain_topic(classifier: Classifier, topic_id: str, title: str,
-                  summary: str = "") -> Explanation:
+                  summary: str = "", lang: str | None = None) -> Explanation:
     """The classifier's verdict for one topic (the very call `classify` makes, so the two
-    never disagree), and the account of each clause of its query and exclude."""
+    never disagree), and the account of each clause of its query and exclude, then of the
+    model where the topic has one."""
     topic = next((t for t in classifier.topics if t.id == topic_id), None)
     if topic is None:
         known = ", ".join(sorted(t.id for t in classifier.topics))
         raise NewswatchError(f"unknown topic {topic_id!r} (known: {known})")
-    match = next((m for m in classifier.classify(title, summary) if m.topic_id == topic_id),
-                 None)
-    doc = classifier.doc(title, summary)
+    match = next((m for m in classifier.classify(title, summary, lang)
+                  if m.topic_id == topic_id), None)
+    doc = classifier.doc(title, summary, lang)
     lines = [f"topic {topic.id} ({topic.name}): query {topic.query}", *explain(topic.query,
                                                                                doc, 1)]
     hits = topic.query.match(doc)
     excluded = False
     if topic.exclude is not None:
-        excluded = hits is not None and topic.exclude.match(doc) is not None
+        decided_by_model = getattr(classifier.semantic_for(topic_id), "model", None) is not None
+        excluded = (hits is not None or decided_by_model) and \
+            topic.exclude.match(doc) is not None       # a veto on the model's verdict too
         lines += [f"exclude: {topic.exclude}", *explain(topic.exclude, doc, 1)]
-    semantic = classifier.semantic_for(topic_id)
-    if semantic is not None:
-        score = match.semantic if match is not None else None
-        lines.append(f"semantic: {score if score is not None else 'below the threshold'} "
-                     f"(threshold {semantic.threshold:.2f})")
+    lines += _semantic_lines(classifier, topic_id, title, summary, lang)
     if match is None:
         verdict = "excluded" if excluded else "no match"
+    elif match.model is not None:
+        verdict = "MATCHES (model)"
     else:
         verdict = "MATCHES" if hits is not None and not excluded else "MATCHES (semantic)"
     lines.append(f"=> {verdict}")
     if match is not None:
         lines += [f"   {s}" for s in match.evidence]
+        lines += [f"   like: {text} ({'relevant' if relevant else 'not relevant'})"
+                  for text, relevant in match.like]
     return Explanation(topic_id, match, excluded, tuple(lines))
+
+
+def _semantic_lines(classifier: Classifier, topic_id: str, title: str, summary: str,
+                    lang: str | None) -> list[str]:
+    semantic = classifier.semantic_for(topic_id)
+    assessed = classifier.assess(topic_id, title, summary, lang)
+    if semantic is None or assessed is None:
+        return []
+    lines = [f"language: {lang or 'unknown'}"]
+    if not assessed.embedded:
+        return [*lines, "model: not consulted (an English text that neither the query nor "
+                        "the topic's gate concerns)"]
+    if semantic.model is not None and assessed.probability is not None:
+        holds = ">=" if assessed.probability >= semantic.model.threshold else "<"
+        lines.append(f"model: probability {assessed.probability:.2f} {holds} "
+                     f"{semantic.model.threshold:.2f} (it decides this topic)")
+    elif assessed.similarity is not None:
+        holds = ">=" if assessed.similarity >= semantic.threshold else "<"
+        lines.append(f"semantic: similarity {assessed.similarity:.2f} {holds} "
+                     f"{semantic.threshold:.2f}")
+    return lines

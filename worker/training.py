@@ -1,0 +1,222 @@
+"""`newswatch train`: fit each topic's model from its labelled examples, save it, find it again.
+
+A topic's examples are the labelled JSONL files it names (`training:`, the dev-set format:
+`title`, `summary`, `labels`, `story`, `lang`), its own `examples` (relevant) and
+`counterexamples` (not relevant), and readers' feedback (stored with each item's text, so it
+outlives the item). The model goes to `DATA_DIR/models/<topic>.json`, and a copy named by the
+hash of what it was trained on beside it (`<topic>.<hash12>.json`: the versions, to go back
+to); a worker that finds the file changed loads it before its next batch. Where no model was
+trained here, the topic's `model:` file is used (the shipped topics ship one, fitted on the
+dev sets of ../shared/eval). `newswatch check` says when a model is older than its examples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .classify import Classifier, embedding_text
+from .classify.language import detect
+from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash
+from .classify.scoring import EmbedderLike, signals
+from .config import Config, TopicConfig
+from .errors import NewswatchError
+from .parse import item_text
+
+
+@dataclass(frozen=True)
+class Outcome:
+    topic: str
+    model: TopicModel
+    path: Path
+    skipped: tuple[str, ...]          # training files absent or unreadable, said why
+
+
+def model_path(config: Config, topic_id: str) -> Path:
+    """Where `newswatch train` keeps a topic's current model."""
+    return config.data_dir / "models" / f"{topic_id}.json"
+
+
+def model_file(config: Config, topic_id: str) -> Path | None:
+    """The model a topic is decided by: the one trained here, else the one its config names."""
+    trained = model_path(config, topic_id)
+    if trained.is_file():
+        return trained
+    named = config.topics[topic_id].model
+    return config.resolve_path(named) if named else None
+
+
+def load_models(config: Config) -> dict[str, TopicModel]:
+    """Every topic's model that exists; a file that cannot be read is an error naming it."""
+    out = {}
+    for topic_id in config.topics:
+        path = model_file(config, topic_id)
+        if path is not None and path.is_file():
+            out[topic_id] = TopicModel.load(path)
+        elif path is not None:
+            raise NewswatchError(f"topic {topic_id!r}: model file {path} not found (run "
+                                 f"`newswatch train --topic {topic_id}`, or fix `model:`)")
+    return out
+
+
+def examples(config: Config, topic_id: str, feedback: Iterable[Example] = ()
+             ) -> tuple[list[Example], list[str]]:
+    """A topic's labelled examples, and the training files that could not be read (why)."""
+    topic = config.topics[topic_id]
+    out: list[Example] = []
+    skipped: list[str] = []
+    for name in topic.training:
+        path = config.resolve_path(name)
+        try:
+            out += list(_read_labelled(path, topic_id))
+        except OSError as exc:
+            skipped.append(f"{path}: {exc.strerror or exc}")
+        except ValueError as exc:
+            skipped.append(f"{path}: {exc}")
+    out += [Example(text, "", True, f"example-{n}", "examples")
+            for n, text in enumerate(topic.examples)]
+    out += [Example(text, "", False, f"counterexample-{n}", "examples")
+            for n, text in enumerate(topic.counterexamples)]
+    out += list(feedback)
+    return out, skipped
+
+
+def _read_labelled(path: Path, topic_id: str) -> Iterator[Example]:
+    with path.open(encoding="utf-8") as lines:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                title, summary = item_text(str(item.get("title") or ""),
+                                           item.get("summary"), item.get("content"))
+                labels = item.get("labels") or []
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"line {n}: not a labelled item: {exc}") from None
+            yield Example(title, summary, topic_id in labels,
+                          str(item.get("story") or item.get("id") or n), path.name,
+                          item.get("lang"))
+
+
+def inputs(config: Config, topic_id: str, found: list[Example], embedder: EmbedderLike
+           ) -> tuple[Any, Any]:
+    """The query's signals and the vectors of a topic's examples (the model's inputs)."""
+    import numpy
+
+    lexical = Classifier({topic_id: config.topics[topic_id]})
+    topic = lexical.topics[0]
+    langs = [e.lang or detect(e.title, e.summary) for e in found]
+    vectors = embedder.embed([embedding_text(e.title, e.summary) for e in found])
+    rows = [signals(topic, lexical.doc(e.title, e.summary, lang))
+            for e, lang in zip(found, langs, strict=True)]
+    return (numpy.vstack(rows) if rows else numpy.zeros((0, len(SIGNALS)))), vectors
+
+
+def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
+                feedback: Iterable[Example] = (), into: Path | None = None) -> Outcome:
+    """Fit one topic's model on everything it has and save it: in the data folder, where the
+    workers take it up (current and versioned), or as `into`/<topic>.json only (a model to
+    ship, such as config/models)."""
+    found, skipped = examples(config, topic_id, feedback)
+    rows, vectors = inputs(config, topic_id, found, embedder)
+    model = train(topic_id, found, rows, vectors, embedder.name)
+    if into is not None:
+        path = into / f"{topic_id}.json"
+    else:
+        path = model_path(config, topic_id)
+        _write(path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"), model.to_json())
+    _write(path, model.to_json())
+    return Outcome(topic_id, model, path, tuple(skipped))
+
+
+def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> str | None:
+    """Why a topic's model is older than its examples (None: it is not, or cannot be told:
+    no model, or training files absent here)."""
+    path = model_file(config, topic_id)
+    if path is None or not path.is_file():
+        return None
+    model = TopicModel.load(path)
+    found, skipped = examples(config, topic_id, feedback)
+    if skipped:
+        return None
+    if training_hash(found, model.embedding) != model.trained_on:
+        return f"its model ({path}) was trained on other examples than it has now: run " \
+               f"`newswatch train --topic {topic_id}`"
+    return None
+
+
+def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
+    """What `check` says of the topics' models: problems (a model that cannot be read, or was
+    fitted on another embedding) and notes (stale ones; models unused without the extra)."""
+    from .classify.semantic import MODEL_NAME
+
+    problems, notes = [], []
+    for topic_id in config.topics:
+        path = model_file(config, topic_id)
+        if path is None:
+            continue
+        where = f"topics.{topic_id}.model"
+        if not path.is_file():
+            problems.append(f"{config.path}:1: {where}: {path} not found (run `newswatch "
+                            f"train --topic {topic_id}`)")
+            continue
+        try:
+            model = TopicModel.load(path)
+        except NewswatchError as exc:
+            problems.append(f"{config.path}:1: {where}: {exc}")
+            continue
+        if model.embedding != MODEL_NAME:
+            problems.append(f"{config.path}:1: {where}: {path} was fitted on vectors of "
+                            f"{model.embedding!r}, not of {MODEL_NAME!r}: run `newswatch "
+                            f"train --topic {topic_id}`")
+        elif not installed:
+            notes.append(f"topic {topic_id!r}: its model is not used: the multilingual model "
+                         "is not installed (pip install 'newswatch[semantic]'); decided by "
+                         "its query")
+        elif why := stale(config, topic_id):
+            notes.append(f"topic {topic_id!r}: {why}")
+    return problems, notes
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically: a worker never reads half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report(outcome: Outcome) -> list[str]:
+    """The cross-validated figures of a trained topic, a line per source."""
+    m = outcome.model
+    lines = [f"{outcome.topic}: {m.examples.get('relevant', 0)} relevant, "
+             f"{m.examples.get('not relevant', 0)} not; threshold {m.threshold:.2f}; "
+             f"saved {outcome.path}"]
+    for source, f in m.cv.items():
+        lines.append(f"  {source:24s} P {f['precision']:.3f}  R {f['recall']:.3f}  "
+                     f"F1 {f['f1']:.3f}  ({f['tp']} tp, {f['fp']} fp, {f['fn']} fn)")
+    lines += [f"  skipped {why}" for why in outcome.skipped]
+    return lines
+
+
+def topic_config(config: Config, topic_id: str) -> TopicConfig:
+    if topic_id not in config.topics:
+        known = ", ".join(sorted(config.topics))
+        raise NewswatchError(f"unknown topic {topic_id!r} (known: {known})")
+    return config.topics[topic_id]
+
+
+def as_json(outcome: Outcome) -> dict[str, Any]:
+    return {"topic": outcome.topic, "path": str(outcome.path), "cv": outcome.model.cv,
+            "threshold": round(outcome.model.threshold, 4), "examples": outcome.model.examples,
+            "skipped": list(outcome.skipped)}
