@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from tests.conftest import (
-    ROOT,
     SECRET,
-    SEEDS,
+    SEED_RUN,
     celery_beat,
     celery_worker,
     serve_seeds,
+    shipped_config,
     spawn,
     stop,
     write_config,
@@ -121,13 +121,7 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
 
 
 def readme_config(tmp_path: Path) -> Path:
-    """The shipped default config, with its paths pointed at the repo's seeds and a temp outbox."""
-    text = (ROOT / "config" / "newswatch.yaml").read_text()
-    text = text.replace("../seeds/", f"{SEEDS}/").replace("../var/outbox",
-                                                          str(tmp_path / "outbox"))
-    path = tmp_path / "newswatch.yaml"
-    path.write_text(text)
-    return path
+    return shipped_config(tmp_path)
 
 
 def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
@@ -138,16 +132,20 @@ def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
                            timeout=120)
     assert first.returncode == 0, first.stderr
     out = first.stdout
-    assert "3 feeds" in out and "(3 changed, 0 unchanged, 0 failed)" in out
-    assert "alerts: 5 new (5 delivered)" in out
-    assert "entries: 12 new" in out and "matches: ceasefire-talks 6, hostage-releases 5" in out
-    assert "per subscriber: desk 5 (outbox)" in out
+    n = SEED_RUN.alerts
+    assert "4 feeds" in out and "(4 changed, 0 unchanged, 0 failed)" in out
+    assert f"alerts: {n} new ({n} delivered)" in out
+    assert "entries: 17 new" in out and f"matches: {SEED_RUN.matches}" in out
+    assert f"per subscriber: desk {n} (outbox)" in out
     blocks = out.split("  [")
     seed_block = next(b for b in blocks if SEED_TITLE in b)
     assert seed_block.startswith("delivered] desk: Ceasefire talks + Hostage releases\n")
     assert all(t in seed_block for t in SEED_STORY)        # both outlets, one alert
     bodies = [json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*.json")]
-    assert len(bodies) == 5 and len(list((tmp_path / "outbox").glob("*.eml"))) == 5
+    assert len(bodies) == n and len(list((tmp_path / "outbox").glob("*.eml"))) == n
+    french = [b["story"] for b in bodies if b["story"]["lang"] == "fr"]
+    assert len(french) == n - 5 and all(s["url"].startswith("https://sahel-depeches.example/")
+                                        for s in french)
     seed = next(b for b in bodies if b["story"]["title"] in SEED_STORY)
     assert [t["id"] for t in seed["topics"]] == ["ceasefire-talks", "hostage-releases"]
     assert (tmp_path / "var" / "redis" / "appendonly.aof").exists() or \
@@ -157,7 +155,7 @@ def test_run_once_on_the_seeds_twice(tmp_path: Path) -> None:
     second = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert second.returncode == 0, second.stderr
-    assert "(0 changed, 3 unchanged, 0 failed)" in second.stdout
+    assert "(0 changed, 4 unchanged, 0 failed)" in second.stdout
     assert "alerts: 0 new" in second.stdout
 
 
@@ -167,7 +165,8 @@ def test_run_forever_polls_on_schedule_and_stops_on_ctrl_c(tmp_path: Path) -> No
     proc = spawn([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
                  tmp_path / "run.log", tmp_path)
     try:
-        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == 5, 60), \
+        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) ==
+                        SEED_RUN.alerts, 60), \
             (tmp_path / "run.log").read_text()[-3000:]
     finally:
         code = stop(proc, signal.SIGINT)

