@@ -122,7 +122,8 @@ def test_train_writes_a_model_classify_uses_and_check_watches(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     [topic] = json.loads(out.stdout)["topics"]
     assert topic["topic"] == "strikes" and topic["examples"] == {"relevant": 4,
-                                                                 "not relevant": 4}
+                                                                 "not relevant": 4,
+                                                                 "feedback": 0}
     assert topic["path"] == str(tmp_path / "var" / "models" / "strikes.json")
     saved = TopicModel.load(Path(topic["path"]))
     assert saved.threshold == topic["threshold"] and set(saved.cv) == {"examples", "all"}

@@ -25,6 +25,7 @@ QUEUES = tuple(f"{q}{_SUFFIX}" for q in ("poll", "process", "deliver"))
 POLL, PROCESS, DELIVER = QUEUES
 SCHEDULE_EVERY = 1.0      # seconds between beat's looks at the due-feed set (one Lua call)
 MAINTAIN_EVERY = 5.0      # seconds between retries / lost-work / lease sweeps
+LEARN_EVERY = 300.0       # seconds between looks for readers' feedback not yet learned from
 
 
 def _settings() -> Settings:
@@ -74,6 +75,7 @@ app.conf.update(
         "newswatch.process_entries": {"queue": PROCESS},
         "newswatch.deliver": {"queue": DELIVER},
         "newswatch.maintain": {"queue": DELIVER},
+        "newswatch.learn": {"queue": PROCESS},
         "newswatch.websub_subscribe": {"queue": POLL},
         "newswatch.websub_renew": {"queue": POLL},
     },
@@ -83,6 +85,7 @@ app.conf.update(
     beat_schedule={
         "schedule-due": {"task": "newswatch.schedule_due", "schedule": SCHEDULE_EVERY},
         "maintain": {"task": "newswatch.maintain", "schedule": MAINTAIN_EVERY},
+        "learn": {"task": "newswatch.learn", "schedule": LEARN_EVERY},
     },
     worker_hijack_root_logger=False,
 )

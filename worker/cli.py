@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=300.0,
                      help="with --once: longest wait for deliveries, in seconds")
     run.add_argument("--concurrency", type=int, default=4)
-    command("serve", _serve, "the WebSub callback alone (settings.websub_listen), for hubs "
-                             "to push to; workers run apart")
+    command("serve", _serve, "the HTTP endpoints alone (settings.listen): WebSub callbacks "
+                             "and readers' feedback links; workers run apart")
     command("check", _check, "validate the config; every problem as FILE:LINE: path: message")
     classify = command("classify", _classify, "JSONL items in, topic matches out")
     classify.add_argument("file", nargs="?", default="-")
@@ -107,8 +107,24 @@ def _parser() -> argparse.ArgumentParser:
                             "examples)")
     train.add_argument("--json", action="store_true", help="one JSON object")
     train.add_argument("--into", metavar="DIR", default=None,
-                       help="also write each model to DIR/<topic>.json (for a config's "
-                            "`model:` file, e.g. the shipped config/models)")
+                       help="write each model to DIR/<topic>.json instead of the data folder "
+                            "(for a config's `model:` file, e.g. the shipped config/models)")
+    train.add_argument("--no-feedback", dest="feedback", action="store_false",
+                       help="leave readers' feedback out (it is read from Redis)")
+    train.add_argument("--allow-missing", action="store_true",
+                       help="train even when some `training:` file cannot be read (the "
+                            "model then learns from less than its config says)")
+    fb = command("feedback", _feedback, "say whether an alert was relevant to a topic (as "
+                                        "the links in alerts do), or list what was said")
+    fb.add_argument("alert", metavar="ALERT|list", help="an alert id, or `list`")
+    fb.add_argument("--topic", action="append", metavar="ID",
+                    help="the topic (with an alert: required unless it matched one; with "
+                         "list: only these)")
+    verdict = fb.add_mutually_exclusive_group()
+    verdict.add_argument("--relevant", dest="verdict", action="store_const", const="relevant")
+    verdict.add_argument("--not-relevant", dest="verdict", action="store_const",
+                         const="not_relevant")
+    fb.add_argument("--json", action="store_true", help="with list: one JSON object a line")
     stories = command("stories", _stories, "offline story clustering: JSONL in, {id, story} out")
     stories.add_argument("file", nargs="?", default="-")
     _semantic_flag(stories)
@@ -336,7 +352,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .classify.semantic import shared
-    from .training import as_json, report, train_topic
+    from .training import as_json, examples, report, train_topic
 
     config = load_config(args.config)
     for topic_id in args.topic or ():
@@ -346,14 +362,65 @@ def _train(args: argparse.Namespace) -> int:
     if not wanted:
         raise NewswatchError("no topic has examples to train on (give a topic `training:` "
                              "files, `examples` or `counterexamples`)")
+    for topic_id in wanted:
+        _, skipped = examples(config, topic_id)
+        if skipped and not args.allow_missing:
+            raise NewswatchError(f"topic {topic_id!r}: training file {skipped[0]}: fix "
+                                 "`training:` or pass --allow-missing")
+    feedback: dict[str, list[Any]] = {t: [] for t in wanted}
+    if args.feedback:
+        from . import feedback as readers
+        from .runner import services
+
+        with services(config) as rt:
+            feedback = {t: readers.examples(rt.store, t) for t in wanted}
     embedder = shared()
     into = Path(args.into) if args.into else None
-    outcomes = [train_topic(config, topic_id, embedder, into=into) for topic_id in wanted]
+    outcomes = [train_topic(config, topic_id, embedder, feedback[topic_id], into=into)
+                for topic_id in wanted]
     if args.json:
         print(json.dumps({"topics": [as_json(o) for o in outcomes]}, ensure_ascii=False))
     else:
         for outcome in outcomes:
             print("\n".join(report(outcome)))
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from . import feedback
+    from .runner import services
+
+    config = load_config(args.config)
+    for topic_id in args.topic or ():
+        _topic(config, topic_id)
+    if args.alert == "list":
+        with services(config) as rt:
+            rows = feedback.listing(rt.store, args.topic or list(config.topics))
+        for row in rows:
+            if args.json:
+                print(json.dumps(row, ensure_ascii=False))
+            else:
+                print(f"{feedback.when(row['at'])}  {row['topic']}  "
+                      f"{row['verdict'].replace('_', ' ')}  ({row['via']}, alert "
+                      f"{row['alert']}, {row['subscriber']})\n    {row['title']}")
+        if not rows and not args.json:
+            print("no feedback yet")
+        return 0
+    if args.verdict is None:
+        raise NewswatchError("feedback ALERT needs --relevant or --not-relevant")
+    with services(config) as rt:
+        found = rt.store.load_alert(args.alert)
+        if found is None:
+            raise NewswatchError(f"alert {args.alert!r} is not known (or has aged out)")
+        topics = args.topic or [m.topic_id for m in found.alert.matches]
+        if len(topics) > 1 and not args.topic:
+            raise NewswatchError(f"alert {args.alert!r} matched {', '.join(topics)}: say "
+                                 "which with --topic")
+        for topic_id in topics:
+            outcome = feedback.record(rt.store, config, feedback.Claim(
+                args.alert, topic_id, args.verdict, 0), via="cli")
+            print(f"{topic_id}: {args.verdict.replace('_', ' ')}: {outcome.status} "
+                  f"({outcome.title})")
     return 0
 
 

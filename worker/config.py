@@ -244,8 +244,24 @@ class Settings(_Model):
     poll_batch: int = Field(default=100, ge=1)          # feeds per poll task
     parse_processes: int | None = Field(default=None, ge=0)   # None: cores + 1; 0/1: inline
     websub_callback: str | None = None    # public base URL hubs can reach; None: no WebSub
-    websub_listen: str | None = None      # host:port where run / serve answer the hubs
+    websub_listen: str | None = None      # host:port where run / serve answer (= listen)
     websub_lease_seconds: int = Field(default=7 * 86400, ge=300)
+    # Where run / serve answer HTTP: WebSub callbacks and readers' feedback links.
+    listen: str | None = None
+    # Feedback links ("relevant" / "not relevant") in every alert, when both are set: the base
+    # URL readers reach this server at, and the key that signs the links (32+ characters).
+    public_url: str | None = None
+    feedback_secret: str | None = Field(default=None, min_length=32)
+    feedback_days: int = Field(default=30, ge=1)            # a link works this long
+
+    @property
+    def http_listen(self) -> str | None:
+        """host:port of the HTTP server (`listen`, or the older `websub_listen`)."""
+        return self.listen or self.websub_listen
+
+    @property
+    def feedback_links(self) -> bool:
+        return bool(self.public_url and self.feedback_secret)
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -261,14 +277,35 @@ class Settings(_Model):
             raise ValueError("websub_callback must be an http(s) base URL that hubs can reach")
         return value
 
-    @field_validator("websub_listen")
+    @field_validator("websub_listen", "listen")
     @classmethod
-    def _listen(cls, value: str | None) -> str | None:
+    def _listen(cls, value: str | None, info: Any) -> str | None:
         if value is not None:
             port = value.rpartition(":")[2]
             if not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("websub_listen must be host:port, e.g. 0.0.0.0:8099")
+                raise ValueError(f"{info.field_name} must be host:port, e.g. 0.0.0.0:8099")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("public_url must be the http(s) base URL readers reach "
+                                 "newswatch at, e.g. https://newswatch.example.org")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _feedback_pair(self) -> Settings:
+        if bool(self.public_url) != bool(self.feedback_secret):
+            missing = "feedback_secret" if self.public_url else "public_url"
+            raise ValueError(f"feedback links need both public_url and feedback_secret: "
+                             f"{missing} is not set")
+        if self.public_url and not self.http_listen:
+            raise ValueError("feedback links need a server to answer them: set listen "
+                             "(host:port), where `newswatch run` or `serve` listens")
+        return self
 
     @field_validator("smtp_url")
     @classmethod

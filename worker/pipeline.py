@@ -16,7 +16,7 @@ from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import digest, schedule, stories, websub
+from . import digest, feedback, schedule, stories, websub
 from .config import Feed, SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
@@ -568,4 +568,4 @@ def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
     except KeyError:
         feed_url, categories = alert.entry.feed_id, ()
     return render.webhook_body(alert, feed_url, rt.store.story_entries(alert.story_id).values(),
-                               categories)
+                               categories, feedback.links(rt.config.settings, alert))

@@ -120,9 +120,12 @@ def startup_summary(rt: Runtime, concurrency: int) -> list[str]:
         f"{rt.parser.processes if rt.parser.processes > 1 else 'none (in threads)'}",
         "  metrics: " + (f"http://{s.metrics_address}:{s.metrics_port}/metrics"
                          if s.metrics_port else "off (settings.metrics_port)"),
-        "  WebSub: " + (f"callback {s.websub_callback}, listening on {s.websub_listen}"
-                        if s.websub_callback and s.websub_listen else
-                        "off (settings.websub_callback, websub_listen)"),
+        "  WebSub: " + (f"callback {s.websub_callback}, listening on {s.http_listen}"
+                        if s.websub_callback and s.http_listen else
+                        "off (settings.websub_callback, listen)"),
+        "  feedback links: " + (f"{s.public_url}/feedback/..., answered on {s.http_listen}"
+                                if s.feedback_links else
+                                "off (settings.public_url, feedback_secret, listen)"),
         "  SSRF guard: " + ("OFF (allow_private_networks)" if s.allow_private_networks
                             else "on"),
     ]
@@ -139,24 +142,25 @@ def _safe(url: str) -> str:
 
 
 def start_websub(rt: Runtime) -> Any:
-    """The WebSub callback server when settings.websub_listen is set (else None)."""
-    if not rt.config.settings.websub_listen:
+    """The HTTP server (WebSub callbacks, feedback links) when settings.listen is set."""
+    listen = rt.config.settings.http_listen
+    if not listen:
         return None
     from . import websub
 
-    host, port = websub.listen_address(rt.config.settings.websub_listen)
+    host, port = websub.listen_address(listen)
     server = websub.CallbackServer(rt, websub.enqueue_entries, host, port).start()
-    log.info("WebSub callback on %s:%d", host, port)
+    log.info("HTTP server (WebSub callbacks, feedback links) on %s:%d", host, port)
     return server
 
 
 def serve_forever(config: Config) -> None:
-    """`newswatch serve`: only the WebSub callback, for a deployment whose workers run apart
-    (it needs their Redis: settings.redis_url)."""
-    if not config.settings.websub_listen:
+    """`newswatch serve`: only the HTTP endpoints (WebSub callbacks, feedback links), for a
+    deployment whose workers run apart (it needs their Redis: settings.redis_url)."""
+    if not config.settings.http_listen:
         from .errors import NewswatchError
 
-        raise NewswatchError("newswatch serve needs settings.websub_listen (host:port)")
+        raise NewswatchError("newswatch serve needs settings.listen (host:port)")
     with services(config) as rt:
         server = start_websub(rt)
         try:

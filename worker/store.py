@@ -41,6 +41,7 @@ import hashlib
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +145,18 @@ return 0
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# A reader's verdict on a story for a topic (KEYS[1]: the topic's feedback hash), once per
+# link (KEYS[2]: the link's key, '' for none): the verdict it replaces, or nothing on a replay.
+_RECORD_FEEDBACK = """
+if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return {0, ''}
+end
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+return {1, before or ''}
 """
 
 # Claim due feeds: each due feed's next time moves to now + lease, so no other scheduler takes it.
@@ -333,6 +346,7 @@ class Store:
         self._claim_retries = client.register_script(_CLAIM_RETRIES)
         self._extend_claim = client.register_script(_EXTEND_CLAIM)
         self._release_claim = client.register_script(_RELEASE_CLAIM)
+        self._record_feedback = client.register_script(_RECORD_FEEDBACK)
         self._batched = False
         self._counts: dict[str, int] = {}
 
@@ -603,6 +617,39 @@ class Store:
     def story_entries(self, story_id: str) -> dict[str, Entry]:
         raw = cast(dict[str, str], self.r.hgetall(self.k("story", story_id)))
         return {k: Entry.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    # -- readers' feedback (kept until deleted: training needs it after the entries age out) --
+
+    def record_feedback(self, topic_id: str, story_id: str, data: dict[str, Any],
+                        token: str | None, token_ttl: int) -> tuple[bool, str | None]:
+        """(recorded?, the verdict it replaced). Not recorded: the token was used before."""
+        fresh, before = self._record_feedback(
+            keys=[self.k("feedback", topic_id), self.k("fbtoken", token) if token else "",
+                  self.k("feedback-changed")],
+            args=[story_id, json.dumps(data, ensure_ascii=False), token_ttl, topic_id,
+                  uuid.uuid4().hex])
+        return bool(int(fresh)), (json.loads(before)["verdict"] if before else None)
+
+    def feedback(self, topic_id: str) -> list[dict[str, Any]]:
+        raw = cast(dict[str, str], self.r.hgetall(self.k("feedback", topic_id)))
+        return [json.loads(v) for _, v in sorted(raw.items())]
+
+    def feedback_unlearned(self) -> dict[str, str]:
+        """Topics whose feedback changed since they were last trained on it: topic -> the
+        change's mark (give it to `feedback_learned` once trained)."""
+        changed = cast(dict[str, str], self.r.hgetall(self.k("feedback-changed")))
+        learned = cast(dict[str, str], self.r.hgetall(self.k("feedback-learned")))
+        return {t: mark for t, mark in changed.items() if learned.get(t) != mark}
+
+    def feedback_learned(self, topic_id: str, mark: str) -> None:
+        self.r.hset(self.k("feedback-learned"), topic_id, mark)
+
+    def lock(self, name: str, seconds: int) -> bool:
+        """A lock no other worker holds for `seconds` (it expires: a crash frees it)."""
+        return bool(self.r.set(self.k("lock", name), "1", nx=True, ex=seconds))
+
+    def unlock(self, name: str) -> None:
+        self.r.delete(self.k("lock", name))
 
     # -- alerts -------------------------------------------------------------------------------
 

@@ -193,6 +193,15 @@ def maintain() -> int:
     return len(work.alerts) + len(work.entries)
 
 
+@app.task(name="newswatch.learn")
+@_periodic
+def learn() -> list[str]:
+    """Topics retrained on their readers' new feedback."""
+    from .training import learn as retrain
+
+    return retrain(runtime.current())
+
+
 def enqueue(work: pipeline.DueWork) -> None:
     for alert_id in work.alerts:
         deliver.delay(alert_id)

@@ -8,17 +8,19 @@ hash of what it was trained on beside it (`<topic>.<hash12>.json`: the versions,
 to); a worker that finds the file changed loads it before its next batch. Where no model was
 trained here, the topic's `model:` file is used (the shipped topics ship one, fitted on the
 dev sets of ../shared/eval). `newswatch check` says when a model is older than its examples.
+Workers retrain a topic on their own when its readers said something new (`learn`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .classify import Classifier, embedding_text
 from .classify.language import detect
@@ -27,6 +29,11 @@ from .classify.scoring import EmbedderLike, signals
 from .config import Config, TopicConfig
 from .errors import NewswatchError
 from .parse import item_text
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,49 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
         _write(path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"), model.to_json())
     _write(path, model.to_json())
     return Outcome(topic_id, model, path, tuple(skipped))
+
+
+MIN_FEEDBACK = 10          # a topic with no other examples learns from feedback from here on
+MIN_EACH = 3               # ... with at least this many of each verdict
+LEARN_LOCK = 1800          # seconds one worker holds a topic's retraining
+
+
+def learn(rt: Runtime) -> list[str]:
+    """Retrain the topics whose readers said something new since their last training (the
+    beat's `learn` task); the workers take the new models up between batches. A topic whose
+    training files cannot be read here waits (its model would learn from less than its
+    config says), and so does one with too little to learn from. The topics retrained."""
+    from . import feedback as readers
+
+    if rt.classifier.scorer is None:          # no model here: nothing to train with
+        return []
+    done = []
+    for topic_id, mark in sorted(rt.store.feedback_unlearned().items()):
+        if topic_id not in rt.config.topics or not rt.store.lock(f"learn:{topic_id}",
+                                                                 LEARN_LOCK):
+            continue
+        try:
+            said = readers.examples(rt.store, topic_id)
+            found, skipped = examples(rt.config, topic_id)
+            relevant = sum(e.relevant for e in said)
+            if skipped:
+                log.warning("topic %s: readers' feedback not learned yet: training file %s",
+                            topic_id, skipped[0])
+            elif not found and (len(said) < MIN_FEEDBACK or min(
+                    relevant, len(said) - relevant) < MIN_EACH):
+                log.info("topic %s: %d readers' verdicts: it learns from %d, with %d of each",
+                         topic_id, len(said), MIN_FEEDBACK, MIN_EACH)
+            else:
+                outcome = train_topic(rt.config, topic_id, rt.classifier.scorer.embedder, said)
+                f = outcome.model.cv.get("all", {})
+                log.info("topic %s retrained with %d readers' verdicts: cross-validated P %.2f "
+                         "R %.2f F1 %.2f", topic_id, len(said), f.get("precision", 0),
+                         f.get("recall", 0), f.get("f1", 0))
+                done.append(topic_id)
+            rt.store.feedback_learned(topic_id, mark)
+        finally:
+            rt.store.unlock(f"learn:{topic_id}")
+    return done
 
 
 def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> str | None:

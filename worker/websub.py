@@ -14,8 +14,8 @@
   `max_interval` only, as a safety net. A denied, failed or lapsed subscription brings its
   normal interval back, and the next poll asks again.
 
-The callback is served by `newswatch run` and by `newswatch serve` (settings.websub_listen),
-with aiohttp's web server.
+The callback is served by `newswatch run` and by `newswatch serve` (settings.listen, or the
+older name websub_listen), with aiohttp's web server, beside the readers' feedback links.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ OnEntries = Callable[[list[str]], None]
 
 
 def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
-    """The callback endpoint: GET verifies intent, POST takes in pushed content."""
+    """The HTTP endpoints: WebSub's callback (GET verifies intent, POST takes in pushed
+    content) and the readers' feedback links."""
     from aiohttp import web
 
     app = web.Application(client_max_size=rt.config.settings.max_feed_bytes)
@@ -211,6 +212,9 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
 
     app.router.add_get("/websub/{feed_id}", verify)
     app.router.add_post("/websub/{feed_id}", content)
+    from . import feedback
+
+    feedback.add_routes(app, rt)           # readers' links, when the config has them
     return app
 
 
@@ -253,7 +257,7 @@ class CallbackServer:
         self.loop = asyncio.new_event_loop()
         self.runner = web.AppRunner(make_app(rt, on_entries), access_log=None)
         self.host, self.port = host, port
-        self.thread = threading.Thread(target=self.loop.run_forever, name="websub",
+        self.thread = threading.Thread(target=self.loop.run_forever, name="http",
                                        daemon=True)
 
     def start(self) -> CallbackServer:

@@ -214,9 +214,12 @@ def choose_threshold(scores: Sequence[float], gold: Sequence[bool]) -> float:
 
 
 def training_hash(examples: Iterable[Example], embedding: str) -> str:
-    """What a model was trained on: every example's text and label, and the embedding."""
+    """What a model was trained on: every example's text and label, and the embedding.
+    Readers' feedback is counted apart (the model file says how much): it lives in Redis,
+    where `check`, which reads only files, cannot see it."""
     digest = hashlib.sha256(f"format {FORMAT}\n{embedding}\n".encode())
-    for e in sorted(examples, key=lambda e: (e.source, e.group, e.title, e.summary)):
+    kept = [e for e in examples if e.source != "feedback"]
+    for e in sorted(kept, key=lambda e: (e.source, e.group, e.title, e.summary)):
         digest.update(json.dumps([e.title, e.summary, e.relevant, e.group],
                                  ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
@@ -245,7 +248,8 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
                       tuple(map(float, stack_weights)), stack_bias, threshold,
                       training_hash(examples, embedding),
                       datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), embedding,
-                      {"relevant": int(y.sum()), "not relevant": int(len(y) - y.sum())}, cv,
+                      {"relevant": int(y.sum()), "not relevant": int(len(y) - y.sum()),
+                       "feedback": sum(1 for e in examples if e.source == "feedback")}, cv,
                       l2)
 
 

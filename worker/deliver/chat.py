@@ -53,6 +53,10 @@ def _alert(body: dict[str, Any]) -> tuple[str, str]:
         lines.append(f"**{md(t['name'])}**{md(scores(t))}")
         lines += [f"> {md(ev)}" for ev in t.get("evidence", [])[:MAX_EVIDENCE]]
         lines += [f"like: {md(x['title'])} ({md(x['label'])})" for x in t.get("like", [])]
+        links = (body.get("feedback") or {}).get(t["id"])
+        if links:
+            lines.append(f"{_link('relevant', links.get('relevant'))} · "
+                         f"{_link('not relevant', links.get('not_relevant'))}")
     others = story.get("also_reported_by") or []
     if others:
         shown = ", ".join(_link(o["source"] or o["title"], o.get("url"))

@@ -30,10 +30,12 @@ def also_reported(alert: Alert, others: Iterable[Entry]) -> list[Entry]:
 
 
 def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
-                 categories: Iterable[str] = ()) -> dict[str, Any]:
-    """The webhook JSON body (DESIGN.md contract; `source.categories` is the feed's folders)."""
+                 categories: Iterable[str] = (),
+                 feedback: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """The webhook JSON body (DESIGN.md contract; `source.categories` is the feed's folders;
+    `feedback`: per topic, the readers' "relevant" / "not relevant" links, when configured)."""
     e = alert.entry
-    return {
+    body: dict[str, Any] = {
         "type": "alert",
         "id": alert.id,
         "update": alert.update,
@@ -49,6 +51,9 @@ def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
         },
         "detected_at": iso(alert.detected_at),
     }
+    if feedback:
+        body["feedback"] = feedback
+    return body
 
 
 def single_line(text: str, limit: int = MAX_SUBJECT) -> str:
@@ -79,7 +84,7 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
     else:
         msg["List-Unsubscribe"] = mailto
     msg["X-Newswatch-Alert"] = body["id"]
-    msg.set_content(_text(story, topics))
+    msg.set_content(_text(story, topics, body.get("feedback") or {}))
     msg.add_alternative(alert_html(body), subtype="html")
     return msg
 
@@ -128,7 +133,8 @@ def notice_email(body: dict[str, Any], *, to: str, from_address: str,
     return msg
 
 
-def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
+def _text(story: dict[str, Any], topics: list[dict[str, Any]],
+          feedback: dict[str, dict[str, str]]) -> str:
     lines = [story["title"], ""]
     if story.get("url"):
         lines.append(story["url"])
@@ -141,6 +147,10 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]]) -> str:
         if t.get("clauses"):
             lines.append(f"  because: {'; '.join(t['clauses'])}")
         lines += [f"  like: {like['title']} ({like['label']})" for like in t.get("like", [])]
+        if t["id"] in feedback:
+            links = feedback[t["id"]]
+            lines += [f"  Relevant to {t['name']}? {links['relevant']}",
+                      f"  Not relevant? {links['not_relevant']}"]
     if story.get("also_reported_by"):
         lines += ["", "Also reported by:"]
         lines += [f"  {o['source']}: {o['title']} {o.get('url') or ''}".rstrip()

@@ -50,7 +50,8 @@ def alert_html(body: dict[str, Any]) -> str:
             f'<div style="border-left:3px solid {ACCENT};background:#fdf2f2;padding:10px 14px;'
             f'border-radius:4px"><p style="margin:0;font-size:12px;font-weight:600;'
             f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">Matched: '
-            f"{escape(t['name'])}{escape(scores(t))}</p>{evidence}{because}{like}</div>",
+            f"{escape(t['name'])}{escape(scores(t))}</p>{evidence}{because}{like}"
+            f"{_feedback(t, (body.get('feedback') or {}).get(t['id']))}</div>",
             "12px 28px 4px"))
     others = story.get("also_reported_by") or []
     if others:
@@ -72,6 +73,21 @@ def alert_html(body: dict[str, Any]) -> str:
                  f"Sent to {escape(body['subscriber'])} because this story matches a watch "
                  "topic. One alert per story: later copies from other outlets are listed here, "
                  "not sent again.")
+
+
+def _feedback(topic: dict[str, Any], links: dict[str, str] | None) -> str:
+    """The reader's two links for a topic: each opens a page that asks before recording."""
+    if not links:
+        return ""
+    style = (f"display:inline-block;margin:0 6px 0 0;padding:3px 10px;border-radius:4px;"
+             f"border:1px solid {MUTED};color:{INK};text-decoration:none;font-size:12px")
+    relevant, other = safe_link(links.get("relevant")), safe_link(links.get("not_relevant"))
+    if not relevant or not other:
+        return ""
+    return (f'<p style="margin:10px 0 0;font-size:12px;color:{MUTED}">Is this '
+            f"{escape(topic['name'])} news? "
+            f'<a href="{escape(relevant)}" style="{style}">Relevant</a>'
+            f'<a href="{escape(other)}" style="{style}">Not relevant</a></p>')
 
 
 def digest_html(body: dict[str, Any]) -> str:

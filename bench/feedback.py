@@ -1,0 +1,124 @@
+"""Learning from readers: the labelled news replayed in publication order, feedback on alerts.
+
+    python bench/feedback.py [--every N] [--json]
+
+Each shipped topic starts as a new user's topic would: its query, exclude, examples and
+counterexamples, and a model trained on those alone (what `newswatch train` fits with no
+labelled files). The items of ../shared/eval (dev, dev2, dev_ml; undated ones last) then
+arrive in publication order. An item is alerted when the current model says so; for a share
+of the alerts (100%, 30%, 10%, and 0% for the baseline) the reader gives the gold label as
+feedback, and the topic is retrained after every N new verdicts (as the worker's `learn` task
+does). Misses are never told: readers see only what they were sent.
+
+Printed per topic and share: precision and recall of the alerts sent in each quarter of the
+stream (the learning curve), and the verdicts given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.classify.learned import Example, Figures, train  # noqa: E402
+from worker.config import load_config  # noqa: E402
+from worker.training import examples, inputs  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "eval"
+SHARES = (1.0, 0.3, 0.1, 0.0)
+
+
+def stream() -> list[dict[str, Any]]:
+    items = []
+    for name in ("dev.jsonl", "dev2.jsonl", "dev_ml.jsonl"):
+        for line in (EVAL / name).read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            item["_story"] = f"{name}:{item.get('story') or item['id']}"
+            items.append(item)
+    return sorted(items, key=lambda i: (i.get("published") is None, i.get("published") or ""))
+
+
+def replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: Any,
+           share: float, every: int) -> dict[str, Any]:
+    from worker.parse import item_text
+
+    seeds, _ = examples(config.__class__(config.path, config.feeds, {
+        topic_id: config.topics[topic_id].model_copy(update={"training": ()})},
+        config.subscribers, config.settings), topic_id)
+    stream_examples = []
+    for item in items:
+        title, summary = item_text(item["title"] or "", item.get("summary"), None)
+        stream_examples.append(Example(title, summary, topic_id in (item.get("labels") or []),
+                                       item["_story"], "feedback", item.get("lang")))
+    rows, vectors = inputs(config, topic_id, seeds + stream_examples, embedder)
+    seed_rows, seed_vectors = rows[:len(seeds)], vectors[:len(seeds)]
+    item_rows, item_vectors = rows[len(seeds):], vectors[len(seeds):]
+    import numpy
+
+    rng = random.Random(f"{topic_id}:{share}")
+    told: list[int] = []
+    model = train(topic_id, seeds, seed_rows, seed_vectors, embedder.name)
+    pending = 0
+    said = []
+    for n in range(len(items)):
+        alerted = bool(model.score(item_vectors[n:n + 1], item_rows[n:n + 1])[0] >=
+                       model.threshold)
+        said.append(alerted)
+        if alerted and rng.random() < share:
+            told.append(n)
+            pending += 1
+        if pending >= every:
+            pending = 0
+            chosen = [stream_examples[i] for i in told]
+            model = train(topic_id, seeds + chosen,
+                          numpy.vstack([seed_rows, item_rows[told]]),
+                          numpy.vstack([seed_vectors, item_vectors[told]]), embedder.name)
+    gold = [e.relevant for e in stream_examples]
+    quarters = []
+    for q in range(4):
+        lo, hi = q * len(items) // 4, (q + 1) * len(items) // 4
+        f = Figures.of(gold[lo:hi], said[lo:hi])
+        quarters.append({"precision": f.precision, "recall": f.recall, "f1": f.f1,
+                         "alerts": f.tp + f.fp})
+    return {"quarters": quarters, "verdicts": len(told)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=10, help="retrain after N new verdicts")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not EVAL.is_dir():
+        sys.exit(f"{EVAL} is absent: the labelled news of ../shared is needed")
+    from worker.classify.semantic import shared
+
+    config = load_config(ROOT / "config" / "newswatch.yaml")
+    embedder = shared()
+    items = stream()
+    out: dict[str, Any] = {"items": len(items), "every": args.every, "topics": {}}
+    for topic_id in config.topics:
+        out["topics"][topic_id] = {f"{int(share * 100)}%": replay(config, topic_id, items,
+                                                                   embedder, share, args.every)
+                                   for share in SHARES}
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"{len(items)} labelled items in publication order; retrain after every "
+          f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream")
+    print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
+          "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)))
+    for topic_id, runs in out["topics"].items():
+        for share, run in runs.items():
+            cells = "  ".join(f"{q['precision']:.2f} / {q['recall']:.2f}"
+                              for q in run["quarters"])
+            print(f"{topic_id:18} {share:>5} {run['verdicts']:>8}  {cells}")
+
+
+if __name__ == "__main__":
+    main()
