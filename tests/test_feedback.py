@@ -310,3 +310,29 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
     feedback.record(rt.store, rt.config, claim("relevant", alert="al5"), via="cli")
     assert learn(rt) == ["ceasefire-talks"]
     assert rt.current_classifier() is not None
+
+
+def test_a_digest_carries_each_story_s_links(rt: Runtime) -> None:
+    from worker import digest
+
+    period = digest.period_of(NOW, "daily", "UTC")
+    alerts = [(alert("al1", "s1", topics=("ceasefire-talks", "hostage-releases")), []),
+              (alert("al2", "s2", title="Hostage exchange completed",
+                     topics=("hostage-releases",)), [])]
+    body = digest.digest_body("desk", period, alerts,
+                              lambda a: feedback.links(rt.config.settings, a))
+    first, second = body["topics"][0]["stories"][0], body["topics"][1]["stories"][0]
+    assert set(first["feedback"]) == {"ceasefire-talks", "hostage-releases"}
+    assert set(second["feedback"]) == {"hostage-releases"}
+    message = render.digest_email(body, to="d@example.org", from_address="n@example.org")
+    html = message.get_body(("html",)).get_content()             # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()            # type: ignore[union-attr]
+    for story in (first, second):
+        for links in story["feedback"].values():
+            assert links["relevant"] in html and links["not_relevant"] in text
+    assert "Is this Hostage releases news?" in html
+    _, markdown = chat.chat_message(body)
+    assert f"[not relevant](<{second['feedback']['hostage-releases']['not_relevant']}>)" in \
+        markdown
+    assert "feedback" not in digest.digest_body("desk", period, alerts)["topics"][0][
+        "stories"][0]

@@ -8,6 +8,7 @@ topic, one entry per story with every outlet that carried it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,9 +53,12 @@ def digest_id(subscriber_id: str, period: Period) -> str:
 
 
 def digest_body(subscriber_id: str, period: Period,
-                alerts: list[tuple[Alert, list[Entry]]]) -> dict[str, Any]:
+                alerts: list[tuple[Alert, list[Entry]]],
+                links: Callable[[Alert], dict[str, dict[str, str]] | None] = lambda a: None
+                ) -> dict[str, Any]:
     """The digest, as webhook JSON: topics in order of first appearance, each story once (under
-    its first topic, naming the others), with all its sources."""
+    its first topic, naming the others), with all its sources and, when configured, the
+    readers' feedback links of its alert (per topic, as in an alert's body)."""
     topics: dict[str, dict[str, Any]] = {}
     for alert, copies in sorted(alerts, key=lambda a: (a[0].detected_at, a[0].id)):
         first = alert.matches[0]
@@ -69,6 +73,8 @@ def digest_body(subscriber_id: str, period: Period,
             "published": iso(e.published), "summary": e.summary,
             "also_topics": [m.topic_name for m in alert.matches[1:]], "sources": sources,
             "evidence": list(first.evidence)})
+        if (said := links(alert)) is not None:
+            topic["stories"][-1]["feedback"] = said
     return {"type": "digest", "id": digest_id(subscriber_id, period),
             "subscriber": subscriber_id,
             "period": {"kind": period.kind, "label": period.label, "timezone": period.timezone,

@@ -427,7 +427,8 @@ def close_digests(rt: Runtime, now: float) -> list[str]:
                 copies = list(rt.store.story_entries(record.alert.story_id).values())
                 items.append((record.alert, copies))
         if items:
-            body = digest.digest_body(subscriber_id, period, items)
+            body = digest.digest_body(subscriber_id, period, items,
+                                      partial(feedback.links, rt.config.settings))
             rt.store.create_digest(body["id"], body, subscriber_id)
             out.append(body["id"])
         rt.store.close_digest_bucket(bucket, alert_ids)

@@ -76,7 +76,10 @@ def _digest(body: dict[str, Any]) -> tuple[str, str]:
         lines.append(f"**{md(topic['name'])}**")
         for story in topic["stories"]:
             sources = ", ".join(dict.fromkeys(md(s["source"]) for s in story["sources"]))
-            lines.append(f"- {_link(story['title'], story.get('url'))} ({sources})")
+            links = (story.get("feedback") or {}).get(topic["id"])
+            said = (f" · {_link('relevant', links.get('relevant'))} · "
+                    f"{_link('not relevant', links.get('not_relevant'))}" if links else "")
+            lines.append(f"- {_link(story['title'], story.get('url'))} ({sources}){said}")
         lines.append("")
     return title, "\n".join(lines).strip()
 

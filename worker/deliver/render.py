@@ -109,6 +109,9 @@ def digest_email(body: dict[str, Any], *, to: str, from_address: str,
             lines.append(f"- {single_line(story['title'], 300)}{also}")
             sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
             lines.append(f"  {story.get('url') or ''}  [{sources}]".rstrip())
+            for topic_id, links in (story.get("feedback") or {}).items():
+                lines.append(f"  {topic_id}: relevant {links['relevant']} · not relevant "
+                             f"{links['not_relevant']}")
         lines.append("")
     msg.set_content("\n".join(lines) + "\n")
     msg.add_alternative(digest_html(body), subtype="html")

@@ -102,10 +102,12 @@ def digest_html(body: dict[str, Any]) -> str:
         for story in topic["stories"]:
             sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
             also = f" · also {', '.join(story['also_topics'])}" if story["also_topics"] else ""
+            said = "".join(_feedback({"name": name}, story.get("feedback", {}).get(t_id))
+                           for t_id, name in _story_topics(topic, story))
             items.append(f'<li style="margin:0 0 8px">'
                          f'{_linked(story["title"], safe_link(story.get("url")))}<br>'
                          f'<span style="font-size:12px;color:{MUTED}">{escape(sources + also)}'
-                         "</span></li>")
+                         f"</span>{said}</li>")
         rows.append(_row(f'<p style="margin:0 0 6px;font-size:12px;font-weight:600;'
                          f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">'
                          f"{escape(topic['name'])}</p><ul style=\"margin:0;padding-left:18px;"
@@ -114,6 +116,15 @@ def digest_html(body: dict[str, Any]) -> str:
     return _page(f"{kind} digest {period['label']}", "", f"{kind} digest", rows,
                  f"Sent to {escape(body['subscriber'])}: one message per period, one line per "
                  "story with all its sources.")
+
+
+def _story_topics(topic: dict[str, Any], story: dict[str, Any]) -> list[tuple[str, str]]:
+    """(topic id, name) of a digest story's feedback links: its heading topic first."""
+    said = story.get("feedback") or {}
+    ids = [topic["id"], *(t for t in said if t != topic["id"])]
+    names = {topic["id"]: topic["name"]}
+    others = iter(story.get("also_topics") or [])
+    return [(t, names.get(t) or next(others, t)) for t in ids if t in said]
 
 
 def notice_html(body: dict[str, Any], what: str) -> str:
