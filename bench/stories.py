@@ -151,13 +151,13 @@ def speed(window_entries: int, measure: int, workers: int = 2) -> dict[str, floa
             start = time.perf_counter()
             for n in range(window_entries):
                 e = entry(n)
-                assign_story(rt, store.entry_key(e), e)  # type: ignore[arg-type]
+                assign_story(rt, store.entries.key(e), e)  # type: ignore[arg-type]
             fill_s = time.perf_counter() - start
             filled = int(store.r.info("memory")["used_memory"])
             start = time.perf_counter()
             for n in range(window_entries, window_entries + measure):
                 e = entry(n)
-                assign_story(rt, store.entry_key(e), e)  # type: ignore[arg-type]
+                assign_story(rt, store.entries.key(e), e)  # type: ignore[arg-type]
             measured_s = time.perf_counter() - start
             first = window_entries + measure
             together = _concurrently(server.url, workers, [
@@ -192,7 +192,7 @@ def _assign_all(url: str, share: list[Entry], barrier: Any) -> None:
     rt = _Runtime(store)
     barrier.wait()
     for e in share:
-        assign_story(rt, store.entry_key(e), e)  # type: ignore[arg-type]
+        assign_story(rt, store.entries.key(e), e)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -141,8 +141,7 @@ def via_apprise(target: str, *, guard: bool = True) -> Outcome:
 def via_websub(rt: Any, target: str) -> Outcome:
     feed_id = rt.config.feeds[0].id
     ok = websub.subscribe(rt, feed_id, websub.Hub(target, "https://news.example/feed"))
-    fields = rt.store.feed_fields([feed_id], ("ws_error",))[feed_id]
-    return Outcome(not ok, fields.get("ws_error", ""))
+    return Outcome(not ok, rt.store.feeds.websub([feed_id])[feed_id].error)
 
 
 def allow_only(address: str) -> Callable[[Any], str | None]:

@@ -67,7 +67,7 @@ def test_retried_like_a_webhook_then_dead_lettered_on_a_4xx(
     receiver.statuses = [404]
     dead = pipeline.deliver_alert(rt, second)
     assert dead.status == "dead" and "error=404" in (dead.error or "")
-    assert rt.store.dead_alerts() == [second]
+    assert rt.store.records.dead() == [second]
     assert "/hook" not in (dead.error or "")      # a URL's path may hold a token: not logged
 
 

@@ -43,7 +43,7 @@ def backtest(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> di
 
 def test_backtest_replays_what_the_worker_saw(polled: Runtime, receiver: WebhookReceiver,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    stats = polled.store.stats()
+    stats = polled.store.stats.totals()
     found = backtest(polled.config.path, capsys)
     assert found["entries"] == stats["entries:new"] > 0
     for topic in ("ceasefire-talks", "hostage-releases"):
@@ -52,7 +52,7 @@ def test_backtest_replays_what_the_worker_saw(polled: Runtime, receiver: Webhook
     example = found["topics"]["hostage-releases"]["examples"][-1]
     assert example["title"] and example["source"] and "*" in example["evidence"]
     assert receiver.received == []                 # nothing was delivered
-    alerts = polled.store.alerts_since(0)
+    alerts = polled.store.records.alerts_since(0)
 
     # Narrow a topic in the config: the backtest follows the file as it is now.
     text = polled.config.path.read_text()
@@ -64,7 +64,7 @@ def test_backtest_replays_what_the_worker_saw(polled: Runtime, receiver: Webhook
     assert narrowed["topics"]["hostage-releases"]["matches"] == 1
     assert "Kidnapped aid workers" in narrowed["topics"]["hostage-releases"]["examples"][0][
         "title"]
-    assert polled.store.alerts_since(0) == alerts and receiver.received == []
+    assert polled.store.records.alerts_since(0) == alerts and receiver.received == []
 
 
 def test_readable_report_and_window(polled: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +73,7 @@ def test_readable_report_and_window(polled: Runtime, capsys: pytest.CaptureFixtu
     assert "(nothing was sent)" in out and "TOPIC" in out and "ceasefire-talks" in out
     assert backtest(polled.config.path, capsys, "--since", "2099-01-01")["entries"] == 0
     # Entries older than settings.backtest_days are dropped by `maintain`'s trim.
-    polled.store.trim_recent(time.time() + 8 * 86400)
+    polled.store.entries.trim_recent(time.time() + 8 * 86400)
     assert backtest(polled.config.path, capsys, "--since", "30d")["entries"] == 0
 
 

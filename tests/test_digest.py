@@ -96,7 +96,7 @@ def test_a_crash_during_assembly_loses_and_repeats_nothing(
     rt = digest_runtime(tmp_path, feed_server, redis_url)
     take_in(rt)
     later = time.time() + 2 * 86400
-    store = rt.store
+    store = rt.store.records
     target = "create_digest" if crash == "before the record" else "close_digest_bucket"
     real = getattr(store, target)
 

@@ -190,7 +190,7 @@ def test_redis_restarted_between_poll_and_delivery(tmp_path: Path, feed_server: 
     server = start_redis(folder)                        # ... and comes back
     try:
         rt = runtime(server.url)
-        assert rt.store.pending_alerts() == set(alerts)
+        assert rt.store.records.pending() == set(alerts)
         for alert_id in alerts:
             assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
     finally:
@@ -232,7 +232,7 @@ def test_smtp_down_then_up(tmp_path: Path, feed_server: FeedServer, redis_url: s
         smtp.controller.stop()
     assert len(smtp.messages) == 1
     assert smtp.messages[0]["Message-ID"] == f"<{alert_id}@newswatch>"
-    history = [h["status"] for h in rt.store.alert_history(alert_id)]
+    history = [h["status"] for h in rt.store.records.history(alert_id)]
     assert history == ["delivered", "retrying"]
 
 
@@ -257,16 +257,16 @@ def test_dead_digests_and_notices_are_listed_and_retried(tmp_path: Path, redis_u
     from worker.store import Store
 
     store = Store.from_url(redis_url, "nw")
-    store.create_digest("d1", {"type": "digest", "id": "d1", "subscriber": "desk",
+    store.records.create_digest("d1", {"type": "digest", "id": "d1", "subscriber": "desk",
                                "period": {"label": "2025-01-04"}, "stories": 3}, "desk")
-    store.create_notice("n1", {"type": "feed_problem", "id": "n1", "subscriber": "desk",
+    store.records.create_notice("n1", {"type": "feed_problem", "id": "n1", "subscriber": "desk",
                                "problem": "gone", "feed": {"name": "Wire", "url": "u"}}, "desk")
     for record_id in ("d1", "n1"):
-        store.mark_failed(record_id, "HTTP 404 Not Found", retry_at=None, channel="webhook")
+        store.records.mark_failed(record_id, "HTTP 404 Not Found", retry_at=None, channel="webhook")
     assert main(["dead-letters", "list", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "d1  digest  desk  attempts=1" in out and "digest of 2025-01-04: 3 stories" in out
     assert "n1  notice  desk  attempts=1" in out and "notice: feed Wire gone" in out
     assert main(["dead-letters", "retry", "--all", "--config", str(config)]) == 0
     assert capsys.readouterr().out.count("queued for delivery") == 2
-    assert store.pending_alerts() == {"d1", "n1"}
+    assert store.records.pending() == {"d1", "n1"}

@@ -134,8 +134,8 @@ def test_links_need_a_url_a_secret_and_a_server(tmp_path: Path) -> None:
 
 
 def test_a_verdict_is_recorded_once_per_link_and_the_last_one_stands(rt: Runtime) -> None:
-    rt.store.create_alert(alert(), origin="f1:e1")
-    rt.store.create_alert(alert("al2"), origin="f2:e2")         # another reader, same story
+    rt.store.records.create_alert(alert(), origin="f1:e1")
+    rt.store.records.create_alert(alert("al2"), origin="f2:e2")         # another reader, same story
     yes, no = claim("relevant"), claim("not_relevant")
     token = make_token(SECRET, yes)
     first = feedback.record(rt.store, rt.config, yes, via="link", token=token)
@@ -147,13 +147,13 @@ def test_a_verdict_is_recorded_once_per_link_and_the_last_one_stands(rt: Runtime
                            token=make_token(SECRET, again)).status == "unchanged"
     assert feedback.record(rt.store, rt.config, no, via="link",
                            token=make_token(SECRET, no)).status == "changed"
-    [kept] = rt.store.feedback("ceasefire-talks")              # per topic and story
+    [kept] = rt.store.verdicts.of("ceasefire-talks")              # per topic and story
     assert kept["verdict"] == "not_relevant" and kept["title"] == "Truce talks resume in Doha"
     assert kept["summary"] == "Mediators met again." and kept["lang"] == "en"
     [example] = feedback.examples(rt.store, "ceasefire-talks")
     assert (example.title, example.relevant, example.source) == (
         "Truce talks resume in Doha", False, "feedback")
-    assert rt.store.feedback("hostage-releases") == []
+    assert rt.store.verdicts.of("hostage-releases") == []
     with pytest.raises(FeedbackError, match="'gone' is not known"):
         feedback.record(rt.store, rt.config, claim(alert="gone"), via="cli")
     with pytest.raises(FeedbackError, match="unknown topic 'nope'"):
@@ -173,7 +173,7 @@ def path_of(url: str) -> str:
 
 
 def test_a_link_asks_and_only_the_button_records(rt: Runtime, server: str) -> None:
-    rt.store.create_alert(alert(title="وقف إطلاق النار: استئناف المحادثات"), origin="f1:e1")
+    rt.store.records.create_alert(alert(title="وقف إطلاق النار: استئناف المحادثات"), origin="f1:e1")
     links = feedback.links(rt.config.settings, alert())
     assert links is not None
     link = server + path_of(links["ceasefire-talks"]["relevant"])
@@ -181,12 +181,12 @@ def test_a_link_asks_and_only_the_button_records(rt: Runtime, server: str) -> No
     assert page.status_code == 200 and "Mark as relevant for Ceasefire talks?" in page.text
     assert '<form method="post">' in page.text and 'dir="auto"' in page.text
     assert page.headers["cache-control"] == "no-store"
-    assert rt.store.feedback("ceasefire-talks") == []            # opening records nothing
+    assert rt.store.verdicts.of("ceasefire-talks") == []            # opening records nothing
     done = httpx.post(link)
     assert done.status_code == 200 and "Thank you: recorded." in done.text
     again = httpx.post(link)
     assert "This link was already used: nothing changed." in again.text
-    assert len(rt.store.feedback("ceasefire-talks")) == 1
+    assert len(rt.store.verdicts.of("ceasefire-talks")) == 1
     payload, _ = link.rsplit("/", 1)[1].split(".")
     forged = httpx.post(f"{server}/feedback/{payload}.AAAAAAAAAAAAAAAAAAAAAA")
     assert forged.status_code == 400 and "bad signature" in forged.text
@@ -197,7 +197,7 @@ def test_a_link_asks_and_only_the_button_records(rt: Runtime, server: str) -> No
 def test_the_endpoint_holds_under_a_burst_of_good_and_bad_requests(
         rt: Runtime, server: str) -> None:
     for n in range(20):
-        rt.store.create_alert(alert(f"al{n}", story=f"s{n}"), origin=f"f:{n}")
+        rt.store.records.create_alert(alert(f"al{n}", story=f"s{n}"), origin=f"f:{n}")
     good = [make_token(SECRET, claim(alert=f"al{n}", verdict="not_relevant"))
             for n in range(20)]
     bad = [f"{t[:-3]}xyz" for t in good] + ["%00", "a" * 5000, "..", "x.y", "☃.☃"]
@@ -211,7 +211,7 @@ def test_the_endpoint_holds_under_a_burst_of_good_and_bad_requests(
     codes = asyncio.run(burst())
     assert len(codes) == 3 * 20 + 3 * 25 + 45
     assert set(codes) <= {200, 400, 404}, codes
-    verdicts = rt.store.feedback("ceasefire-talks")
+    verdicts = rt.store.verdicts.of("ceasefire-talks")
     assert len(verdicts) == 20 and {v["verdict"] for v in verdicts} == {"not_relevant"}
     assert httpx.get(server + "/feedback/" + good[0]).status_code == 200    # still up
 
@@ -226,7 +226,7 @@ def test_no_path_makes_the_endpoint_fail(rt: Runtime, server: str, token: str,
     url = server + "/feedback/" + urllib.parse.quote(token, safe="")
     response = httpx.request(method, url)
     assert response.status_code in (200, 400, 404, 405), response.text[:200]
-    assert rt.store.feedback("ceasefire-talks") == []
+    assert rt.store.verdicts.of("ceasefire-talks") == []
 
 
 def test_the_question_page_in_a_browser_records_nothing(rt: Runtime, server: str,
@@ -236,7 +236,7 @@ def test_the_question_page_in_a_browser_records_nothing(rt: Runtime, server: str
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no chromium here (apt-get install chromium)")
-    rt.store.create_alert(alert(), origin="f1:e1")
+    rt.store.records.create_alert(alert(), origin="f1:e1")
     links = feedback.links(rt.config.settings, alert())
     assert links is not None
     out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
@@ -246,7 +246,7 @@ def test_the_question_page_in_a_browser_records_nothing(rt: Runtime, server: str
                          capture_output=True, text=True, timeout=60)
     assert "Mark as relevant for Ceasefire talks?" in out.stdout, out.stderr[-500:]
     assert "Truce talks resume in Doha" in out.stdout and "<button" in out.stdout
-    assert rt.store.feedback("ceasefire-talks") == []
+    assert rt.store.verdicts.of("ceasefire-talks") == []
 
 
 def run_cli(*args: str, config: Path, redis_url: str, prefix: str
@@ -258,7 +258,7 @@ def run_cli(*args: str, config: Path, redis_url: str, prefix: str
 
 def test_feedback_from_the_command_line_and_the_list(rt: Runtime, redis_url: str) -> None:
     a = alert(topics=("ceasefire-talks", "hostage-releases"))
-    rt.store.create_alert(a, origin="f1:e1")
+    rt.store.records.create_alert(a, origin="f1:e1")
     where = {"config": rt.config.path, "redis_url": redis_url,
              "prefix": rt.config.settings.key_prefix}
     both = run_cli("feedback", "al1", "--relevant", **where)
@@ -297,7 +297,7 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
               "Wage truce talks with unions", "Truce talks on a music festival noise row",
               "Ceasefire violated hours after talks", "Truce talks for the derby day"]
     for n, title in enumerate(titles):
-        rt.store.create_alert(alert(f"al{n}", story=f"s{n}", title=title), origin=f"f:{n}")
+        rt.store.records.create_alert(alert(f"al{n}", story=f"s{n}", title=title), origin=f"f:{n}")
         verdict = "relevant" if n < 5 else "not_relevant"
         feedback.record(rt.store, rt.config, claim(verdict, alert=f"al{n}"), via="cli")
     monkeypatch.setattr("worker.training.MIN_FEEDBACK", 10)

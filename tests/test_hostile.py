@@ -356,7 +356,7 @@ def test_a_slow_webhook_receiver_is_cut_and_never_sent_twice_at_once(
         sweeper.join()
         assert first.status == "retrying" and took < 2.5
         assert first.error and "no complete answer within 1 s (delivery_timeout)" in first.error
-        failed_at = rt.store.alert_history(alert_id)[0]["at"]      # the attempt's end
+        failed_at = rt.store.records.history(alert_id)[0]["at"]      # the attempt's end
         assert len(swept) >= 5
         assert all(when >= failed_at for when, alerts in swept if alert_id in alerts)
         receiver.delay = 0

@@ -47,7 +47,7 @@ def run_cycle(rt: Runtime) -> tuple[list[pipeline.PollOutcome], list[str]]:
 def alerts_of(rt: Runtime, ids: list[str], subscriber: str) -> dict[str, list[str]]:
     out = {}
     for alert_id in ids:
-        record = rt.store.load_alert(alert_id)
+        record = rt.store.records.load_alert(alert_id)
         assert record is not None
         if record.alert.subscriber_id == subscriber:
             out[record.alert.entry.title] = [m.topic_id for m in record.alert.matches]
@@ -116,9 +116,9 @@ def test_same_url_in_another_feed_is_not_alerted_again(tmp_path: Path, feed_serv
     assert "Hamas: indirect talks with Israel resume in Qatari capital Doha" not in titles
     assert set(titles) == {"Sudan's warring parties agree to resume ceasefire negotiations in "
                            "Jeddah", "Kidnapped aid workers released in Mali after three months"}
-    story = rt.store.load_alert(alerts[0])
+    story = rt.store.records.load_alert(alerts[0])
     assert story is not None
-    copies = rt.store.story_entries(story.alert.story_id)
+    copies = rt.store.stories.entries(story.alert.story_id)
     assert len(copies) == 2          # the second outlet joined the seed story
 
 
@@ -138,7 +138,7 @@ def test_one_bad_feed_does_not_stop_the_others(tmp_path: Path, feed_server: Feed
                                                    "readable feed")
     assert by_name["Gone"].error == feed_server.url("/gone") + ": HTTP 404 Not Found"
     assert len(alerts_of(rt, alerts, "desk")) == 5
-    state = rt.store.feed_state(rt.config.feeds[3].id)
+    state = rt.store.feeds.state(rt.config.feeds[3].id)
     assert state.last_status == "error" and state.error_count == 1
 
 
@@ -201,7 +201,7 @@ def test_failed_delivery_is_recorded(tmp_path: Path, feed_server: FeedServer, re
     assert result.error == f"{receiver.url}: HTTP {status} " + {
         500: "Internal Server Error", 429: "Too Many Requests", 404: "Not Found",
         410: "Gone"}[status]
-    record = rt.store.load_alert(alert_id)
+    record = rt.store.records.load_alert(alert_id)
     assert record is not None and record.status == expected and record.attempts == 1
     if expected == "retrying":
         assert result.retry_in is not None and result.retry_in >= 7    # Retry-After honoured
@@ -210,7 +210,7 @@ def test_failed_delivery_is_recorded(tmp_path: Path, feed_server: FeedServer, re
         assert len(receiver.received) == 1
         assert receiver.received[0].headers["webhook-id"] == alert_id
     else:
-        assert alert_id in rt.store.dead_alerts()
+        assert alert_id in rt.store.records.dead()
         assert pipeline.deliver_alert(rt, alert_id).status == "skipped"
 
 

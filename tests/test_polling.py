@@ -13,7 +13,7 @@ from tests.servers import FeedServer, Served
 from worker import pipeline
 from worker.fetch import Limits, Validators, fetch_many
 from worker.parsepool import Parser, StoreSpec, Taken
-from worker.store import _h
+from worker.store.base import short_hash as _h
 
 LEVANT = (SEEDS / "levant-wire.xml").read_bytes()
 

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.conftest import SECRET
 from worker.deliver import render
 from worker.deliver.outbox import write_outbox
-from worker.deliver.retry import backoff
+from worker.deliver.retry import backoff, decide_failure
 from worker.deliver.webhook import signed_headers
 from worker.models import Alert, Entry, Match
 from worker.retry_after import retry_after_seconds
@@ -95,6 +95,27 @@ def test_backoff_is_bounded_jittered_and_honours_retry_after() -> None:
     assert len(set(delays)) == len(delays)
     assert backoff(1, retry_after=30, rng=rng) >= 30
     assert backoff(1, retry_after=10_000, rng=rng) == 600
+
+
+@pytest.mark.parametrize(("retryable", "attempts", "age", "retry_after", "expect"), [
+    (False, 0, 0, None, ("dead", "HTTP 404")),                  # permanent: dead at once
+    (True, 0, 0, None, ("retry", "HTTP 503")),
+    (True, 4, 0, 120, ("retry", "HTTP 503")),                  # waits at least Retry-After
+    (True, 6, 3601, None, ("dead", "HTTP 503 (gave up after 7 attempts)")),   # too old
+])
+def test_what_a_failed_attempt_leads_to(retryable: bool, attempts: int, age: float,
+                                        retry_after: float | None,
+                                        expect: tuple[str, str]) -> None:
+    now = 10_000.0
+    error = "HTTP 503" if retryable else "HTTP 404"
+    d = decide_failure(attempts=attempts, created_at=now - age, now=now, error=error,
+                       retryable=retryable, retry_after=retry_after, base=2, cap=600,
+                       max_age=3600, rng=random.Random(3))
+    assert ("dead" if d.dead else "retry", d.error) == expect and d.attempt == attempts + 1
+    if not d.dead:
+        assert d.retry_at is not None
+        ceiling = max(min(600, 2 * 2 ** attempts), retry_after or 0)
+        assert now + (retry_after or 0) <= d.retry_at <= now + ceiling
 
 
 def test_retry_after_forms() -> None:

@@ -12,9 +12,20 @@ import pytest
 
 from tests.conftest import SEEDS, runtime_for
 from tests.servers import FeedServer, Served
-from worker import parsepool, pipeline
+from worker import parsepool, pipeline, websub
 from worker.runtime import Runtime
-from worker.schedule import Bounds, error_delay, moved, next_interval, server_hint
+from worker.schedule import (
+    Bounds,
+    Failed,
+    FeedNow,
+    Fetched,
+    decide_poll,
+    error_delay,
+    moved,
+    next_interval,
+    server_hint,
+)
+from worker.store import WebSubState
 
 B = Bounds(60, 3600)
 
@@ -71,7 +82,7 @@ def test_unchanged_body_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
                                          headers={"Cache-Control": "max-age=900"})
     rt = runtime(tmp_path, feed_server, redis_url, "/f.xml")
     feed = rt.config.feeds[0]
-    rt.store.sync_schedule([(feed.id, feed.interval)])
+    rt.store.feeds.sync_schedule([(feed.id, feed.interval)])
     assert pipeline.poll_feed(rt, feed.id).status == "ok"
     assert 890 < next_poll_in(rt, feed.id) <= 900          # the server's max-age, in bounds
     parsed = []
@@ -86,13 +97,13 @@ def test_gone_feeds_stop_and_others_go_on(tmp_path: Path, feed_server: FeedServe
     feed_server.files["/ok.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
     rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml")
     gone, ok = rt.config.feeds
-    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
     assert pipeline.poll_feed(rt, gone.id).status == "gone"
     assert pipeline.poll_feed(rt, ok.id).status == "ok"
     requests = len(feed_server.requests)
     assert pipeline.poll_feed(rt, gone.id).status == "gone"
     assert len(feed_server.requests) == requests             # not asked again
-    assert rt.store.claim_due_feeds(time.time() + 10**6, lease=60) == [ok.id]
+    assert rt.store.feeds.claim_due(time.time() + 10**6, lease=60) == [ok.id]
 
 
 def test_repeated_301_moves_the_feed(tmp_path: Path, feed_server: FeedServer,
@@ -102,9 +113,9 @@ def test_repeated_301_moves_the_feed(tmp_path: Path, feed_server: FeedServer,
     rt = runtime(tmp_path, feed_server, redis_url, "/old.xml")
     feed = rt.config.feeds[0]
     pipeline.poll_feed(rt, feed.id)
-    assert rt.store.feed_state(feed.id).url is None           # once may be a mistake
+    assert rt.store.feeds.state(feed.id).url is None           # once may be a mistake
     pipeline.poll_feed(rt, feed.id)
-    assert rt.store.feed_state(feed.id).url == feed_server.url("/new.xml")
+    assert rt.store.feeds.state(feed.id).url == feed_server.url("/new.xml")
     before = [p for p, _ in feed_server.requests]
     pipeline.poll_feed(rt, feed.id)
     assert [p for p, _ in feed_server.requests][len(before):] == ["/new.xml"]
@@ -117,7 +128,7 @@ def test_retry_after_pauses_the_host_and_errors_back_off(tmp_path: Path,
     feed_server.files["/other.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
     rt = runtime(tmp_path, feed_server, redis_url, "/busy.xml", "/other.xml")
     busy, other = rt.config.feeds
-    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
     assert pipeline.poll_feed(rt, busy.id).status == "error"
     assert 1190 < next_poll_in(rt, busy.id) <= 1200
     requests = len(feed_server.requests)
@@ -142,7 +153,7 @@ def test_feeds_status_command(tmp_path: Path, feed_server: FeedServer, redis_url
     feed_server.files["/ok.xml"] = Served((SEEDS / "levant-wire.xml").read_bytes())
     feed_server.files["/bad.xml"] = Served(b"<html>not a feed</html>", "text/html")
     rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml", "/bad.xml")
-    rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+    rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
     for feed in rt.config.feeds:
         pipeline.poll_feed(rt, feed.id)
     monkeypatch.setenv("NEWSWATCH_REDIS_URL", redis_url)
@@ -214,3 +225,100 @@ def test_unknown_operator_is_a_config_error(tmp_path: Path) -> None:
         load_config(path)
     assert any(":2: settings.operators[0]: unknown subscriber 'nobody'" in p
                for p in info.value.problems)
+
+
+# The poll rule as a table: no Redis, no HTTP (schedule.decide_poll is pure).
+T0 = 1_000_000.0
+FEED = FeedNow(interval=600, error_count=0)
+
+
+@pytest.mark.parametrize(("feed", "got", "expect"), [
+    # new entries: polled sooner; the body's hash kept so the same bytes are not parsed again
+    (FEED, Fetched("ok", 3, None, None, "h1"),
+     dict(status="ok", fields={"interval": 450, "body_hash": "h1"}, next=T0 + 450)),
+    # nothing new: later; the server's max-age wins over a shorter interval
+    (FEED, Fetched("not_modified", 0, None, None), dict(status="not_modified",
+                                                        fields={"interval": 750},
+                                                        next=T0 + 750)),
+    (FEED, Fetched("unchanged", 0, 1800, None), dict(fields={"interval": 1800},
+                                                     next=T0 + 1800)),
+    # an active WebSub subscription brings the news: polling waits the maximum
+    (FeedNow(600, 0, pushed=True), Fetched("ok", 1, None, None),
+     dict(fields={"interval": 450}, next=T0 + 3600)),
+    # a 301 is counted, and adopted when it repeats; a stray one is forgotten
+    (FEED, Fetched("ok", 0, None, "https://new.example/rss"),
+     dict(fields={"interval": 750, "moved_target": "https://new.example/rss",
+                  "moved_count": 1}, adopted=None)),
+    (FeedNow(600, 0, "https://new.example/rss", 1), Fetched("ok", 0, None,
+                                                            "https://new.example/rss"),
+     dict(fields={"interval": 750, "url": "https://new.example/rss", "moved_target": "",
+                  "moved_count": 0}, adopted="https://new.example/rss")),
+    (FeedNow(600, 0, "https://new.example/rss", 1), Fetched("ok", 0, None, None),
+     dict(fields={"interval": 750, "moved_target": "", "moved_count": 0})),
+    # 410: gone, not polled again, the operators told
+    (FEED, Failed("HTTP 410", 410), dict(status="gone", fields={"gone": 1}, next=None,
+                                         notify="gone")),
+    # 429 with Retry-After: the host pauses, the feed waits at least that long
+    (FEED, Failed("HTTP 429", 429, 2000), dict(status="error", next=T0 + 2000,
+                                                pause=2000, notify=None)),
+    # a Retry-After on another status pauses nobody else
+    (FEED, Failed("HTTP 500", 500, 2000), dict(next=T0 + 2000, pause=None)),
+    # failures back off exponentially, up to the maximum
+    (FeedNow(600, 2), Failed("timed out"), dict(next=T0 + 2400)),
+    (FeedNow(600, 9), Failed("timed out"), dict(next=T0 + 3600)),
+    # the operators hear once per streak, when it reaches operator_alert_after (5)
+    (FeedNow(600, 3), Failed("x"), dict(notify=None)),
+    (FeedNow(600, 4), Failed("x"), dict(notify="failing")),
+    (FeedNow(600, 5), Failed("x"), dict(notify=None)),
+])
+def test_what_a_poll_means_for_the_feed(feed: FeedNow, got: Fetched | Failed,
+                                        expect: dict[str, object]) -> None:
+    d = decide_poll(feed, got, bounds=B, started=T0, operator_alert_after=5)
+    seen = {"status": d.status, "fields": d.fields, "next": d.next_poll_at,
+            "pause": d.pause_host_for, "notify": d.notify, "adopted": d.adopted}
+    assert {k: seen[k] for k in expect} == expect
+
+
+@pytest.mark.parametrize(("ws", "query", "expect"), [
+    # we asked (pending) for this topic: confirmed, active for the hub's lease
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "subscribe", "hub.topic": "t",
+                                               "hub.challenge": "c", "hub.lease_seconds": "60"},
+     (200, "c", {"state": "active", "until": T0 + 60, "error": ""})),
+    # a renewal of an active one; the default lease when the hub names none
+    (WebSubState(topic="t", state="active"), {"hub.mode": "subscribe", "hub.topic": "t",
+                                              "hub.challenge": "c"},
+     (200, "c", {"state": "active", "until": T0 + 86400, "error": ""})),
+    # never asked, another topic, failed, no challenge: refused, nothing changes
+    (WebSubState(), {"hub.mode": "subscribe", "hub.topic": "t", "hub.challenge": "c"},
+     (404, "no such subscription", {})),
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "subscribe", "hub.topic": "u",
+                                               "hub.challenge": "c"},
+     (404, "no such subscription", {})),
+    (WebSubState(topic="t", state="failed"), {"hub.mode": "subscribe", "hub.topic": "t",
+                                              "hub.challenge": "c"},
+     (404, "no such subscription", {})),
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "subscribe", "hub.topic": "t"},
+     (404, "no such subscription", {})),
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "unsubscribe", "hub.topic": "t",
+                                               "hub.challenge": "c"},
+     (404, "no such subscription", {})),
+    # a bad lease is refused
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "subscribe", "hub.topic": "t",
+                                               "hub.challenge": "c",
+                                               "hub.lease_seconds": "soon"},
+     (400, "bad hub.lease_seconds", {})),
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "subscribe", "hub.topic": "t",
+                                               "hub.challenge": "c",
+                                               "hub.lease_seconds": "-5"},
+     (400, "bad hub.lease_seconds", {})),
+    # a denial of our topic is recorded with the hub's reason; of another, ignored
+    (WebSubState(topic="t", state="pending"), {"hub.mode": "denied", "hub.topic": "t",
+                                               "hub.reason": "no"},
+     (200, "", {"state": "denied", "error": "no"})),
+    (WebSubState(topic="t", state="active"), {"hub.mode": "denied", "hub.topic": "u"},
+     (200, "", {})),
+])
+def test_a_hubs_verification_as_a_table(ws: WebSubState, query: dict[str, str],
+                                        expect: tuple[int, str, dict[str, object]]) -> None:
+    v = websub.verification(ws, query, T0, 86400)
+    assert (v.status, v.text, v.update) == expect

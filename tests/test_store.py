@@ -16,34 +16,34 @@ def entry(n: int, feed: str = "f1") -> Entry:
 
 
 def test_entries_are_taken_in_once(store: Store) -> None:
-    first = store.add_new_entries([entry(1), entry(2)])
+    first = store.entries.add_new([entry(1), entry(2)])
     assert len(first) == 2
-    assert store.add_new_entries([entry(1), entry(2), entry(3)]) == [store.entry_key(entry(3))]
-    assert store.load_entry(first[0]) == entry(1)
-    assert store.pending_entries() == set(first) | {store.entry_key(entry(3))}
-    store.entry_done(first[0])
-    assert first[0] not in store.pending_entries()
+    assert store.entries.add_new([entry(1), entry(2), entry(3)]) == [store.entries.key(entry(3))]
+    assert store.entries.load(first[0]) == entry(1)
+    assert store.entries.pending() == set(first) | {store.entries.key(entry(3))}
+    store.entries.done(first[0])
+    assert first[0] not in store.entries.pending()
 
 
 def test_alert_is_created_once_per_id(store: Store) -> None:
     alert = Alert("a1", "desk", "s1", entry(1), (Match("t", "T", 1.0, ("*x*",)),),
                   datetime.now(UTC).replace(microsecond=0))
-    assert store.create_alert(alert, origin="f1:e1") == 1
-    assert store.create_alert(alert, origin="f1:e1") == 2     # redelivered: enqueue again
-    assert store.create_alert(alert, origin="f2:e9") == 0     # another copy: nothing
-    record = store.load_alert("a1")
+    assert store.records.create_alert(alert, origin="f1:e1") == 1
+    assert store.records.create_alert(alert, origin="f1:e1") == 2     # redelivered: enqueue again
+    assert store.records.create_alert(alert, origin="f2:e9") == 0     # another copy: nothing
+    record = store.records.load_alert("a1")
     assert record is not None and record.status == "pending" and record.alert == alert
-    store.mark_delivered("a1", "webhook")
-    assert store.create_alert(alert, origin="f1:e1") == 0
-    assert store.pending_alerts() == set()
+    store.records.mark_delivered("a1", "webhook")
+    assert store.records.create_alert(alert, origin="f1:e1") == 0
+    assert store.records.pending() == set()
 
 
 def test_concurrent_claims_of_due_feeds_never_overlap(store: Store) -> None:
-    store.sync_schedule((f"feed{i}", 60) for i in range(200))
+    store.feeds.sync_schedule((f"feed{i}", 60) for i in range(200))
     claimed: list[list[str]] = []
 
     def claim() -> None:
-        claimed.append(store.claim_due_feeds(time.time() + 1, lease=600, limit=50))
+        claimed.append(store.feeds.claim_due(time.time() + 1, lease=600, limit=50))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -52,33 +52,33 @@ def test_concurrent_claims_of_due_feeds_never_overlap(store: Store) -> None:
         t.join()
     flat = [f for batch in claimed for f in batch]
     assert len(flat) == len(set(flat)) == 200
-    assert store.claim_due_feeds(time.time() + 1, lease=600) == []
+    assert store.feeds.claim_due(time.time() + 1, lease=600) == []
 
 
 def test_schedule_sync_drops_removed_feeds(store: Store) -> None:
-    store.sync_schedule([("a", 60), ("b", 60)])
-    store.sync_schedule([("b", 60)])
-    assert store.claim_due_feeds(time.time() + 1, lease=60) == ["b"]
+    store.feeds.sync_schedule([("a", 60), ("b", 60)])
+    store.feeds.sync_schedule([("b", 60)])
+    assert store.feeds.claim_due(time.time() + 1, lease=60) == ["b"]
 
 
 def test_delivery_claim_is_exclusive(store: Store) -> None:
-    token = store.claim_delivery("a1")
-    assert token and not store.claim_delivery("a1")
-    store.release_delivery("a1", "not-the-token")      # only its holder releases a claim
-    assert not store.claim_delivery("a1")
-    store.release_delivery("a1", token)
-    assert store.claim_delivery("a1")
+    token = store.records.claim("a1")
+    assert token and not store.records.claim("a1")
+    store.records.release_claim("a1", "not-the-token")      # only its holder releases a claim
+    assert not store.records.claim("a1")
+    store.records.release_claim("a1", token)
+    assert store.records.claim("a1")
 
 
 def test_a_claim_lapses_unless_its_holder_extends_it(store: Store) -> None:
-    token = store.claim_delivery("a2", ttl=0.3)
-    assert token and not store.extend_delivery("a2", "another", 0.3)
+    token = store.records.claim("a2", ttl=0.3)
+    assert token and not store.records.extend_claim("a2", "another", 0.3)
     time.sleep(0.45)
-    mine = store.claim_delivery("a2", ttl=0.3)          # lapsed: a worker died holding it
-    assert mine and not store.extend_delivery("a2", token, 5)   # the dead one's is gone
-    assert store.extend_delivery("a2", mine, 5)
+    mine = store.records.claim("a2", ttl=0.3)          # lapsed: a worker died holding it
+    assert mine and not store.records.extend_claim("a2", token, 5)   # the dead one's is gone
+    assert store.records.extend_claim("a2", mine, 5)
     time.sleep(0.45)
-    assert not store.claim_delivery("a2")               # extended: still held
+    assert not store.records.claim("a2")               # extended: still held
 
 
 def test_a_claim_is_kept_while_its_attempt_lives(store: Store) -> None:
@@ -86,16 +86,16 @@ def test_a_claim_is_kept_while_its_attempt_lives(store: Store) -> None:
     life: the claim is extended meanwhile, so no other worker sends the alert at once."""
     from worker.pipeline import _claim_kept
 
-    token = store.claim_delivery("a3", ttl=0.6)
+    token = store.records.claim("a3", ttl=0.6)
     assert token
     taken_meanwhile = []
-    with _claim_kept(store, "a3", token, 0.6):
+    with _claim_kept(store.records, "a3", token, 0.6):
         for _ in range(6):                              # 1.8 s: three lives of the claim
             time.sleep(0.3)
-            taken_meanwhile.append(store.claim_delivery("a3", ttl=0.6))
+            taken_meanwhile.append(store.records.claim("a3", ttl=0.6))
     assert taken_meanwhile == [None] * 6
     time.sleep(0.7)
-    assert store.claim_delivery("a3")                   # no longer extended once it ended
+    assert store.records.claim("a3")                   # no longer extended once it ended
 
 
 def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -112,9 +112,9 @@ def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> N
         """, redis_url)
     alert = Alert("race1", "desk", "s1", entry(1), (Match("hostage-releases", "H", 1.0),),
                   datetime.now(UTC))
-    assert rt.store.create_alert(alert, origin="f1:e1") == 1
+    assert rt.store.records.create_alert(alert, origin="f1:e1") == 1
     a_done, b_waiting = threading.Event(), threading.Event()
-    real_claim = rt.store.claim_delivery
+    real_claim = rt.store.records.claim
 
     def claim(alert_id: str, ttl: float = 300) -> str | None:
         if threading.current_thread().name == "B":
@@ -122,7 +122,7 @@ def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> N
             a_done.wait(10)                   # A delivers and releases meanwhile
         return real_claim(alert_id, ttl)
 
-    monkeypatch.setattr(rt.store, "claim_delivery", claim)
+    monkeypatch.setattr(rt.store.records, "claim", claim)
     results: dict[str, str] = {}
     b = threading.Thread(name="B", target=lambda: results.update(
         B=pipeline.deliver_alert(rt, "race1").status))

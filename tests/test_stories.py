@@ -294,7 +294,7 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
               for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
     items += [(f"h{k}", e) for k, e in homecoming(T0 + timedelta(days=2), first=50)]
     rt = runtime(store)
-    live = [pipeline.assign_story(rt, store.entry_key(e), e) for _, e in items]
+    live = [pipeline.assign_story(rt, store.entries.key(e), e) for _, e in items]
     offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
     assert partition(live) == partition(offline)
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
@@ -302,7 +302,7 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
     rounds, home = live[-6:-4], live[-4:]
     assert rounds[0] != rounds[1]
     assert home[0] == home[1] != home[2] == home[3]   # dated apart
-    copies = store.story_entries(live[0])
+    copies = store.stories.entries(live[0])
     assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
 
 
@@ -314,7 +314,7 @@ def test_concurrent_copies_make_one_story(store: Store) -> None:
 
     def assign(e: Entry) -> None:
         barrier.wait()
-        got.append(pipeline.assign_story(rt, store.entry_key(e), e))
+        got.append(pipeline.assign_story(rt, store.entries.key(e), e))
 
     threads = [threading.Thread(target=assign, args=(e,)) for e in items]
     for t in threads:
@@ -332,27 +332,27 @@ def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
                      enumerate(TRUCE[:2]))
     fp = stories.fingerprint(second, None, stories.Vocabulary(*rt.classifier.vocabulary))
     scorer = stories.Scorer(fp, stories.DocFreq(1, dict.fromkeys(fp.words, 1)))
-    with store.story_claim(second.link, scorer.lookup_words()) as claim:
+    with store.stories.claim(second.link, scorer.lookup_words()) as claim:
         assert claim.read(stories.candidates) == (None, [])       # nothing yet
-        story = pipeline.assign_story(rt, store.entry_key(first), first)   # the other worker
-        assert not claim.commit("s-stale", second, entry_key=store.entry_key(second),
+        story = pipeline.assign_story(rt, store.entries.key(first), first)   # the other worker
+        assert not claim.commit("s-stale", second, entry_key=store.entries.key(second),
                                 words=sorted(fp.words), signature=scorer.member.dumps(),
                                 index=scorer.lookup_words())
     assert not store.r.exists(store.k("story", "s-stale"))
-    assert pipeline.assign_story(rt, store.entry_key(second), second) == story
-    assert len(store.story_entries(story)) == 2
+    assert pipeline.assign_story(rt, store.entries.key(second), second) == story
+    assert len(store.stories.entries(story)) == 2
 
 
 def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("worker.store.STORIES_PER_WORD", 5)
+    monkeypatch.setattr("worker.store.stories.STORIES_PER_WORD", 5)
     rt = runtime(store)
     for n in range(12):      # twelve different stories that all use "jeddah"
         e = entry(n, f"Jeddah event {n}: item{n} word{n} other{n}", "", T0)
-        pipeline.assign_story(rt, store.entry_key(e), e)
+        pipeline.assign_story(rt, store.entries.key(e), e)
     assert store.r.zcard(store.k("stok", "jeddah")) <= 6
     for n in range(12):      # and one story with twelve copies keeps eight fingerprints
         e = entry(100 + n, *TRUCE[0], T0 + timedelta(minutes=n))
-        story = pipeline.assign_story(rt, store.entry_key(e), e)
+        story = pipeline.assign_story(rt, store.entries.key(e), e)
     assert store.r.llen(store.k("storysig", story)) == stories.MAX_MEMBERS
     for key in store.r.scan_iter(store.k("*")):
         assert store.r.ttl(key) > 0, key        # everything leaves with the window
@@ -432,7 +432,7 @@ def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> 
     items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=1)))
     rt.classifier.classify_many([(e.title, e.summary) for e in items])    # as process_entries
     computed = model.computed
-    got = [pipeline.assign_story(rt, store.entry_key(e), e) for e in items]
+    got = [pipeline.assign_story(rt, store.entries.key(e), e) for e in items]
     assert model.computed == computed     # the vectors classification made are used again
     assert got[0] == got[1] == got[2] != got[3]
     members = [stories.Member.loads(raw)

@@ -45,7 +45,7 @@ def test_updates_are_opt_in_material_and_capped(tmp_path: Path, feed_server: Fee
         outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
         out = []
         for alert_id in pipeline.process_entries(rt, list(outcome.new_entries)):
-            record = rt.store.load_alert(alert_id)
+            record = rt.store.records.load_alert(alert_id)
             assert record is not None
             out.append((record.alert.subscriber_id, record.alert.update,
                         record.alert.entry.title))
@@ -64,7 +64,7 @@ def test_updates_are_opt_in_material_and_capped(tmp_path: Path, feed_server: Fee
             for n in range(4, 9)]
     updates = cycle(first, deal, *more)
     assert len(updates) == 2 and all(u[:2] == ("watcher", True) for u in updates)
-    records = [rt.store.load_alert(a) for a in rt.store.alerts_since(0)]
+    records = [rt.store.records.load_alert(a) for a in rt.store.records.alerts_since(0)]
     update_id = next(r.alert.id for r in records if r is not None and r.alert.update)
     assert pipeline.deliver_alert(rt, update_id).status == "delivered"
     [eml] = (tmp_path / "a").glob("*.eml")

@@ -18,6 +18,7 @@ from tests.conftest import SECRET, SEEDS, runtime_for, spawn, stop, write_config
 from tests.servers import FeedServer, Served, WebhookReceiver, WebSubHub, free_port, wait_for
 from worker import pipeline, websub
 from worker.runtime import Runtime
+from worker.store import WebSubState
 
 STORIES = [
     ("Truce talks resume in Doha", "Mediators said negotiations on a ceasefire went on."),
@@ -101,28 +102,28 @@ def pushed(tmp_path: Path, feed_server: FeedServer, hub: WebSubHub,
     server.stop()
 
 
-def state(rt: Runtime) -> dict[str, str]:
+def state(rt: Runtime) -> WebSubState:
     feed_id = rt.config.feeds[0].id
-    return rt.store.feed_fields([feed_id], ("ws_state", "ws_until", "ws_topic"))[feed_id]
+    return rt.store.feeds.websub([feed_id])[feed_id]
 
 
 def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[str]], str],
                                              hub: WebSubHub) -> None:
     rt, received, topic = pushed
     feed = rt.config.feeds[0]
-    rt.store.sync_schedule([(feed.id, feed.interval)])
+    rt.store.feeds.sync_schedule([(feed.id, feed.interval)])
     (outcome,) = pipeline.poll_feeds(rt, [feed.id])
     assert outcome.status == "ok" and outcome.subscribe == websub.Hub(hub.url, topic)
     assert websub.subscribe(rt, feed.id, outcome.subscribe)
     assert hub.requests[0]["hub.callback"].endswith(f"/websub/{feed.id}")
-    assert wait_for(lambda: state(rt).get("ws_state") == "active", 10), hub.subscriptions
+    assert wait_for(lambda: state(rt).state == "active", 10), hub.subscriptions
     assert hub.subscriptions[0].verified
-    assert 3500 < float(state(rt)["ws_until"]) - time.time() <= 3600
+    assert 3500 < state(rt).until - time.time() <= 3600
 
     # Active: the next poll asks nothing more and waits max_interval (pushes bring the news).
     (again,) = pipeline.poll_feeds(rt, [feed.id])
     assert again.subscribe is None
-    assert 7100 < (rt.store.next_poll_at(feed.id) or 0) - time.time() <= 7200
+    assert 7100 < (rt.store.feeds.next_poll_at(feed.id) or 0) - time.time() <= 7200
 
     # A signed push is taken in at once; a forged one is acknowledged and dropped.
     assert hub.publish(topic, feed_body(hub.url, topic, items=3)) == [202]
@@ -130,25 +131,24 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
     alerts = pipeline.process_entries(rt, received[0])
     assert len(alerts) == 2                                      # two more stories
     assert hub.publish(topic, feed_body(hub.url, topic, items=5), tamper=True) == [202]
-    assert len(received) == 1 and rt.store.stats()["push:rejected"] == 1
+    assert len(received) == 1 and rt.store.stats.totals()["push:rejected"] == 1
 
     # Near the lease's end: renewed by `maintain`.
-    rt.store.update_feed(feed.id, ws_until=time.time() + 60)
+    rt.store.feeds.set_websub(feed.id, until=time.time() + 60)
     assert pipeline.due_work(rt).renewals == (feed.id,)
     # Lapsed: polling takes its normal interval again, and asks the hub again.
-    rt.store.update_feed(feed.id, ws_until=time.time() - 1)
+    rt.store.feeds.set_websub(feed.id, until=time.time() - 1)
     (lapsed,) = pipeline.poll_feeds(rt, [feed.id])
     assert lapsed.status == "not_modified" and lapsed.subscribe == websub.Hub(hub.url, topic)
-    assert (rt.store.next_poll_at(feed.id) or 0) - time.time() <= 600
+    assert (rt.store.feeds.next_poll_at(feed.id) or 0) - time.time() <= 600
 
 
 def test_push_status_column_and_removed_feeds() -> None:
     from worker.cli import _push
 
-    assert _push({}) == "-" and _push({"ws_state": "pending"}) == "pending"
-    assert _push({"ws_state": "active", "ws_until": str(time.time() - 5)}) == "lapsed"
-    assert _push({"ws_state": "active", "ws_until": str(time.time() + 86400)}).startswith(
-        "until ")
+    assert _push(WebSubState()) == "-" and _push(WebSubState(state="pending")) == "pending"
+    assert _push(WebSubState(state="active", until=time.time() - 5)) == "lapsed"
+    assert _push(WebSubState(state="active", until=time.time() + 86400)).startswith("until ")
 
 
 def test_a_push_for_a_feed_no_longer_configured_is_gone(
@@ -170,7 +170,7 @@ def test_verification_of_an_unknown_subscription_is_refused(
     other = websub.Hub(hub.url, topic + "?other")
     hub.verify(hub_subscription(rt, feed.id, other.topic))
     assert not hub.subscriptions[-1].verified                   # we never asked for it
-    assert state(rt).get("ws_state") is None
+    assert state(rt).state == ""
 
 
 def hub_subscription(rt: Runtime, feed_id: str, topic: str):  # type: ignore[no-untyped-def]
@@ -186,8 +186,8 @@ def test_a_refusing_hub_leaves_polling_alone(pushed: tuple[Runtime, list[list[st
     hub.refuse = 503
     feed = rt.config.feeds[0]
     assert not websub.subscribe(rt, feed.id, websub.Hub(hub.url, topic))
-    assert state(rt)["ws_state"] == "failed"
-    assert websub.wants_subscription(rt.store.feed_state(feed.id).websub,
+    assert state(rt).state == "failed"
+    assert websub.wants_subscription(rt.store.feeds.state(feed.id).websub,
                                      websub.Hub(hub.url, topic), time.time())
 
 

@@ -44,13 +44,13 @@ async def attempt(session: aiohttp.ClientSession, gate: HostGate, url: str,
             return exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             if scope.refused:                   # the guard's verdict, named
-                return FetchError(url, scope.refused[-1])
+                return FetchError(url, scope.refused[-1], kind="refused")
             if isinstance(exc, aiohttp.InvalidURL):
                 return FetchError(url, f"invalid URL: {exc}")
             if isinstance(exc, TimeoutError):
-                return FetchError(url, "timed out")
+                return FetchError(url, "timed out", kind="timeout")
             if isinstance(exc, aiohttp.ClientConnectorError):
-                return FetchError(url, f"ConnectError: {exc}")
+                return FetchError(url, f"ConnectError: {exc}", kind="connect")
             return FetchError(url, f"{type(exc).__name__}: {exc}")
 
 
@@ -62,7 +62,7 @@ async def _get(session: aiohttp.ClientSession, gate: HostGate, url: str,
     for _ in range(MAX_REDIRECTS + 1):
         host = _host(current, url)
         if not limits.allow_private and (problem := netguard.host_problem(host)):
-            raise FetchError(url, problem)
+            raise FetchError(url, problem, kind="refused")
         async with gate.turn(host):
             deadline = deadline or loop.time() + limits.max_seconds
             timer = asyncio.timeout_at(deadline)
@@ -72,7 +72,7 @@ async def _get(session: aiohttp.ClientSession, gate: HostGate, url: str,
             except TimeoutError:
                 if timer.expired():
                     raise FetchError(url, f"no complete answer within {limits.max_seconds:g} s "
-                                          "(max_fetch_seconds)") from None
+                                          "(max_fetch_seconds)", kind="timeout") from None
                 raise
         if isinstance(result, FetchResult):
             return result

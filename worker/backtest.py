@@ -67,7 +67,7 @@ def run_backtest(store: Store, classifier: Classifier, names: dict[str, str], si
     """Classify every recent entry since `since`; `names` are the topics to count."""
     result = Backtest(since, topics={tid: TopicTally(name, examples=deque(maxlen=examples))
                                      for tid, name in names.items()})
-    for batch in _batches(wrap(_flatten(store.recent_entries(since))), 256):
+    for batch in _batches(wrap(_flatten(store.entries.recent(since))), 256):
         found = classifier.classify_many([(e.title, e.summary, e.lang) for e in batch])
         for entry, matches in zip(batch, found, strict=True):
             result.entries += 1

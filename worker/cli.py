@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,6 +18,9 @@ from . import __version__, logs
 from .config import Config, load_config
 from .errors import ConfigError, NewswatchError
 from .progress import progress
+
+if TYPE_CHECKING:
+    from .store import WebSubState
 
 DESCRIPTION = """\
 newswatch: watch news feeds for the topics you describe, and alert each subscriber once per
@@ -409,7 +412,7 @@ def _feedback(args: argparse.Namespace) -> int:
     if args.verdict is None:
         raise NewswatchError("feedback ALERT needs --relevant or --not-relevant")
     with services(config) as rt:
-        found = rt.store.load_alert(args.alert)
+        found = rt.store.records.load_alert(args.alert)
         if found is None:
             raise NewswatchError(f"alert {args.alert!r} is not known (or has aged out)")
         topics = args.topic or [m.topic_id for m in found.alert.matches]
@@ -475,7 +478,7 @@ def _feeds(args: argparse.Namespace) -> int:
         rows = [("FEED", "LAST POLL", "OUTCOME", "ERRORS", "NEXT POLL", "INTERVAL", "PUSH",
                  "NOTE")]
         ids = [feed.id for feed in config.feeds]
-        states, next_polls = rt.store.feed_states(ids), rt.store.next_polls_at(ids)
+        states, next_polls = rt.store.feeds.states(ids), rt.store.feeds.next_polls_at(ids)
         for feed in config.feeds:
             state, next_at = states[feed.id], next_polls[feed.id]
             note = "gone (410): not polled" if state.gone else \
@@ -517,13 +520,11 @@ def _feeds_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push(fields: dict[str, str]) -> str:
+def _push(ws: WebSubState) -> str:
     """A feed's WebSub state in a few characters: active (until), pending, denied, failed."""
-    state = fields.get("ws_state")
-    if state == "active":
-        until = float(fields.get("ws_until") or 0)
-        return f"until {_when(until)[:16]}" if until > time.time() else "lapsed"
-    return state or "-"
+    if ws.state == "active":
+        return f"until {_when(ws.until)[:16]}" if ws.until > time.time() else "lapsed"
+    return ws.state or "-"
 
 
 def _when(moment: float | None) -> str:
@@ -561,12 +562,12 @@ def _dead_letters(args: argparse.Namespace) -> int:
         print("newswatch: dead-letters retry needs alert IDs or --all", file=sys.stderr)
         return 2
     with services(config) as rt:
-        dead = rt.store.dead_alerts()
+        dead = rt.store.records.dead()
         if args.action == "list":
             if not dead:
                 print("no dead letters")
             for record_id in dead:
-                letter = rt.store.dead_letter(record_id)
+                letter = rt.store.records.dead_letter(record_id)
                 if letter is None:
                     continue
                 print(f"{record_id}  {letter.kind}  {letter.subscriber_id}  "
@@ -577,7 +578,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
         wanted = dead if args.all else args.ids
         failures = 0
         for alert_id in wanted:
-            if rt.store.revive(alert_id):
+            if rt.store.records.revive(alert_id):
                 print(f"{alert_id}: queued for delivery")
             else:
                 failures += 1

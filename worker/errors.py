@@ -14,20 +14,23 @@ class ConfigError(NewswatchError):
 
 
 class FetchError(NewswatchError):
-    """A feed could not be fetched; `status` and `retry_after` when the server answered."""
+    """A feed could not be fetched; `status` and `retry_after` when the server answered;
+    `kind` says what sort of failure it was (for operators: "HTTP 503", "timeout", ...)."""
 
     elapsed = 0.0       # seconds the attempt took (set by fetch)
 
     def __init__(self, url: str, reason: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, kind: str | None = None) -> None:
         self.url = url
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        self.kind = kind or (f"HTTP {status}" if status else "fetch")
         super().__init__(f"{url}: {reason}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_fetch_error, (self.url, self.reason, self.status, self.retry_after))
+        return (_fetch_error, (self.url, self.reason, self.status, self.retry_after,
+                               self.kind))
 
 
 class ParseError(NewswatchError):
@@ -42,9 +45,9 @@ class ParseError(NewswatchError):
         return (ParseError, (self.url, self.reason))
 
 
-def _fetch_error(url: str, reason: str, status: int | None,
-                 retry_after: float | None) -> FetchError:
-    return FetchError(url, reason, status=status, retry_after=retry_after)
+def _fetch_error(url: str, reason: str, status: int | None, retry_after: float | None,
+                 kind: str | None = None) -> FetchError:
+    return FetchError(url, reason, status=status, retry_after=retry_after, kind=kind)
 
 
 class QueryError(NewswatchError):

@@ -127,7 +127,7 @@ def record(store: Store, config: Config, claim: Claim, *, via: str,
            token: str | None = None) -> Outcome:
     """Record a verdict on the alert's story for the topic, with the alerted entry's text.
     With a token, only once per token (a replay is reported, and changes nothing)."""
-    found = store.load_alert(claim.alert_id)
+    found = store.records.load_alert(claim.alert_id)
     if found is None:
         raise FeedbackError(f"alert {claim.alert_id!r} is not known (or has aged out): "
                             "nothing recorded")
@@ -140,7 +140,7 @@ def record(store: Store, config: Config, claim: Claim, *, via: str,
             "story": alert.story_id, "alert": alert.id, "subscriber": alert.subscriber_id,
             "at": round(time.time(), 3), "via": via}
     ttl = max(60, claim.expires - int(time.time()) + 86400)
-    fresh, before = store.record_feedback(claim.topic_id, alert.story_id, data,
+    fresh, before = store.verdicts.record(claim.topic_id, alert.story_id, data,
                                           token_key(token) if token else None, ttl)
     if not fresh:
         status: Literal["recorded", "changed", "unchanged", "replayed"] = "replayed"
@@ -155,12 +155,12 @@ def examples(store: Store, topic_id: str) -> list[Example]:
     """A topic's feedback as training examples (one per story, its last verdict)."""
     return [Example(r["title"], r.get("summary") or "", r["verdict"] == "relevant",
                     f"story-{r['story']}", "feedback", r.get("lang"))
-            for r in store.feedback(topic_id)]
+            for r in store.verdicts.of(topic_id)]
 
 
 def listing(store: Store, topics: Iterable[str]) -> list[dict[str, Any]]:
     """Every feedback of these topics, newest first."""
-    rows = [{"topic": t, **r} for t in topics for r in store.feedback(t)]
+    rows = [{"topic": t, **r} for t in topics for r in store.verdicts.of(t)]
     return sorted(rows, key=lambda r: -float(r.get("at", 0)))
 
 
@@ -213,7 +213,7 @@ def add_routes(app: web.Application, rt: Runtime) -> None:
     secret = settings.feedback_secret
 
     def story_line(claim: Claim) -> str:
-        found = rt.store.load_alert(claim.alert_id)
+        found = rt.store.records.load_alert(claim.alert_id)
         if found is None:
             raise FeedbackError(f"alert {claim.alert_id!r} is not known (or has aged out): "
                                 "nothing recorded")

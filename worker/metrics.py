@@ -23,7 +23,7 @@ class RedisCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Any]:
-        stats = self.store.stats()
+        stats = self.store.stats.totals()
         polls = CounterMetricFamily("newswatch_polls", "Feed polls by outcome",
                                     labels=["outcome"])
         matches = CounterMetricFamily("newswatch_matches", "Entries matched, by topic",
@@ -47,9 +47,9 @@ class RedisCollector(Collector):
         yield CounterMetricFamily("newswatch_entries", "New entries taken in",
                                   value=stats.get("entries:new", 0))
         yield GaugeMetricFamily("newswatch_dead_letters", "Alerts in the dead-letter list",
-                                value=len(self.store.dead_alerts()))
+                                value=len(self.store.records.dead()))
         yield GaugeMetricFamily("newswatch_pending_alerts", "Alerts not yet delivered",
-                                value=len(self.store.pending_alerts()))
+                                value=len(self.store.records.pending()))
         for name, (help_text, bounds) in HISTOGRAMS.items():
             counts = [stats.get(f"hist:{name}:{b}", 0) for b in bounds]
             total = stats.get(f"hist:{name}:count", 0)

@@ -1,5 +1,5 @@
 """Intake of changed feed bodies, off the I/O path and over the cores: parse, then take in the
-entries never seen before (store.add_new_entries), in the same process.
+entries never seen before (store.entries.add_new), in the same process.
 
 feedparser is pure Python: a changed 50 KB feed costs ~6 ms of one core where a 304 costs a
 tenth of a millisecond, so a poll batch's time is its parsing. Bodies are handed over as they
@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ParseError
+from .errors import NewswatchError, ParseError
 from .parse import parse_feed
 from .store import Store
 
@@ -129,7 +129,7 @@ class Parser:
                 self._pool = None
 
 
-class ParserCrash(RuntimeError):
+class ParserCrash(NewswatchError):
     """The parser failed in a way we did not foresee; the message names the original error."""
 
 
@@ -179,4 +179,4 @@ def take_in_body(body: Body, max_entries: int, store: Store | None,
             signal.setitimer(signal.ITIMER_REAL, 0)
     store = store or _store
     assert store is not None
-    return Taken(len(entries), store.add_new_entries(entries))
+    return Taken(len(entries), store.entries.add_new(entries))

@@ -23,7 +23,7 @@ from .deliver.apprise import send_apprise
 from .deliver.attempt import attempt
 from .deliver.email import send_email
 from .deliver.outbox import write_outbox
-from .deliver.retry import backoff
+from .deliver.retry import decide_failure
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError, FetchError, NewswatchError, ParseError
 from .fetch import FetchResult
@@ -31,7 +31,7 @@ from .logs import alert_fields, feed_fields
 from .models import Alert, Entry, Match, iso
 from .parsepool import INLINE_BELOW, Intake, ParserCrash
 from .runtime import Runtime
-from .store import DigestBucket, FeedState, Store
+from .store import DigestBucket, FeedState, Records, Writes
 from .websub import Hub
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ class DeliveryOutcome:
 def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
     """Claim the feeds whose next poll time has come (atomic across schedulers)."""
     if not rt.schedule_synced:      # the feed list changes only with the config (a restart)
-        rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+        rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
         rt.schedule_synced = True
-    return rt.store.claim_due_feeds(now or time.time(), lease=CLAIM_LEASE)
+    return rt.store.feeds.claim_due(now or time.time(), lease=CLAIM_LEASE)
 
 
 def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
@@ -94,9 +94,9 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
     bodies that changed (over the cores: runtime's parser pool), take in the entries never
     seen before, and decide when to poll each next (schedule.py). One outcome per feed, in
     order; one feed's failure is recorded for that feed alone."""
-    states = rt.store.feed_states(feed_ids)                 # reads: one round trip each
+    states = rt.store.feeds.states(feed_ids)                 # reads: one round trip each
     urls = {f: states[f].url or _configured_url(rt, f) for f in feed_ids}
-    paused = rt.store.hosts_paused_for(_host(u) for u in urls.values())
+    paused = rt.store.feeds.hosts_paused_for(_host(u) for u in urls.values())
     planned = [_plan(rt, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
     known = [p.state.body_hash for p in todo]
@@ -119,12 +119,13 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
 
     fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
                                     take_in_if_changed, keep_bodies=False)
-    with rt.store.batch() as writes:                          # writes: one round trip
+    with rt.store.writes() as writes:                         # writes: one round trip
         finished = iter([_finish(rt, writes, p, r, body)
                          for p, (r, body) in zip(todo, fetched, strict=True)])
         for skipped in planned:                   # gone, paused, unknown: said why, not polled
             if isinstance(skipped, PollOutcome):
-                writes.record_skip(skipped.feed_id, skipped.status, skipped.error or "")
+                rt.store.feeds.record_skip(skipped.feed_id, skipped.status,
+                                           skipped.error or "", writes=writes)
     outcomes = [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
     _log_cycle(outcomes)
     return outcomes
@@ -159,145 +160,130 @@ def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
     try:
         feed = rt.config.feed(feed_id)
     except KeyError:
-        rt.store.unschedule(feed_id)
+        rt.store.feeds.unschedule(feed_id)
         return PollOutcome(feed_id, "error", error=f"feed {feed_id} is no longer configured")
     s = rt.config.settings
     if state.gone:
-        rt.store.unschedule(feed_id)
+        rt.store.feeds.unschedule(feed_id)
         return PollOutcome(feed_id, "gone", error=state.last_error)
     host = _host(url)
     if (wait := paused.get(host, 0.0)) > 0:                # the host asked us to wait
-        rt.store.schedule_next(feed_id, time.time() + wait)
+        rt.store.feeds.schedule_next(feed_id, time.time() + wait)
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {wait:.0f} s")
     bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
                                                                      feed.interval))
     return _Plan(feed, state, url, bounds, state.interval or feed.interval, time.time())
 
 
-def _finish(rt: Runtime, w: Store, plan: _Plan, result: FetchResult | FetchError,
+def _finish(rt: Runtime, w: Writes, plan: _Plan, result: FetchResult | FetchError,
             body: _Body | None) -> PollOutcome:
-    """Record one feed's poll and schedule its next one; writes go through the batch `w`."""
-    feed, state, url, interval = plan.feed, plan.state, plan.url, plan.interval
+    """Record one feed's poll and schedule its next one, as `schedule.decide_poll` says;
+    writes go through the batch `w`."""
+    feed, state, url = plan.feed, plan.state, plan.url
     feed_id, s = feed.id, rt.config.settings
-    push = s.websub_callback is not None
+    now = time.time()
+    got = _answer(feed, url, state, result, body)
+    decision = schedule.decide_poll(
+        schedule.FeedNow(plan.interval, state.error_count, state.moved_target,
+                         state.moved_count, pushed=state.websub.active(now)),
+        got, bounds=plan.bounds, started=plan.started,
+        operator_alert_after=s.operator_alert_after)
+    feeds = rt.store.feeds
+    fetched = isinstance(got, schedule.Fetched)
+    feeds.record_poll(feed_id, decision.status if fetched else "error", writes=w,
+                      validators=result.validators if isinstance(result, FetchResult) else None,
+                      error=decision.error,
+                      new_entries=got.new_entries if isinstance(got, schedule.Fetched) else 0,
+                      more=decision.fields)
+    if decision.adopted:
+        log.warning("feed %s moved permanently to %s", feed_id, decision.adopted,
+                    extra=feed_fields(feed_id, decision.adopted, outcome="moved"))
+    if decision.pause_host_for:
+        feeds.pause_host(urlsplit(url).hostname or "", decision.pause_host_for, writes=w)
+    if decision.next_poll_at is None:
+        feeds.unschedule(feed_id, writes=w)
+        log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url,
+                  extra=feed_fields(feed_id, url, outcome="gone", status=410))
+    else:
+        feeds.schedule_next(feed_id, decision.next_poll_at, writes=w)
+    rt.store.stats.observe("poll_duration", result.elapsed, writes=w)
+    notices = _notify(rt, feed_id, feed.name, url, decision.notify, got,
+                      state.error_count + 1) if decision.notify else ()
+    taken = body.taken if fetched and body else None
+    new = taken.new if taken is not None and not isinstance(taken, Exception) else []
+    hub = None
+    if fetched and s.websub_callback is not None:
+        hub = body.hub if body else websub.known_hub(state.websub)
+    subscribe = hub if hub and websub.wants_subscription(state.websub, hub, now) else None
+    return PollOutcome(feed_id, decision.status, tuple(new), decision.error, notices,
+                       subscribe)
+
+
+def _answer(feed: Feed, url: str, state: FeedState, result: FetchResult | FetchError,
+            body: _Body | None) -> schedule.Fetched | schedule.Failed:
+    """What a poll got, for the decision (and its log line)."""
     try:
         if isinstance(result, FetchError):
             raise result
         taken = body.taken if body else None
         if isinstance(taken, Exception):
             raise taken
-        _follow_move(w, feed_id, state, result.moved_to)
-        hint = body.hint if body else schedule.server_hint(result.headers, b"")
-        new = taken.new if taken else []
+        new = len(taken.new) if taken else 0
         status = "ok" if taken else "not_modified" if result.not_modified else "unchanged"
-        hub = body.hub if body else websub.known_hub(state.websub) if push else None
-        now = time.time()
-        outcome = PollOutcome(feed_id, status, tuple(new), subscribe=hub if hub and
-                              websub.wants_subscription(state.websub, hub, now) else None)
-        interval = schedule.next_interval(interval, plan.bounds, new_entries=len(new),
-                                          hint=hint)
-        delay = interval
-        if state.websub.get("ws_state") == "active" and \
-                float(state.websub.get("ws_until") or 0) > now:
-            delay = plan.bounds.maximum      # pushes bring the news; polling is the safety net
-        extra: dict[str, str | float] = {"interval": interval}
-        if taken and body:
-            extra["body_hash"] = body.digest
-        w.record_poll(feed_id, status, validators=result.validators, new_entries=len(new),
-                      more=extra)
-        if log.isEnabledFor(logging.DEBUG) and taken:
-            log.debug("feed %s (%s): %d entries, %d new", feed.name, url, taken.entries,
-                      len(new), extra=feed_fields(feed_id, url, outcome="ok",
-                                                  entries=taken.entries, new_entries=len(new)))
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug("feed %s (%s): %s", feed.name, url, status,
-                      extra=feed_fields(feed_id, url, outcome=status))
+        if log.isEnabledFor(logging.DEBUG):
+            detail = f"{taken.entries} entries, {new} new" if taken else status
+            log.debug("feed %s (%s): %s", feed.name, url, detail,
+                      extra=feed_fields(feed.id, url, outcome=status, new_entries=new))
+        return schedule.Fetched(status, new, body.hint if body else
+                                schedule.server_hint(result.headers, b""), result.moved_to,
+                                body.digest if taken and body else None)
     except (FetchError, ParseError) as exc:
         log.warning("feed %s (%s): %s", feed.name, url, exc.reason,
-                    extra=feed_fields(feed_id, url, outcome="error", status=getattr(
+                    extra=feed_fields(feed.id, url, outcome="error", status=getattr(
                         exc, "status", None), errors_in_a_row=state.error_count + 1))
-        outcome = PollOutcome(feed_id, "error", error=str(exc))
-        w.record_poll(feed_id, "error", error=str(exc))
-        retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        code = exc.status if isinstance(exc, FetchError) else None
-        if code == 410:                   # Gone: the publisher says stop
-            w.update_feed(feed_id, gone=1)
-            w.unschedule(feed_id)
-            log.error("feed %s (%s) is gone (HTTP 410): no longer polled", feed.name, url,
-                      extra=feed_fields(feed_id, url, outcome="gone", status=410))
-            notices = _notify(rt, feed_id, feed.name, url, "gone", exc, state.error_count + 1)
-            return PollOutcome(feed_id, "gone", error=str(exc), notices=notices)
-        if code in (429, 503) and retry_after:
-            w.pause_host(urlsplit(url).hostname or "", retry_after)
-        if state.error_count + 1 == s.operator_alert_after:       # once per failure streak
-            outcome = replace(outcome, notices=_notify(rt, feed_id, feed.name, url, "failing",
-                                                       exc, state.error_count + 1))
-        delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds, retry_after)
+        if isinstance(exc, FetchError):
+            return schedule.Failed(str(exc), exc.status, exc.retry_after, exc.kind)
+        return schedule.Failed(str(exc), kind="not a feed")
     except Exception as exc:   # input we did not foresee: recorded for this feed only
         log.exception("feed %s (%s): unexpected failure", feed.name, url,
-                      extra=feed_fields(feed_id, url, outcome="error"))
+                      extra=feed_fields(feed.id, url, outcome="error"))
         detail = str(exc) if isinstance(exc, ParserCrash) else f"{type(exc).__name__}: {exc}"
-        error = f"{url}: internal error: {detail}"
-        w.record_poll(feed_id, "error", error=error)
-        outcome = PollOutcome(feed_id, "error", error=error)
-        delay = schedule.error_delay(interval, state.error_count + 1, plan.bounds)
-    # From when the poll began: a slow batch does not stretch every feed's interval.
-    w.schedule_next(feed_id, plan.started + delay)
-    w.observe("poll_duration", result.elapsed)
-    return outcome
+        return schedule.Failed(f"{url}: internal error: {detail}", kind=type(exc).__name__)
 
 
-def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str, exc: Exception,
-            errors: int) -> tuple[str, ...]:
+def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str,
+            failure: schedule.Fetched | schedule.Failed, errors: int) -> tuple[str, ...]:
     """Tell the operators (settings.operators) that a feed is gone or keeps failing."""
     now = datetime.now(UTC)
-    if isinstance(exc, FetchError):
-        error_class = f"HTTP {exc.status}" if exc.status else \
-            "timeout" if "timed out" in exc.reason or "took longer" in exc.reason else "fetch"
-    else:
-        error_class = "not a feed" if isinstance(exc, ParseError) else type(exc).__name__
+    assert isinstance(failure, schedule.Failed)
+    error_class, error = failure.kind, failure.error
     created = []
     for operator in rt.config.settings.operators:
         notice_id = "n" + hashlib.sha256(
             f"{operator}\n{feed_id}\n{problem}\n{now.isoformat()}".encode()).hexdigest()[:23]
         body = {"type": "feed_problem", "id": notice_id, "subscriber": operator,
                 "problem": problem, "feed": {"id": feed_id, "name": name, "url": url},
-                "error_class": error_class, "error": str(exc), "errors_in_a_row": errors,
+                "error_class": error_class, "error": error, "errors_in_a_row": errors,
                 "detected_at": iso(now)}
-        if rt.store.create_notice(notice_id, body, operator):
+        if rt.store.records.create_notice(notice_id, body, operator):
             created.append(notice_id)
     return tuple(created)
-
-
-def _follow_move(w: Store, feed_id: str, state: FeedState, moved_to: str | None) -> None:
-    """A permanent redirect, seen again and again, becomes the feed's URL."""
-    if moved_to is None:
-        if state.moved_count:
-            w.update_feed(feed_id, moved_target="", moved_count=0)
-        return
-    count, adopt = schedule.moved(state.moved_target, state.moved_count, moved_to)
-    if adopt:
-        w.update_feed(feed_id, url=moved_to, moved_target="", moved_count=0)
-        log.warning("feed %s moved permanently to %s", feed_id, moved_to,
-                    extra=feed_fields(feed_id, moved_to, outcome="moved"))
-    else:
-        w.update_feed(feed_id, moved_target=moved_to, moved_count=count)
 
 
 def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
     """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
     to_deliver: list[str] = []
-    loaded = [(key, rt.store.load_entry(key)) for key in entry_keys]
+    loaded = [(key, rt.store.entries.load(key)) for key in entry_keys]
     entries = [(key, entry) for key, entry in loaded if entry is not None]
     classifier = rt.current_classifier()
     found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
     for (key, entry), matches in zip(entries, found, strict=True):
         for m in matches:
-            rt.store.count(f"matches:{m.topic_id}")
+            rt.store.stats.count(f"matches:{m.topic_id}")
         if matches:
             to_deliver += fan_out(rt, key, entry, matches)
     for key in entry_keys:
-        rt.store.entry_done(key)
+        rt.store.entries.done(key)
     return to_deliver
 
 
@@ -313,16 +299,16 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
         alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now)
         if sub.digest != "none":      # held for the digest of the period it arrives in
             period = digest.period_of(now, sub.digest, sub.timezone)
-            created = rt.store.create_alert(alert, origin=entry_key, hold=DigestBucket(
+            created = rt.store.records.create_alert(alert, origin=entry_key, hold=DigestBucket(
                 sub.id, period.kind, int(period.start.timestamp()), period.end.timestamp()))
         else:
-            created = rt.store.create_alert(alert, origin=entry_key)
+            created = rt.store.records.create_alert(alert, origin=entry_key)
             if created:
                 out.append(alert.id)
             elif sub.updates:
                 out += _update(rt, alert, entry_key)
         if created == 1:
-            rt.store.count(f"alerts:{sub.id}:created")
+            rt.store.stats.count(f"alerts:{sub.id}:created")
             log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
                      extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
                                         feed=entry.feed_id, outcome="created",
@@ -332,16 +318,17 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
 
 def _update(rt: Runtime, alert: Alert, entry_key: str) -> list[str]:
     """An update alert for a subscriber who opted in, when this copy is material news."""
-    first = rt.store.load_alert(alert.id)
+    first = rt.store.records.load_alert(alert.id)
     if first is None or not stories.material_update(
             first.alert.entry, {m.topic_id for m in first.alert.matches},
             alert.entry, {m.topic_id for m in alert.matches}):
         return []
-    if not rt.store.take_update_slot(alert.subscriber_id, alert.story_id, stories.MAX_UPDATES):
+    if not rt.store.records.take_update_slot(alert.subscriber_id, alert.story_id,
+                                             stories.MAX_UPDATES):
         return []
     update = replace(alert, id=alert_id(alert.subscriber_id, f"{alert.story_id}\n{entry_key}"),
                      update=True)
-    return [update.id] if rt.store.create_alert(update, origin=entry_key) else []
+    return [update.id] if rt.store.records.create_alert(update, origin=entry_key) else []
 
 
 def alert_id(subscriber_id: str, story_id: str) -> str:
@@ -360,15 +347,15 @@ def assign_story(rt: Runtime, entry_key: str, entry: Entry) -> str:
     fp = stories.fingerprint(entry, vector, stories.Vocabulary(*rt.classifier.vocabulary))
     words = sorted(fp.words)
     for _ in range(STORY_ATTEMPTS):
-        story_id, seen, counts = rt.store.story_lookup(entry.link, fp.words)
+        story_id, seen, counts = rt.store.stories.lookup(entry.link, fp.words)
         if story_id is not None:            # a copy of a page already seen
-            rt.store.add_to_story(story_id, entry, entry_key=entry_key, words=words)
+            rt.store.stories.add_copy(story_id, entry, entry_key=entry_key, words=words)
             return story_id
         df = stories.DocFreq(seen, counts)
         df.add(fp.words)
         scorer = stories.Scorer(fp, df, rt.config.settings.story_window_hours)
         index = scorer.lookup_words()
-        with rt.store.story_claim(entry.link, index) as claim:
+        with rt.store.stories.claim(entry.link, index) as claim:
             known, found = claim.read(stories.candidates,
                                       per_word=stories.STORIES_READ_PER_WORD)
             story_id = known or scorer.best(
@@ -399,12 +386,12 @@ def due_work(rt: Runtime, now: float | None = None, *,
     taken). Processing and delivery are idempotent, so an extra enqueue costs a no-op at
     worst."""
     now = now or time.time()
-    rt.store.trim_recent(now)
+    rt.store.entries.trim_recent(now)
     cutoff = now - (rt.config.settings.redeliver_after if idle is None else idle)
-    alerts = close_digests(rt, now) + rt.store.claim_due_retries(now) + \
-        rt.store.stale_alerts(cutoff)
+    alerts = close_digests(rt, now) + rt.store.records.claim_due_retries(now) + \
+        rt.store.records.stale(cutoff)
     renewals = websub.due_renewals(rt, now) if rt.config.settings.websub_callback else []
-    return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.stale_entries(cutoff)),
+    return DueWork(tuple(dict.fromkeys(alerts)), tuple(rt.store.entries.stale(cutoff)),
                    tuple(renewals))
 
 
@@ -413,7 +400,7 @@ def close_digests(rt: Runtime, now: float) -> list[str]:
     repeat after a crash at any point: the record's id comes from the period, it is created
     once, and the bucket is removed only after it exists."""
     out = []
-    for bucket, alert_ids in rt.store.due_digest_buckets(now):
+    for bucket, alert_ids in rt.store.records.due_digest_buckets(now):
         subscriber_id = bucket.subscriber_id
         try:
             zone = rt.config.subscriber(subscriber_id).timezone
@@ -422,32 +409,32 @@ def close_digests(rt: Runtime, now: float) -> list[str]:
         period = digest.period_of(datetime.fromtimestamp(bucket.start, UTC), bucket.kind, zone)
         items = []
         for alert_id in alert_ids:
-            record = rt.store.load_alert(alert_id)
+            record = rt.store.records.load_alert(alert_id)
             if record is not None:
-                copies = list(rt.store.story_entries(record.alert.story_id).values())
+                copies = list(rt.store.stories.entries(record.alert.story_id).values())
                 items.append((record.alert, copies))
         if items:
             body = digest.digest_body(subscriber_id, period, items,
                                       partial(feedback.links, rt.config.settings))
-            rt.store.create_digest(body["id"], body, subscriber_id)
+            rt.store.records.create_digest(body["id"], body, subscriber_id)
             out.append(body["id"])
-        rt.store.close_digest_bucket(bucket, alert_ids)
+        rt.store.records.close_digest_bucket(bucket, alert_ids)
     return out
 
 
 def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
-    record = rt.store.record_state(alert_id)
+    record = rt.store.records.record_state(alert_id)
     if record is None or record.status not in ("pending", "retrying"):
         return DeliveryOutcome(alert_id, "skipped")
     s = rt.config.settings
     # One worker at a time: the claim lapses only if its holder dies (it is extended while
     # the attempt lives, and the attempt has a hard deadline shorter than the claim).
     ttl = s.delivery_timeout + CLAIM_MARGIN
-    token = rt.store.claim_delivery(alert_id, ttl=ttl)
+    token = rt.store.records.claim(alert_id, ttl=ttl)
     if token is None:
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
-    with _claim_kept(rt.store, alert_id, token, ttl):
+    with _claim_kept(rt.store.records, alert_id, token, ttl):
         return _deliver_claimed(rt, alert_id, token)
 
 
@@ -455,7 +442,7 @@ CLAIM_MARGIN = 5.0        # seconds a delivery claim outlives its attempt's dead
 
 
 @contextmanager
-def _claim_kept(store: Store, alert_id: str, token: str, ttl: float) -> Iterator[None]:
+def _claim_kept(records: Records, alert_id: str, token: str, ttl: float) -> Iterator[None]:
     """Extend the claim every third of its life while the block runs (a DNS lookup that
     hangs cannot be cut by the deadline), so no other worker sends the alert meanwhile."""
     done = threading.Event()
@@ -463,7 +450,7 @@ def _claim_kept(store: Store, alert_id: str, token: str, ttl: float) -> Iterator
     def beat() -> None:
         while not done.wait(ttl / 3):
             try:
-                if not store.extend_delivery(alert_id, token, ttl):
+                if not records.extend_claim(alert_id, token, ttl):
                     return
             except Exception as exc:           # Redis away: the claim may lapse; say so
                 log.warning("alert %s: could not extend the delivery claim: %s", alert_id,
@@ -483,41 +470,38 @@ def _deliver_claimed(rt: Runtime, alert_id: str, token: str) -> DeliveryOutcome:
     s = rt.config.settings
     # Read the state again under the claim: another task may have delivered it between our
     # first look and the claim (it releases the claim only after recording the delivery).
-    record = rt.store.record_state(alert_id)
+    record = rt.store.records.record_state(alert_id)
     if record is None or record.status not in ("pending", "retrying"):
-        rt.store.release_delivery(alert_id, token)
+        rt.store.records.release_claim(alert_id, token)
         return DeliveryOutcome(alert_id, "skipped")
     try:
         sub = rt.config.subscriber(record.subscriber_id)
     except KeyError:
-        rt.store.mark_failed(alert_id, "subscriber no longer configured", retry_at=None,
-                             channel="none")
-        rt.store.release_delivery(alert_id, token)
+        rt.store.records.mark_failed(alert_id, "subscriber no longer configured",
+                                     retry_at=None, channel="none")
+        rt.store.records.release_claim(alert_id, token)
         return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
     try:
         _send(rt, sub, alert_id, record.kind)
-        rt.store.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
-        rt.store.observe("delivery_latency", max(0.0, time.time() - record.created_at))
+        rt.store.records.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
+        rt.store.stats.observe("delivery_latency", max(0.0, time.time() - record.created_at))
     except DeliveryError as exc:
-        attempt = record.attempts + 1
-        delay = backoff(attempt, retry_after=exc.retry_after, base=s.retry_base_delay,
-                        cap=s.retry_max_delay)
-        retry_at = time.time() + delay
-        too_old = retry_at - record.created_at > s.delivery_max_age_hours * 3600
-        error = str(exc) if exc.retryable and not too_old else \
-            f"{exc} (gave up after {attempt} attempts)" if exc.retryable else str(exc)
-        dead = not exc.retryable or too_old
-        rt.store.mark_failed(alert_id, error, retry_at=None if dead else retry_at,
-                             channel=sub.channel)
+        now = time.time()
+        failed = decide_failure(attempts=record.attempts, created_at=record.created_at,
+                                now=now, error=str(exc), retryable=exc.retryable,
+                                retry_after=exc.retry_after, base=s.retry_base_delay,
+                                cap=s.retry_max_delay, max_age=s.delivery_max_age_hours * 3600)
+        rt.store.records.mark_failed(alert_id, failed.error, retry_at=failed.retry_at,
+                                     channel=sub.channel)
         log.warning("alert %s to %s (%s) attempt %d: %s", alert_id, sub.id, sub.channel,
-                    attempt, exc, extra=alert_fields(
-                        alert_id, sub.id, sub.channel, kind=record.kind, attempt=attempt,
-                        outcome="dead" if dead else "retrying"))
-        if dead:
-            return DeliveryOutcome(alert_id, "dead", error=error)
-        return DeliveryOutcome(alert_id, "retrying", delay, error)
+                    failed.attempt, exc, extra=alert_fields(
+                        alert_id, sub.id, sub.channel, kind=record.kind,
+                        attempt=failed.attempt, outcome="dead" if failed.dead else "retrying"))
+        if failed.retry_at is None:
+            return DeliveryOutcome(alert_id, "dead", error=failed.error)
+        return DeliveryOutcome(alert_id, "retrying", failed.retry_at - now, failed.error)
     finally:
-        rt.store.release_delivery(alert_id, token)
+        rt.store.records.release_claim(alert_id, token)
     log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel,
              extra=alert_fields(alert_id, sub.id, sub.channel, kind=record.kind,
                                 outcome="delivered"))
@@ -555,11 +539,11 @@ def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
     """The webhook JSON of an alert (its story's copies read now) or of a digest (built when
     its period closed)."""
     if kind in ("digest", "notice"):
-        body = rt.store.record_data(record_id)
+        body = rt.store.records.record_data(record_id)
         if body is None:
             raise DeliveryError(record_id, f"{kind} record has no data", retryable=False)
         return body
-    record = rt.store.load_alert(record_id)
+    record = rt.store.records.load_alert(record_id)
     if record is None:
         raise DeliveryError(record_id, "alert record has no data", retryable=False)
     alert = record.alert
@@ -568,5 +552,5 @@ def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
         feed_url, categories = feed.url, feed.categories
     except KeyError:
         feed_url, categories = alert.entry.feed_id, ()
-    return render.webhook_body(alert, feed_url, rt.store.story_entries(alert.story_id).values(),
+    return render.webhook_body(alert, feed_url, rt.store.stories.entries(alert.story_id).values(),
                                categories, feedback.links(rt.config.settings, alert))

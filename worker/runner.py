@@ -60,10 +60,10 @@ def recover(rt: Runtime) -> None:
     """Re-enqueue work a crash left behind: processing and delivery are idempotent."""
     from . import tasks
 
-    pending = sorted(rt.store.pending_entries())
+    pending = sorted(rt.store.entries.pending())
     for i in range(0, len(pending), tasks.BATCH):
         tasks.process_entries.delay(pending[i:i + tasks.BATCH])
-    for alert_id in rt.store.pending_alerts():
+    for alert_id in rt.store.records.pending():
         tasks.deliver.delay(alert_id)
 
 
@@ -197,12 +197,12 @@ def run_once(config: Config, *, timeout: float = 300.0, concurrency: int = 4) ->
             loglevel="WARNING", without_heartbeat=True, without_mingle=True,
             without_gossip=True)
         thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
-        before = rt.store.stats()
+        before = rt.store.stats.totals()
         start = time.time()
         thread.start()
         try:
             recover(rt)
-            rt.store.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
+            rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
             tasks.enqueue_polls([f.id for f in rt.config.feeds], rt.config.settings.poll_batch)
             timed_out = not _wait_idle(rt, start, timeout)
         finally:
@@ -243,10 +243,10 @@ def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
         if time.monotonic() >= next_maintain:
             tasks.enqueue(pipeline.due_work(rt, idle=IDLE))
             next_maintain = time.monotonic() + 0.25
-        checked = rt.store.feed_fields(feed_ids, ("checked_at",))
-        polled = all(float(checked[f].get("checked_at") or 0) >= start for f in feed_ids)
-        if polled and not rt.store.pending_entries():
-            tries = rt.store.next_tries(rt.store.pending_alerts())
+        checked = rt.store.feeds.checked_at(feed_ids)
+        polled = all(checked[f] >= start for f in feed_ids)
+        if polled and not rt.store.entries.pending():
+            tries = rt.store.records.next_tries(rt.store.records.pending())
             if all(at is not None and at > wall_deadline for at in tries.values()):
                 return True
         time.sleep(0.05)
@@ -257,10 +257,10 @@ IDLE = 2.0     # seconds a pending alert or entry sits untouched before `--once`
 
 
 def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool) -> Summary:
-    after = rt.store.stats()
+    after = rt.store.stats.totals()
     stats = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     feeds = {}
-    states = rt.store.feed_states([f.id for f in rt.config.feeds])
+    states = rt.store.feeds.states([f.id for f in rt.config.feeds])
     for f in rt.config.feeds:
         state = states[f.id]
         if state.skipped and (state.checked_at or 0) >= start:
@@ -269,11 +269,11 @@ def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool)
         else:
             feeds[f.id] = (state.last_status or "not polled", state.last_error)
     alerts = []
-    for alert_id in rt.store.alerts_since(start):
-        record = rt.store.load_alert(alert_id)
+    for alert_id in rt.store.records.alerts_since(start):
+        record = rt.store.records.load_alert(alert_id)
         if record is not None:
             alert = record.alert
-            copies = render.also_reported(alert, rt.store.story_entries(alert.story_id).values())
+            copies = render.also_reported(alert, rt.store.stories.entries(alert.story_id).values())
             alerts.append({"id": alert_id, "subscriber": alert.subscriber_id,
                            "topics": [m.topic_name for m in alert.matches],
                            "title": alert.entry.title, "url": alert.entry.link,

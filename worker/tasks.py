@@ -179,10 +179,8 @@ def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
 @_kept
 def websub_renew(feed_id: str) -> bool:
     rt = runtime.current()
-    h = rt.store.feed_fields([feed_id], ("ws_hub", "ws_topic")).get(feed_id, {})
-    if not h.get("ws_hub") or not h.get("ws_topic"):
-        return False
-    return websub.subscribe(rt, feed_id, websub.Hub(h["ws_hub"], h["ws_topic"]))
+    hub = websub.known_hub(rt.store.feeds.websub([feed_id])[feed_id])
+    return websub.subscribe(rt, feed_id, hub) if hub else False
 
 
 @app.task(name="newswatch.maintain")

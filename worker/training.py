@@ -156,7 +156,7 @@ def learn(rt: Runtime) -> list[str]:
     if rt.classifier.scorer is None:          # no model here: nothing to train with
         return []
     done = []
-    for topic_id, mark in sorted(rt.store.feedback_unlearned().items()):
+    for topic_id, mark in sorted(rt.store.verdicts.unlearned().items()):
         if topic_id not in rt.config.topics or not rt.store.lock(f"learn:{topic_id}",
                                                                  LEARN_LOCK):
             continue
@@ -178,7 +178,7 @@ def learn(rt: Runtime) -> list[str]:
                          "R %.2f F1 %.2f", topic_id, len(said), f.get("precision", 0),
                          f.get("recall", 0), f.get("f1", 0))
                 done.append(topic_id)
-            rt.store.feedback_learned(topic_id, mark)
+            rt.store.verdicts.learned(topic_id, mark)
         finally:
             rt.store.unlock(f"learn:{topic_id}")
     return done

@@ -29,7 +29,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from html import unescape
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -39,6 +40,7 @@ import httpx
 from . import netguard
 from .logs import feed_fields
 from .runtime import Runtime
+from .store import WebSubState
 
 if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
     from aiohttp import web
@@ -84,23 +86,53 @@ def discover(headers: Mapping[str, str], body: bytes, url: str) -> Hub | None:
     return Hub(hub, topic or url)
 
 
-def known_hub(fields: Mapping[str, str]) -> Hub | None:
+def known_hub(ws: WebSubState) -> Hub | None:
     """The hub a feed was subscribed with (a 304 carries no body to discover it in again)."""
-    if fields.get("ws_hub") and fields.get("ws_topic"):
-        return Hub(fields["ws_hub"], fields["ws_topic"])
-    return None
+    return Hub(ws.hub, ws.topic) if ws.hub and ws.topic else None
 
 
-def wants_subscription(fields: Mapping[str, str], hub: Hub, now: float) -> bool:
+def wants_subscription(ws: WebSubState, hub: Hub, now: float) -> bool:
     """Whether to (re)subscribe: not active with this hub and topic, nor asked very lately."""
-    if fields.get("ws_hub") != hub.hub or fields.get("ws_topic") != hub.topic:
+    if ws.hub != hub.hub or ws.topic != hub.topic:
         return True
-    state = fields.get("ws_state")
-    if state == "active":
-        return float(fields.get("ws_until") or 0) <= now
-    if state == "pending":
-        return float(fields.get("ws_asked") or 0) + PENDING_FOR <= now
+    if ws.state == "active":
+        return ws.until <= now
+    if ws.state == "pending":
+        return ws.asked + PENDING_FOR <= now
     return True                                   # denied, failed, lapsed: ask again
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How to answer a hub's GET to our callback, and what it changes of the subscription."""
+
+    status: int
+    text: str
+    update: dict[str, str | float] = field(default_factory=dict)   # WebSubState fields
+
+
+def verification(ws: WebSubState, query: Mapping[str, str], now: float,
+                 default_lease: float) -> Verification:
+    """The hub's verification of intent (W3C WebSub 5.3), decided from the subscription we
+    keep: a subscription is confirmed only if we asked for it (pending, or active and being
+    renewed, for this very topic); a denial is recorded only for our own topic."""
+    mode, topic = query.get("hub.mode", ""), query.get("hub.topic", "")
+    if mode == "denied":
+        if ws.topic == topic:
+            return Verification(200, "", {"state": "denied",
+                                          "error": query.get("hub.reason", "denied by the hub")})
+        return Verification(200, "")
+    known = ws.topic == topic and ws.state in ("pending", "active")
+    if mode != "subscribe" or not known or "hub.challenge" not in query:
+        return Verification(404, "no such subscription")
+    try:
+        lease = float(query.get("hub.lease_seconds") or default_lease)
+    except ValueError:
+        return Verification(400, "bad hub.lease_seconds")
+    if not lease > 0:
+        return Verification(400, "bad hub.lease_seconds")
+    return Verification(200, query["hub.challenge"],
+                        {"state": "active", "until": now + lease, "error": ""})
 
 
 def callback_url(base: str, feed_id: str) -> str:
@@ -113,8 +145,8 @@ def subscribe(rt: Runtime, feed_id: str, hub: Hub) -> bool:
     if not s.websub_callback:
         return False
     secret = secrets.token_hex(32)
-    rt.store.update_feed(feed_id, ws_hub=hub.hub, ws_topic=hub.topic, ws_secret=secret,
-                         ws_state="pending", ws_asked=time.time())
+    rt.store.feeds.set_websub(feed_id, hub=hub.hub, topic=hub.topic, secret=secret,
+                              state="pending", asked=time.time())
     form = {"hub.mode": "subscribe", "hub.topic": hub.topic,
             "hub.callback": callback_url(s.websub_callback, feed_id),
             "hub.lease_seconds": str(s.websub_lease_seconds), "hub.secret": secret}
@@ -135,7 +167,7 @@ def subscribe(rt: Runtime, feed_id: str, hub: Hub) -> bool:
 
 
 def _failed(rt: Runtime, feed_id: str, hub: Hub, reason: str) -> bool:
-    rt.store.update_feed(feed_id, ws_state="failed", ws_error=reason)
+    rt.store.feeds.set_websub(feed_id, state="failed", error=reason)
     log.warning("feed %s: subscription to hub %s failed: %s (polling goes on)", feed_id,
                 hub.hub, reason, extra=feed_fields(feed_id, hub.topic, outcome="websub_failed",
                                                    hub=hub.hub))
@@ -156,10 +188,9 @@ def verify_signature(secret: str, header: str | None, body: bytes) -> bool:
 def due_renewals(rt: Runtime, now: float) -> list[str]:
     """Active subscriptions whose lease ends within a tenth of its length (at least 5 min)."""
     margin = max(300.0, rt.config.settings.websub_lease_seconds / 10)
-    states = rt.store.feed_fields([f.id for f in rt.config.feeds],
-                                  ("ws_state", "ws_until"))
-    return [feed_id for feed_id, h in states.items()
-            if h.get("ws_state") == "active" and float(h.get("ws_until") or 0) - margin <= now]
+    states = rt.store.feeds.websub([f.id for f in rt.config.feeds])
+    return [feed_id for feed_id, ws in states.items()
+            if ws.state == "active" and ws.until - margin <= now]
 
 
 # -- the callback -------------------------------------------------------------------------
@@ -177,28 +208,17 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
 
     async def verify(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
-        q = request.query
-        mode, topic = q.get("hub.mode", ""), q.get("hub.topic", "")
-        fields = await asyncio.to_thread(rt.store.feed_fields, [feed_id],
-                                         ("ws_state", "ws_topic"))
-        h = fields.get(feed_id, {})
-        if mode == "denied":
-            if h.get("ws_topic") == topic:
-                await asyncio.to_thread(rt.store.update_feed, feed_id, ws_state="denied",
-                                        ws_error=q.get("hub.reason", "denied by the hub"))
-            return web.Response(text="")
-        known = h.get("ws_topic") == topic and h.get("ws_state") in ("pending", "active")
-        if mode != "subscribe" or not known or "hub.challenge" not in q:
-            return web.Response(status=404, text="no such subscription")
-        try:
-            lease = float(q.get("hub.lease_seconds") or rt.config.settings.websub_lease_seconds)
-        except ValueError:
-            return web.Response(status=400, text="bad hub.lease_seconds")
-        await asyncio.to_thread(rt.store.update_feed, feed_id, ws_state="active",
-                                ws_until=time.time() + lease, ws_error="")
-        log.info("feed %s: subscription verified (lease %.0f s)", feed_id, lease,
-                 extra=feed_fields(feed_id, topic, outcome="websub_active"))
-        return web.Response(text=q["hub.challenge"])
+        ws = (await asyncio.to_thread(rt.store.feeds.websub, [feed_id]))[feed_id]
+        answer = verification(ws, request.query, time.time(),
+                              rt.config.settings.websub_lease_seconds)
+        if answer.update:
+            await asyncio.to_thread(partial(rt.store.feeds.set_websub, feed_id,
+                                            **answer.update))
+        if answer.update.get("state") == "active":
+            log.info("feed %s: subscription verified (until %s)", feed_id,
+                     answer.update["until"], extra=feed_fields(
+                         feed_id, request.query.get("hub.topic", ""), outcome="websub_active"))
+        return web.Response(status=answer.status, text=answer.text)
 
     async def content(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
@@ -226,22 +246,21 @@ async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
         feed = rt.config.feed(feed_id)
     except KeyError:
         return []
-    h = (await asyncio.to_thread(rt.store.feed_fields, [feed_id],
-                                 ("ws_secret", "ws_topic", "ws_state"))).get(feed_id, {})
-    if not verify_signature(h.get("ws_secret", ""), headers.get("X-Hub-Signature"), body):
-        rt.store.count("push:rejected")
+    ws = (await asyncio.to_thread(rt.store.feeds.websub, [feed_id]))[feed_id]
+    if not verify_signature(ws.secret, headers.get("X-Hub-Signature"), body):
+        rt.store.stats.count("push:rejected")
         log.warning("feed %s: pushed content without a valid signature, dropped", feed.name,
                     extra=feed_fields(feed_id, feed.url, outcome="push_rejected"))
         return []
-    taken = await rt.parser.take_in((body, h.get("ws_topic") or feed.url, feed_id, feed.name,
+    taken = await rt.parser.take_in((body, ws.topic or feed.url, feed_id, feed.name,
                                      dict(headers)), max_entries=rt.config.settings.max_entries,
                                     pool=False, max_seconds=rt.config.settings.max_parse_seconds)
     if isinstance(taken, Exception):
         log.warning("feed %s: pushed content: %s", feed.name, taken,
                     extra=feed_fields(feed_id, feed.url, outcome="push_error"))
         return []
-    rt.store.count("push:received")
-    rt.store.count("entries:new", len(taken.new))
+    rt.store.stats.count("push:received")
+    rt.store.stats.count("entries:new", len(taken.new))
     log.info("feed %s: %d pushed entries, %d new", feed.name, taken.entries, len(taken.new),
              extra=feed_fields(feed_id, feed.url, outcome="pushed",
                                new_entries=len(taken.new)))
