@@ -289,7 +289,13 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
         "topics: [ceasefire-talks, hostage-releases]", "topics: [ceasefire-talks]")
     body = body.replace("    settings:\n", f"    settings:\n      data_dir: {tmp_path / 'var'}\n")
     rt = runtime_for(tmp_path, body, redis_url)
-    assert learn(rt) == []                                   # no feedback yet
+    scorer = rt.classifier.scorer
+    assert scorer is not None
+
+    def learned() -> list[str]:
+        return learn(rt.store, rt.config, scorer.embedder)
+
+    assert learned() == []                 # no feedback yet
     titles = ["Ceasefire talks resume in Cairo", "Truce talks stall over prisoner lists",
               "Mediators table a new ceasefire proposal", "Envoys push for a truce deal",
               "Negotiators agree a ceasefire in principle", "Tariff truce talks resume",
@@ -301,14 +307,14 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
         verdict = "relevant" if n < 5 else "not_relevant"
         feedback.record(rt.store, rt.config, claim(verdict, alert=f"al{n}"), via="cli")
     monkeypatch.setattr("worker.training.MIN_FEEDBACK", 10)
-    assert learn(rt) == ["ceasefire-talks"]
+    assert learned() == ["ceasefire-talks"]
     from worker.classify.learned import TopicModel
 
     model = TopicModel.load(model_path(rt.config, "ceasefire-talks"))
     assert model.examples == {"relevant": 5, "not relevant": 7, "feedback": 12}
-    assert learn(rt) == []                                   # nothing new since
+    assert learned() == []                 # nothing new since
     feedback.record(rt.store, rt.config, claim("relevant", alert="al5"), via="cli")
-    assert learn(rt) == ["ceasefire-talks"]
+    assert learned() == ["ceasefire-talks"]
     assert rt.current_classifier() is not None
 
 

@@ -13,7 +13,7 @@ from yarl import URL
 
 from . import netguard
 from .errors import FetchError
-from .fetch import ACCEPT, MAX_REDIRECTS, FetchResult, Limits
+from .fetched import ACCEPT, MAX_REDIRECTS, FetchResult, Limits
 from .models import Validators
 from .retry_after import retry_after_seconds
 

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from .config import Config, Settings
     from .models import Alert
-    from .runtime import Runtime
     from .store import Store
 
 Verdict = Literal["relevant", "not_relevant"]
@@ -202,18 +201,18 @@ def _label(verdict: str) -> str:
     return "relevant" if verdict == "relevant" else "not relevant"
 
 
-def add_routes(app: web.Application, rt: Runtime) -> None:
+def add_routes(app: web.Application, store: Store, config: Config) -> None:
     """GET /feedback/{token}: the question, with one button; POST: record it."""
     import asyncio
 
-    settings = rt.config.settings
+    settings = config.settings
     if not settings.feedback_links:
         return
     assert settings.feedback_secret is not None
     secret = settings.feedback_secret
 
     def story_line(claim: Claim) -> str:
-        found = rt.store.records.load_alert(claim.alert_id)
+        found = store.records.load_alert(claim.alert_id)
         if found is None:
             raise FeedbackError(f"alert {claim.alert_id!r} is not known (or has aged out): "
                                 "nothing recorded")
@@ -228,7 +227,7 @@ def add_routes(app: web.Application, rt: Runtime) -> None:
             story = await asyncio.to_thread(story_line, claim)
         except FeedbackError as exc:
             return page("This link records nothing", f"<p>{html.escape(str(exc))}.</p>", 400)
-        topic = rt.config.topics.get(claim.topic_id)
+        topic = config.topics.get(claim.topic_id)
         plain = topic.name if topic else claim.topic_id
         name = html.escape(plain)
         return page(f"Mark as {_label(claim.verdict)} for {plain}?",
@@ -242,7 +241,7 @@ def add_routes(app: web.Application, rt: Runtime) -> None:
         token = request.match_info["token"]
         try:
             claim = read_token(secret, token)
-            outcome = await asyncio.to_thread(record, rt.store, rt.config, claim, via="link",
+            outcome = await asyncio.to_thread(record, store, config, claim, via="link",
                                               token=token)
         except FeedbackError as exc:
             return page("This link records nothing", f"<p>{html.escape(str(exc))}.</p>", 400)

@@ -273,7 +273,7 @@ def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str,
 def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
     """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
     to_deliver: list[str] = []
-    loaded = [(key, rt.store.entries.load(key)) for key in entry_keys]
+    loaded = zip(entry_keys, rt.store.entries.load_many(entry_keys), strict=True)
     entries = [(key, entry) for key, entry in loaded if entry is not None]
     classifier = rt.current_classifier()
     found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
@@ -282,8 +282,7 @@ def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
             rt.store.stats.count(f"matches:{m.topic_id}")
         if matches:
             to_deliver += fan_out(rt, key, entry, matches)
-    for key in entry_keys:
-        rt.store.entries.done(key)
+    rt.store.entries.done(*entry_keys)
     return to_deliver
 
 

@@ -149,9 +149,17 @@ def start_websub(rt: Runtime) -> Any:
     from . import websub
 
     host, port = websub.listen_address(listen)
-    server = websub.CallbackServer(rt, websub.enqueue_entries, host, port).start()
+    server = websub.CallbackServer(rt, enqueue_entries, host, port).start()
     log.info("HTTP server (WebSub callbacks, feedback links) on %s:%d", host, port)
     return server
+
+
+def enqueue_entries(keys: list[str]) -> None:
+    """Pushed entries go to the process queue at once, like polled ones."""
+    from . import tasks
+
+    for i in range(0, len(keys), tasks.BATCH):
+        tasks.process_entries.delay(keys[i:i + tasks.BATCH])
 
 
 def serve_forever(config: Config) -> None:

@@ -197,7 +197,9 @@ def learn() -> list[str]:
     """Topics retrained on their readers' new feedback."""
     from .training import learn as retrain
 
-    return retrain(runtime.current())
+    rt = runtime.current()
+    scorer = rt.classifier.scorer
+    return retrain(rt.store, rt.config, scorer.embedder if scorer else None)
 
 
 def enqueue(work: pipeline.DueWork) -> None:

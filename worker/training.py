@@ -31,7 +31,7 @@ from .errors import NewswatchError
 from .parse import item_text
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -146,23 +146,22 @@ MIN_EACH = 3               # ... with at least this many of each verdict
 LEARN_LOCK = 1800          # seconds one worker holds a topic's retraining
 
 
-def learn(rt: Runtime) -> list[str]:
+def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[str]:
     """Retrain the topics whose readers said something new since their last training (the
     beat's `learn` task); the workers take the new models up between batches. A topic whose
     training files cannot be read here waits (its model would learn from less than its
     config says), and so does one with too little to learn from. The topics retrained."""
     from . import feedback as readers
 
-    if rt.classifier.scorer is None:          # no model here: nothing to train with
+    if embedder is None:                      # no model here: nothing to train with
         return []
     done = []
-    for topic_id, mark in sorted(rt.store.verdicts.unlearned().items()):
-        if topic_id not in rt.config.topics or not rt.store.lock(f"learn:{topic_id}",
-                                                                 LEARN_LOCK):
+    for topic_id, mark in sorted(store.verdicts.unlearned().items()):
+        if topic_id not in config.topics or not store.lock(f"learn:{topic_id}", LEARN_LOCK):
             continue
         try:
-            said = readers.examples(rt.store, topic_id)
-            found, skipped = examples(rt.config, topic_id)
+            said = readers.examples(store, topic_id)
+            found, skipped = examples(config, topic_id)
             relevant = sum(e.relevant for e in said)
             if skipped:
                 log.warning("topic %s: readers' feedback not learned yet: training file %s",
@@ -172,15 +171,15 @@ def learn(rt: Runtime) -> list[str]:
                 log.info("topic %s: %d readers' verdicts: it learns from %d, with %d of each",
                          topic_id, len(said), MIN_FEEDBACK, MIN_EACH)
             else:
-                outcome = train_topic(rt.config, topic_id, rt.classifier.scorer.embedder, said)
+                outcome = train_topic(config, topic_id, embedder, said)
                 f = outcome.model.cv.get("all", {})
                 log.info("topic %s retrained with %d readers' verdicts: cross-validated P %.2f "
                          "R %.2f F1 %.2f", topic_id, len(said), f.get("precision", 0),
                          f.get("recall", 0), f.get("f1", 0))
                 done.append(topic_id)
-            rt.store.verdicts.learned(topic_id, mark)
+            store.verdicts.learned(topic_id, mark)
         finally:
-            rt.store.unlock(f"learn:{topic_id}")
+            store.unlock(f"learn:{topic_id}")
     return done
 
 

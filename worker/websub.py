@@ -28,7 +28,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from html import unescape
@@ -234,7 +234,7 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     app.router.add_post("/websub/{feed_id}", content)
     from . import feedback
 
-    feedback.add_routes(app, rt)           # readers' links, when the config has them
+    feedback.add_routes(app, rt.store, rt.config)     # readers' links, when configured
     return app
 
 
@@ -299,11 +299,3 @@ def listen_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
 
-
-def enqueue_entries(keys: Iterable[str]) -> None:
-    """Pushed entries go to the process queue at once, like polled ones."""
-    from . import tasks
-
-    keys = list(keys)
-    for i in range(0, len(keys), tasks.BATCH):
-        tasks.process_entries.delay(keys[i:i + tasks.BATCH])

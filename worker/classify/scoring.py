@@ -26,7 +26,20 @@ from .text import Doc
 if TYPE_CHECKING:
     import numpy as np
 
-    from . import CompiledTopic
+
+class TopicLike(Protocol):
+    """What scoring reads of a compiled topic (classify.CompiledTopic)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def excluded(self) -> Any: ...               # Test | None
+
+    def holds(self, doc: Doc) -> bool: ...
 
 
 class EmbedderLike(Protocol):
@@ -75,7 +88,7 @@ class Scorer:
         self.reference_vectors = [embedder.embed([r.text for r in t.references])
                                   if t.references else None for t in topics]
 
-    def worth(self, doc: Doc, topics: Sequence[CompiledTopic]) -> list[int]:
+    def worth(self, doc: Doc, topics: Sequence[TopicLike]) -> list[int]:
         """The semantic topics (indexes into self.topics) worth embedding this item for."""
         english = doc.lang in (None, "en")
         out = []
@@ -88,7 +101,7 @@ class Scorer:
                 out.append(k)
         return out
 
-    def decide(self, k: int, topic: CompiledTopic, doc: Doc, vector: np.ndarray[Any, Any],
+    def decide(self, k: int, topic: TopicLike, doc: Doc, vector: np.ndarray[Any, Any],
                lexical: Match | None) -> Match | None:
         """The topic's match for this item, by its model or by similarity."""
         st = self.topics[k]
@@ -105,7 +118,7 @@ class Scorer:
                      (f'semantic {semantic:.2f}: close to "{st.texts[closest]}"',),
                      (f"semantic similarity {semantic:.2f} >= {st.threshold:.2f}",), semantic)
 
-    def assess(self, k: int, topic: CompiledTopic, doc: Doc,
+    def assess(self, k: int, topic: TopicLike, doc: Doc,
                vector: np.ndarray[Any, Any]) -> Assessment:
         st = self.topics[k]
         similarity = float((self.vectors[k] @ vector).max()) if self.vectors[k] is not None \
@@ -116,7 +129,7 @@ class Scorer:
                                                signals(topic, doc)[None, :])[0])
         return Assessment(True, similarity, probability)
 
-    def _by_model(self, k: int, topic: CompiledTopic, doc: Doc, vector: np.ndarray[Any, Any],
+    def _by_model(self, k: int, topic: TopicLike, doc: Doc, vector: np.ndarray[Any, Any],
                   lexical: Match | None, semantic: float | None, closest: int) -> Match | None:
         st = self.topics[k]
         assert st.model is not None
@@ -141,7 +154,7 @@ class Scorer:
         return tuple((references[i].text, references[i].relevant) for i in nearest)
 
 
-def signals(topic: CompiledTopic, doc: Doc) -> np.ndarray[Any, Any]:
+def signals(topic: TopicLike, doc: Doc) -> np.ndarray[Any, Any]:
     """The query's signals for a topic's model (learned.SIGNALS, in order)."""
     import numpy
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .render import language_note, scores, single_line
-from .templates import safe_link
+from .render import single_line
+from .templates import language_note, safe_link, scores
 
 _SPECIAL = re.compile(r"([\\`_\[\]()#+\-!|<>~{}.])")
 _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")

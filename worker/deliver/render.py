@@ -9,9 +9,8 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..classify import language
 from ..models import Alert, Entry, iso
-from .templates import alert_html, digest_html, notice_html, when
+from .templates import alert_html, digest_html, language_note, notice_html, scores, when
 
 MAX_SUBJECT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -159,16 +158,3 @@ def _text(story: dict[str, Any], topics: list[dict[str, Any]],
         lines += [f"  {o['source']}: {o['title']} {o.get('url') or ''}".rstrip()
                   for o in story["also_reported_by"]]
     return "\n".join(lines) + "\n"
-
-
-def scores(topic: dict[str, Any]) -> str:
-    """The model's probability and the similarity, when they were scored: ` · model 0.93`."""
-    out = f" · model {topic['model']:.2f}" if topic.get("model") is not None else ""
-    if topic.get("semantic") is not None:
-        out += f" · semantic {topic['semantic']:.2f}"
-    return out
-
-
-def language_note(lang: str | None) -> str:
-    """` · Arabic` for an item not in English (the alert is in its own language)."""
-    return f" · {language.name(lang)}" if lang and lang != "en" else ""

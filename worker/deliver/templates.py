@@ -10,6 +10,8 @@ from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..classify import language
+
 ACCENT, INK, MUTED, RULE = "#b4232a", "#111827", "#6b7280", "#e5e7eb"
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif"
 
@@ -17,8 +19,6 @@ FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-
 def alert_html(body: dict[str, Any]) -> str:
     """The alert card. Feed text is marked `dir="auto"` (and with its language): an Arabic,
     Hebrew or Persian headline reads right to left inside an English card."""
-    from .render import language_note, scores
-
     story, topics = body["story"], body["topics"]
     link = safe_link(story.get("url"))
     title = escape(story["title"])
@@ -196,3 +196,16 @@ def _page(title: str, preheader: str, kicker: str, rows: list[str], footer: str)
         + f'<tr><td style="padding:14px 28px;border-top:1px solid {RULE};font-size:12px;'
         f'line-height:1.5;color:#9ca3af">{footer}</td></tr>'
         "</table></td></tr></table></body></html>")
+
+
+def scores(topic: dict[str, Any]) -> str:
+    """The model's probability and the similarity, when they were scored: ` · model 0.93`."""
+    out = f" · model {topic['model']:.2f}" if topic.get("model") is not None else ""
+    if topic.get("semantic") is not None:
+        out += f" · semantic {topic['semantic']:.2f}"
+    return out
+
+
+def language_note(lang: str | None) -> str:
+    """` · Arabic` for an item not in English (the alert is in its own language)."""
+    return f" · {language.name(lang)}" if lang and lang != "en" else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from ..models import Entry
@@ -79,8 +79,16 @@ class Entries(Part):
         raw = self.r.get(self.k("entry", entry_key))
         return Entry.from_dict(json.loads(cast(str, raw))) if raw else None
 
-    def done(self, entry_key: str) -> None:
-        self.r.zrem(self.k("pending", "entries"), entry_key)
+    def load_many(self, entry_keys: Sequence[str]) -> list[Entry | None]:
+        """Many entries in one round trip (None: aged out)."""
+        if not entry_keys:
+            return []
+        raws = cast(list[str | None], self.r.mget([self.k("entry", k) for k in entry_keys]))
+        return [Entry.from_dict(json.loads(raw)) if raw else None for raw in raws]
+
+    def done(self, *entry_keys: str) -> None:
+        if entry_keys:
+            self.r.zrem(self.k("pending", "entries"), *entry_keys)
 
     def pending(self) -> set[str]:
         return set(cast(list[str], self.r.zrange(self.k("pending", "entries"), 0, -1)))
