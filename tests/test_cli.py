@@ -127,7 +127,7 @@ def test_explain_reads_the_summary_as_classify_does(capsys: pytest.CaptureFixtur
 def test_explain_and_classify_always_agree(name: str) -> None:
     """Property over every labelled item and topic: explain's verdict is classify's."""
     from worker.classify.explain import explain_topic
-    from worker.cli import Item, _item_text
+    from worker.commands.topics import Item, _item_text
     from worker.config import load_config
     from worker.runtime import make_classifier
 

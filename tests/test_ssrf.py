@@ -27,7 +27,8 @@ from tests.ssrf_forms import (
     websub_config,
 )
 from worker import netguard
-from worker.config import ConfigError, load_config
+from worker.config import load_config
+from worker.errors import ConfigError
 from worker.netguard import address_problem, host_problem
 from worker.runtime import Runtime
 

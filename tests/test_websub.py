@@ -144,7 +144,7 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
 
 
 def test_push_status_column_and_removed_feeds() -> None:
-    from worker.cli import _push
+    from worker.commands.state import _push
 
     assert _push(WebSubState()) == "-" and _push(WebSubState(state="pending")) == "pending"
     assert _push(WebSubState(state="active", until=time.time() - 5)) == "lapsed"

@@ -1,0 +1,1 @@
+"""The `newswatch` subcommands, by what they concern (cli.py parses and dispatches)."""
