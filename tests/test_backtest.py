@@ -45,9 +45,9 @@ def test_backtest_replays_what_the_worker_saw(polled: Runtime, receiver: Webhook
                                               capsys: pytest.CaptureFixture[str]) -> None:
     stats = polled.store.stats.totals()
     found = backtest(polled.config.path, capsys)
-    assert found["entries"] == stats["entries:new"] > 0
+    assert found["entries"] == stats.counts["entries_new"] > 0
     for topic in ("ceasefire-talks", "hostage-releases"):
-        assert found["topics"][topic]["matches"] == stats[f"matches:{topic}"]
+        assert found["topics"][topic]["matches"] == stats.matches[topic]
         assert 1 <= len(found["topics"][topic]["examples"]) <= 3
     example = found["topics"]["hostage-releases"]["examples"][-1]
     assert example["title"] and example["source"] and "*" in example["evidence"]

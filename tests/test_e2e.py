@@ -88,8 +88,8 @@ def test_celery_worker_and_beat_two_cycles(tmp_path: Path, celery_setup: tuple[P
         assert wait_for(lambda: state.scard("nw:pending:alerts") == 0 and
                         state.zcard("nw:pending:entries") == 0, 30)
         # Each task ran once: one poll per feed per cycle (queues must not share a binding).
-        assert state.hget("nw:stats", "polls:ok") == "3"
-        assert state.hget("nw:stats", "polls:not_modified") == "3"
+        assert state.hget("nw:stats:polls", "ok") == "3"
+        assert state.hget("nw:stats:polls", "not_modified") == "3"
     finally:
         stop(beat)
         assert stop(worker) in (0, -signal.SIGTERM)
@@ -222,4 +222,4 @@ def test_rabbitmq_as_the_celery_broker(tmp_path: Path, celery_setup: tuple[Path,
         stop(worker)
     assert len({h.headers["webhook-id"] for h in receiver.received}) == 5
     state = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert state.hget("nw:stats", "polls:ok") == "3"          # state in Redis, tasks on AMQP
+    assert state.hget("nw:stats:polls", "ok") == "3"          # state in Redis, tasks on AMQP

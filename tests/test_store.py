@@ -133,3 +133,28 @@ def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> N
     b.join(10)
     assert results == {"A": "delivered", "B": "skipped"}
     assert len(list((tmp_path / "out").glob("*.json"))) == 1
+
+
+def test_counters_are_labelled_by_field_and_old_ones_move_in(store: Store) -> None:
+    """A subscriber id with ':' in it, or named like a channel, is a label, never parsed."""
+    store.stats.add("created", "team:desk")
+    store.stats.add("created", "webhook")
+    store.stats.add("polls", "ok", 2)
+    store.stats.count("entries_new", 5)
+    store.stats.observe("poll_duration", 0.3)
+    before = store.stats.totals()
+    assert before.created == {"team:desk": 1, "webhook": 1} and before.polls == {"ok": 2}
+    assert before.histograms["poll_duration"]["0.5"] == 1
+    store.stats.add("polls", "ok")
+    assert store.stats.totals().since(before).polls == {"ok": 1}
+    # Counters of newswatch <= 0.1, all in one hash, names to split: moved once.
+    store.r.hset(store.k("stats"), mapping={"polls:error": 3, "alerts:a:b:created": 2,
+                                            "alerts:webhook:dead": 1, "matches:t-1": 4,
+                                            "hist:poll_duration:count": 7,
+                                            "entries:new": 10, "push:received": 1})
+    assert store.stats.upgrade() == 7 and store.stats.upgrade() == 0
+    after = store.stats.totals()
+    assert after.polls == {"ok": 3, "error": 3} and after.created["a:b"] == 2
+    assert after.dead == {"webhook": 1} and after.matches == {"t-1": 4}
+    assert after.counts == {"entries_new": 15, "push_received": 1}
+    assert after.histograms["poll_duration"]["count"] == 8

@@ -68,7 +68,7 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
         for feed in load_config(config).feeds:          # all three at the same moment
             producer.send_task("newswatch.poll_feed", args=[feed.id], queue="poll")
         state = redis.Redis.from_url(redis_url, decode_responses=True)
-        assert wait_for(lambda: state.hget("nw:stats", "polls:ok") == "3"
+        assert wait_for(lambda: state.hget("nw:stats:polls", "ok") == "3"
                         and state.zcard("nw:pending:entries") == 0
                         and state.scard("nw:pending:alerts") == 0
                         and len(receiver.received) >= 1, 60)

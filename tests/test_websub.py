@@ -131,7 +131,7 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
     alerts = pipeline.process_entries(rt, received[0])
     assert len(alerts) == 2                                      # two more stories
     assert hub.publish(topic, feed_body(hub.url, topic, items=5), tamper=True) == [202]
-    assert len(received) == 1 and rt.store.stats.totals()["push:rejected"] == 1
+    assert len(received) == 1 and rt.store.stats.totals().counts["push_rejected"] == 1
 
     # Near the lease's end: renewed by `maintain`.
     rt.store.feeds.set_websub(feed.id, until=time.time() + 60)

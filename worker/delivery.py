@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import EmailMessage
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from . import feedback
+from .bodies import Body, RecordStatus
 from .config import SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
@@ -27,6 +29,7 @@ from .runtime import Runtime
 from .store import Records
 
 log = logging.getLogger("worker.pipeline")
+WAITING = (RecordStatus.PENDING, RecordStatus.RETRYING)     # a record a delivery can take
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class DeliveryOutcome:
 def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
     """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
     record = rt.store.records.record_state(alert_id)
-    if record is None or record.status not in ("pending", "retrying"):
+    if record is None or record.status not in WAITING:
         return DeliveryOutcome(alert_id, "skipped")
     s = rt.config.settings
     # One worker at a time: the claim lapses only if its holder dies (it is extended while
@@ -86,7 +89,7 @@ def _deliver_claimed(rt: Runtime, alert_id: str, token: str) -> DeliveryOutcome:
     # Read the state again under the claim: another task may have delivered it between our
     # first look and the claim (it releases the claim only after recording the delivery).
     record = rt.store.records.record_state(alert_id)
-    if record is None or record.status not in ("pending", "retrying"):
+    if record is None or record.status not in WAITING:
         rt.store.records.release_claim(alert_id, token)
         return DeliveryOutcome(alert_id, "skipped")
     try:
@@ -129,8 +132,14 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
     s = rt.config.settings
     body = _body(rt, record_id, kind)
     to = sub.email or f"{sub.id}@localhost"
-    make = {"digest": render.digest_email, "notice": render.notice_email}.get(
-        kind, render.email_message)
+
+    def make(body: Body, **kw: Any) -> EmailMessage:
+        if body["type"] == "digest":
+            return render.digest_email(body, **kw)
+        if body["type"] == "feed_problem":
+            return render.notice_email(body, **kw)
+        return render.email_message(body, **kw)
+
     guarded = bool(sub.webhook or sub.apprise) and not s.allow_private_networks
     send: Callable[[], object]
     if sub.webhook:
@@ -150,14 +159,14 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
     attempt(send, target=sub.target, guarded=guarded, seconds=s.delivery_timeout)
 
 
-def _body(rt: Runtime, record_id: str, kind: str) -> dict[str, Any]:
+def _body(rt: Runtime, record_id: str, kind: str) -> Body:
     """The webhook JSON of an alert (its story's copies read now) or of a digest (built when
     its period closed)."""
     if kind in ("digest", "notice"):
-        body = rt.store.records.record_data(record_id)
-        if body is None:
+        data = rt.store.records.record_data(record_id)
+        if data is None:
             raise DeliveryError(record_id, f"{kind} record has no data", retryable=False)
-        return body
+        return cast(Body, data)
     record = rt.store.records.load_alert(record_id)
     if record is None:
         raise DeliveryError(record_id, "alert record has no data", retryable=False)

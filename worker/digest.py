@@ -11,9 +11,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from .bodies import DigestBody, DigestSource, DigestTopic
 from .models import Alert, Entry, iso
 
 
@@ -55,17 +55,18 @@ def digest_id(subscriber_id: str, period: Period) -> str:
 def digest_body(subscriber_id: str, period: Period,
                 alerts: list[tuple[Alert, list[Entry]]],
                 links: Callable[[Alert], dict[str, dict[str, str]] | None] = lambda a: None
-                ) -> dict[str, Any]:
+                ) -> DigestBody:
     """The digest, as webhook JSON: topics in order of first appearance, each story once (under
     its first topic, naming the others), with all its sources and, when configured, the
     readers' feedback links of its alert (per topic, as in an alert's body)."""
-    topics: dict[str, dict[str, Any]] = {}
+    topics: dict[str, DigestTopic] = {}
     for alert, copies in sorted(alerts, key=lambda a: (a[0].detected_at, a[0].id)):
         first = alert.matches[0]
         topic = topics.setdefault(first.topic_id, {"id": first.topic_id,
                                                    "name": first.topic_name, "stories": []})
         e = alert.entry
-        sources = [{"title": e.title, "url": e.link, "source": e.source_title}]
+        sources: list[DigestSource] = [{"title": e.title, "url": e.link,
+                                        "source": e.source_title}]
         sources += [{"title": c.title, "url": c.link, "source": c.source_title}
                     for c in copies if c.key != e.key]
         topic["stories"].append({

@@ -32,32 +32,28 @@ class RedisCollector(Collector):
                                      labels=["channel", "outcome"])
         created = CounterMetricFamily("newswatch_alerts_created", "Alerts created, by "
                                       "subscriber", labels=["subscriber"])
-        for key, value in stats.items():
-            kind, _, rest = key.partition(":")
-            if kind == "polls":
-                polls.add_metric([rest], value)
-            elif kind == "matches":
-                matches.add_metric([rest], value)
-            elif kind == "alerts" and rest.endswith(":created"):
-                created.add_metric([rest.rsplit(":", 1)[0]], value)
-            elif kind == "alerts":
-                channel, _, outcome = rest.rpartition(":")
-                alerts.add_metric([channel, outcome], value)
+        for outcome, n in stats.polls.items():
+            polls.add_metric([outcome], n)
+        for topic, n in stats.matches.items():
+            matches.add_metric([topic], n)
+        for subscriber, n in stats.created.items():
+            created.add_metric([subscriber], n)
+        for outcome, by_channel in (("delivered", stats.delivered), ("dead", stats.dead)):
+            for channel, n in by_channel.items():
+                alerts.add_metric([channel, outcome], n)
         yield from (polls, matches, alerts, created)
         yield CounterMetricFamily("newswatch_entries", "New entries taken in",
-                                  value=stats.get("entries:new", 0))
+                                  value=stats.counts.get("entries_new", 0))
         yield GaugeMetricFamily("newswatch_dead_letters", "Alerts in the dead-letter list",
                                 value=len(self.store.records.dead()))
         yield GaugeMetricFamily("newswatch_pending_alerts", "Alerts not yet delivered",
                                 value=len(self.store.records.pending()))
         for name, (help_text, bounds) in HISTOGRAMS.items():
-            counts = [stats.get(f"hist:{name}:{b}", 0) for b in bounds]
-            total = stats.get(f"hist:{name}:count", 0)
-            buckets = [(str(b), c) for b, c in zip(bounds, counts, strict=True)]
-            buckets.append(("+Inf", total))
+            h = stats.histograms.get(name, {})
+            buckets = [(str(b), h.get(str(b), 0)) for b in bounds]
+            buckets.append(("+Inf", h.get("count", 0)))
             yield HistogramMetricFamily(f"newswatch_{name}_seconds", help_text,
-                                        buckets=buckets,
-                                        sum_value=stats.get(f"hist:{name}:sum_ms", 0) / 1000)
+                                        buckets=buckets, sum_value=h.get("sum_ms", 0) / 1000)
 
 
 def serve(store: Store, port: int, address: str = "127.0.0.1",

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .bodies import TopicMatch
+
 
 def iso(dt: datetime | None) -> str | None:
     """UTC timestamp as `2025-01-04T10:00:00Z`."""
@@ -75,10 +77,9 @@ class Match:
     model: float | None = None            # the trained model's probability, when it decided
     like: tuple[tuple[str, bool], ...] = ()   # the labelled examples it is most alike
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.topic_id, "name": self.topic_name,
-                               "score": self.score, "evidence": list(self.evidence),
-                               "clauses": list(self.clauses)}
+    def to_dict(self) -> TopicMatch:
+        out: TopicMatch = {"id": self.topic_id, "name": self.topic_name, "score": self.score,
+                           "evidence": list(self.evidence), "clauses": list(self.clauses)}
         if self.semantic is not None:
             out["semantic"] = self.semantic
         if self.model is not None:

@@ -37,7 +37,7 @@ def process_entries(rt: Runtime, entry_keys: list[str]) -> list[str]:
     found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
     for (key, entry), matches in zip(entries, found, strict=True):
         for m in matches:
-            rt.store.stats.count(f"matches:{m.topic_id}")
+            rt.store.stats.add("matches", m.topic_id)
         if matches:
             to_deliver += fan_out(rt, key, entry, matches)
     rt.store.entries.done(*entry_keys)
@@ -65,7 +65,7 @@ def fan_out(rt: Runtime, entry_key: str, entry: Entry, matches: list[Match]) -> 
             elif sub.updates:
                 out += _update(rt, alert, entry_key)
         if created == 1:
-            rt.store.stats.count(f"alerts:{sub.id}:created")
+            rt.store.stats.add("created", sub.id)
             log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
                      extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
                                         feed=entry.feed_id, outcome="created",

@@ -13,6 +13,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from . import schedule, websub
+from .bodies import NoticeBody
 from .config import Feed
 from .errors import FetchError, ParseError
 from .fetch import FetchResult
@@ -243,7 +244,7 @@ def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str,
     for operator in rt.config.settings.operators:
         notice_id = "n" + hashlib.sha256(
             f"{operator}\n{feed_id}\n{problem}\n{now.isoformat()}".encode()).hexdigest()[:23]
-        body = {"type": "feed_problem", "id": notice_id, "subscriber": operator,
+        body: NoticeBody = {"type": "feed_problem", "id": notice_id, "subscriber": operator,
                 "problem": problem, "feed": {"id": feed_id, "name": name, "url": url},
                 "error_class": error_class, "error": error, "errors_in_a_row": errors,
                 "detected_at": iso(now)}

@@ -19,6 +19,7 @@ from .deliver import render
 from .embedded import redis_binary, server_version, start_redis
 from .errors import NewswatchError
 from .runtime import Runtime
+from .store.stats import Totals
 
 log = logging.getLogger(__name__)
 SHOWN_ALERTS = 25          # alerts listed one by one in the --once summary; the rest counted
@@ -40,6 +41,7 @@ def services(config: Config) -> Iterator[Runtime]:
     rt = Runtime.create(config)
     try:
         rt.store.check()                 # one line naming the server, not a traceback
+        rt.store.stats.upgrade()         # counters of newswatch <= 0.1, moved once
     except NewswatchError:
         rt.close()
         if server is not None:
@@ -181,7 +183,7 @@ def serve_forever(config: Config) -> None:
 class Summary:
     seconds: float
     feeds: dict[str, tuple[str, str | None]]            # feed id -> (status, error)
-    stats: dict[str, int]
+    stats: Totals
     alerts: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
 
@@ -264,9 +266,8 @@ def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
 IDLE = 2.0     # seconds a pending alert or entry sits untouched before `--once` takes it up
 
 
-def _summary(rt: Runtime, start: float, before: dict[str, int], timed_out: bool) -> Summary:
-    after = rt.store.stats.totals()
-    stats = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+def _summary(rt: Runtime, start: float, before: Totals, timed_out: bool) -> Summary:
+    stats = rt.store.stats.totals().since(before)
     feeds = {}
     states = rt.store.feeds.states([f.id for f in rt.config.feeds])
     for f in rt.config.feeds:
@@ -305,9 +306,9 @@ def format_summary(summary: Summary, config: Config) -> str:
         f"newswatch run --once: {len(summary.feeds)} feeds in {summary.seconds:.1f} s "
         f"({by_status.get('ok', 0)} changed, {unchanged} unchanged, "
         f"{by_status.get('error', 0)} failed{''.join(', ' + s for s in skipped)})",
-        f"entries: {summary.stats.get('entries:new', 0)} new",
+        f"entries: {summary.stats.counts.get('entries_new', 0)} new",
     ]
-    matches = {k.split(":", 1)[1]: v for k, v in summary.stats.items() if k.startswith("matches:")}
+    matches = summary.stats.matches
     if matches:
         lines.append("matches: " + ", ".join(f"{t} {n}" for t, n in sorted(matches.items())))
     counts: dict[str, int] = {}
@@ -316,7 +317,7 @@ def format_summary(summary: Summary, config: Config) -> str:
     lines.append(f"alerts: {len(summary.alerts)} new"
                  + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
                     if counts else ""))
-    delivered = sum(n for k, n in summary.stats.items() if k.endswith(":delivered"))
+    delivered = sum(summary.stats.delivered.values())
     earlier = delivered - counts.get("delivered", 0)
     if earlier > 0:
         lines.append(f"also delivered {earlier} left pending by an earlier run")

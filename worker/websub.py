@@ -248,7 +248,7 @@ async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
         return []
     ws = (await asyncio.to_thread(rt.store.feeds.websub, [feed_id]))[feed_id]
     if not verify_signature(ws.secret, headers.get("X-Hub-Signature"), body):
-        rt.store.stats.count("push:rejected")
+        rt.store.stats.count("push_rejected")
         log.warning("feed %s: pushed content without a valid signature, dropped", feed.name,
                     extra=feed_fields(feed_id, feed.url, outcome="push_rejected"))
         return []
@@ -259,8 +259,8 @@ async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
         log.warning("feed %s: pushed content: %s", feed.name, taken,
                     extra=feed_fields(feed_id, feed.url, outcome="push_error"))
         return []
-    rt.store.stats.count("push:received")
-    rt.store.stats.count("entries:new", len(taken.new))
+    rt.store.stats.count("push_received")
+    rt.store.stats.count("entries_new", len(taken.new))
     log.info("feed %s: %d pushed entries, %d new", feed.name, taken.entries, len(taken.new),
              extra=feed_fields(feed_id, feed.url, outcome="pushed",
                                new_entries=len(taken.new)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..bodies import Body
 from ..errors import DeliveryError
 from .attempt import redact
 from .chat import chat_message
@@ -37,7 +38,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def send_apprise(url: str, body: dict[str, Any], *, timeout: float, deadline: float) -> None:
+def send_apprise(url: str, body: Body, *, timeout: float, deadline: float) -> None:
     """Notify through Apprise: `timeout` per network step, `deadline` for the whole call. The
     caller's netguard scope checks every connection Apprise opens, for any scheme and every
     redirect (its worker threads carry the caller's context)."""

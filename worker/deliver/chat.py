@@ -8,8 +8,8 @@ highlights are kept.
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from ..bodies import AlertBody, Body, DigestBody, NoticeBody
 from .render import single_line
 from .templates import language_note, safe_link, scores
 
@@ -32,16 +32,15 @@ def _link(label: str, url: str | None) -> str:
     return f"[{md(label)}](<{link.replace('>', '%3E')}>)" if link else md(label)
 
 
-def chat_message(body: dict[str, Any]) -> tuple[str, str]:
-    kind = body.get("type", "alert")
-    if kind == "digest":
+def chat_message(body: Body) -> tuple[str, str]:
+    if body["type"] == "digest":
         return _digest(body)
-    if kind == "feed_problem":
+    if body["type"] == "feed_problem":
         return _notice(body)
     return _alert(body)
 
 
-def _alert(body: dict[str, Any]) -> tuple[str, str]:
+def _alert(body: AlertBody) -> tuple[str, str]:
     story, topics = body["story"], body["topics"]
     names = ", ".join(t["name"] for t in topics)
     marker = "Update · " if body.get("update") else ""
@@ -66,7 +65,7 @@ def _alert(body: dict[str, Any]) -> tuple[str, str]:
     return title, "\n\n".join(lines)
 
 
-def _digest(body: dict[str, Any]) -> tuple[str, str]:
+def _digest(body: DigestBody) -> tuple[str, str]:
     period = body["period"]
     kind = "Daily" if period["kind"] == "daily" else "Hourly"
     title = single_line(f"[newswatch] {kind} digest {period['label']} ({period['timezone']}): "
@@ -84,7 +83,7 @@ def _digest(body: dict[str, Any]) -> tuple[str, str]:
     return title, "\n".join(lines).strip()
 
 
-def _notice(body: dict[str, Any]) -> tuple[str, str]:
+def _notice(body: NoticeBody) -> tuple[str, str]:
     feed = body["feed"]
     what = "is gone (HTTP 410): no longer polled" if body["problem"] == "gone" else \
         f"failed {body['errors_in_a_row']} times in a row"

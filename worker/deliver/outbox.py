@@ -7,12 +7,12 @@ import os
 import tempfile
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
+from ..bodies import Body
 from ..errors import DeliveryError
 
 
-def write_outbox(folder: Path, body: dict[str, Any], message: EmailMessage) -> Path:
+def write_outbox(folder: Path, body: Body, message: EmailMessage) -> Path:
     """Write both files atomically (temp file + rename), so readers never see half an alert."""
     try:
         folder.mkdir(parents=True, exist_ok=True)

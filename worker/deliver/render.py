@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..bodies import AlertBody, DigestBody, Links, NoticeBody, Story, TopicMatch
 from ..models import Alert, Entry, iso
 from .templates import alert_html, digest_html, language_note, notice_html, scores, when
 
@@ -30,11 +30,11 @@ def also_reported(alert: Alert, others: Iterable[Entry]) -> list[Entry]:
 
 def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
                  categories: Iterable[str] = (),
-                 feedback: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                 feedback: dict[str, Links] | None = None) -> AlertBody:
     """The webhook JSON body (DESIGN.md contract; `source.categories` is the feed's folders;
     `feedback`: per topic, the readers' "relevant" / "not relevant" links, when configured)."""
     e = alert.entry
-    body: dict[str, Any] = {
+    body: AlertBody = {
         "type": "alert",
         "id": alert.id,
         "update": alert.update,
@@ -61,7 +61,7 @@ def single_line(text: str, limit: int = MAX_SUBJECT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def email_message(body: dict[str, Any], *, to: str, from_address: str,
+def email_message(body: AlertBody, *, to: str, from_address: str,
                   domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
     """multipart/alternative (text + HTML) for one alert body as built by `webhook_body`."""
     story, topics = body["story"], body["topics"]
@@ -88,7 +88,7 @@ def email_message(body: dict[str, Any], *, to: str, from_address: str,
     return msg
 
 
-def digest_email(body: dict[str, Any], *, to: str, from_address: str,
+def digest_email(body: DigestBody, *, to: str, from_address: str,
                  domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
     """One message for a digest period: topics, one entry per story with all its sources."""
     period = body["period"]
@@ -117,7 +117,7 @@ def digest_email(body: dict[str, Any], *, to: str, from_address: str,
     return msg
 
 
-def notice_email(body: dict[str, Any], *, to: str, from_address: str,
+def notice_email(body: NoticeBody, *, to: str, from_address: str,
                  domain: str = "newswatch", unsubscribe_url: str | None = None) -> EmailMessage:
     """An operator notice: a feed is gone (410) or keeps failing."""
     feed = body["feed"]
@@ -135,10 +135,9 @@ def notice_email(body: dict[str, Any], *, to: str, from_address: str,
     return msg
 
 
-def _text(story: dict[str, Any], topics: list[dict[str, Any]],
-          feedback: dict[str, dict[str, str]]) -> str:
+def _text(story: Story, topics: list[TopicMatch], feedback: dict[str, Links]) -> str:
     lines = [story["title"], ""]
-    if story.get("url"):
+    if story["url"]:
         lines.append(story["url"])
     lines.append(f"{story['source']['title']} · {when(story.get('published'))}"
                  f"{language_note(story.get('lang'))}")

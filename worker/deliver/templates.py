@@ -7,16 +7,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from html import escape
-from typing import Any
 from urllib.parse import urlsplit
 
+from ..bodies import AlertBody, DigestBody, DigestStory, DigestTopic, Links, NoticeBody, TopicMatch
 from ..classify import language
 
 ACCENT, INK, MUTED, RULE = "#b4232a", "#111827", "#6b7280", "#e5e7eb"
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif"
 
 
-def alert_html(body: dict[str, Any]) -> str:
+def alert_html(body: AlertBody) -> str:
     """The alert card. Feed text is marked `dir="auto"` (and with its language): an Arabic,
     Hebrew or Persian headline reads right to left inside an English card."""
     story, topics = body["story"], body["topics"]
@@ -51,7 +51,7 @@ def alert_html(body: dict[str, Any]) -> str:
             f'border-radius:4px"><p style="margin:0;font-size:12px;font-weight:600;'
             f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">Matched: '
             f"{escape(t['name'])}{escape(scores(t))}</p>{evidence}{because}{like}"
-            f"{_feedback(t, (body.get('feedback') or {}).get(t['id']))}</div>",
+            f"{_feedback(t['name'], body.get('feedback', {}).get(t['id']))}</div>",
             "12px 28px 4px"))
     others = story.get("also_reported_by") or []
     if others:
@@ -75,7 +75,7 @@ def alert_html(body: dict[str, Any]) -> str:
                  "not sent again.")
 
 
-def _feedback(topic: dict[str, Any], links: dict[str, str] | None) -> str:
+def _feedback(name: str, links: Links | None) -> str:
     """The reader's two links for a topic: each opens a page that asks before recording."""
     if not links:
         return ""
@@ -85,12 +85,12 @@ def _feedback(topic: dict[str, Any], links: dict[str, str] | None) -> str:
     if not relevant or not other:
         return ""
     return (f'<p style="margin:10px 0 0;font-size:12px;color:{MUTED}">Is this '
-            f"{escape(topic['name'])} news? "
+            f"{escape(name)} news? "
             f'<a href="{escape(relevant)}" style="{style}">Relevant</a>'
             f'<a href="{escape(other)}" style="{style}">Not relevant</a></p>')
 
 
-def digest_html(body: dict[str, Any]) -> str:
+def digest_html(body: DigestBody) -> str:
     period = body["period"]
     kind = "Daily" if period["kind"] == "daily" else "Hourly"
     rows = [_row(f'<h1 style="margin:0;font-size:22px;color:{INK}">{kind} digest</h1>'
@@ -102,7 +102,7 @@ def digest_html(body: dict[str, Any]) -> str:
         for story in topic["stories"]:
             sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
             also = f" · also {', '.join(story['also_topics'])}" if story["also_topics"] else ""
-            said = "".join(_feedback({"name": name}, story.get("feedback", {}).get(t_id))
+            said = "".join(_feedback(name, story.get("feedback", {}).get(t_id))
                            for t_id, name in _story_topics(topic, story))
             items.append(f'<li style="margin:0 0 8px">'
                          f'{_linked(story["title"], safe_link(story.get("url")))}<br>'
@@ -118,7 +118,7 @@ def digest_html(body: dict[str, Any]) -> str:
                  "story with all its sources.")
 
 
-def _story_topics(topic: dict[str, Any], story: dict[str, Any]) -> list[tuple[str, str]]:
+def _story_topics(topic: DigestTopic, story: DigestStory) -> list[tuple[str, str]]:
     """(topic id, name) of a digest story's feedback links: its heading topic first."""
     said = story.get("feedback") or {}
     ids = [topic["id"], *(t for t in said if t != topic["id"])]
@@ -127,7 +127,7 @@ def _story_topics(topic: dict[str, Any], story: dict[str, Any]) -> list[tuple[st
     return [(t, names.get(t) or next(others, t)) for t in ids if t in said]
 
 
-def notice_html(body: dict[str, Any], what: str) -> str:
+def notice_html(body: NoticeBody, what: str) -> str:
     feed = body["feed"]
     rows = [_row(f'<h1 style="margin:0 0 8px;font-size:20px;color:{INK}">Feed problem: '
                  f"{escape(feed['name'])}</h1>"
@@ -198,7 +198,7 @@ def _page(title: str, preheader: str, kicker: str, rows: list[str], footer: str)
         "</table></td></tr></table></body></html>")
 
 
-def scores(topic: dict[str, Any]) -> str:
+def scores(topic: TopicMatch) -> str:
     """The model's probability and the similarity, when they were scored: ` · model 0.93`."""
     out = f" · model {topic['model']:.2f}" if topic.get("model") is not None else ""
     if topic.get("semantic") is not None:

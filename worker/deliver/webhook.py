@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from ..bodies import Body
 from ..errors import DeliveryError
 from ..retry_after import retry_after_seconds
 from .retry import RETRYABLE_STATUS
@@ -38,7 +38,7 @@ def signed_headers(secret: str, msg_id: str, payload: str,
     }
 
 
-def send_webhook(client: httpx.Client, url: str, secret: str, body: dict[str, Any]) -> int:
+def send_webhook(client: httpx.Client, url: str, secret: str, body: Body) -> int:
     """POST the signed body; raise DeliveryError (retryable or not) unless the answer is 2xx."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     headers = signed_headers(secret, body["id"], payload)

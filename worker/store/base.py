@@ -58,18 +58,20 @@ class Writes:
 
     db: Db
     pipe: Any = None
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)   # (hash, field) -> by
 
     def __post_init__(self) -> None:
         if self.pipe is None:
             self.pipe = self.db.r.pipeline(transaction=False)
 
-    def count(self, name: str, by: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + by
+    def count(self, name: str, by: int = 1, *, key: str | None = None) -> None:
+        """Add to a counter: field `name` of hash `key` (default P:stats)."""
+        where = (key or self.db.k("stats"), name)
+        self.counts[where] = self.counts.get(where, 0) + by
 
     def send(self) -> None:
-        for name, by in self.counts.items():
-            self.pipe.hincrby(self.db.k("stats"), name, by)
+        for (key, name), by in self.counts.items():
+            self.pipe.hincrby(key, name, by)
         self.counts = {}
         self.pipe.execute()
 

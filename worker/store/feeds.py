@@ -174,9 +174,9 @@ class Feeds(Part):
         else:
             values["error_count"] = 0
         w.pipe.hset(key, mapping=values)
-        w.count(f"polls:{status}")
+        w.count(status, key=self.k("stats", "polls"))
         if new_entries:
-            w.count("entries:new", new_entries)
+            w.count("entries_new", new_entries)
         self._done(w, writes)
 
     def sync_schedule(self, feeds: Iterable[tuple[str, float]]) -> None:

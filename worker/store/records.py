@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ..bodies import DigestBody, NoticeBody, RecordKind, RecordStatus
 from ..models import Alert
 from .base import Db, Part
 
@@ -96,9 +97,9 @@ class DigestBucket:
 class RecordState:
     """Delivery state of an alert or a digest."""
 
-    kind: str              # alert | digest
+    kind: RecordKind
     subscriber_id: str
-    status: str            # pending | held | digested | retrying | delivered | dead
+    status: RecordStatus
     attempts: int
     created_at: float
 
@@ -108,7 +109,7 @@ class DeadLetter:
     """A record that could not be delivered, whatever its kind."""
 
     id: str
-    kind: str              # alert | digest | notice
+    kind: RecordKind
     subscriber_id: str
     attempts: int
     last_error: str | None
@@ -118,10 +119,10 @@ class DeadLetter:
     @property
     def title(self) -> str:
         """One line saying what it was."""
-        if self.kind == "digest":
+        if self.kind == RecordKind.DIGEST:
             return f"digest of {self.data.get('period', {}).get('label', '?')}: " \
                    f"{self.data.get('stories', '?')} stories"
-        if self.kind == "notice":
+        if self.kind == RecordKind.NOTICE:
             feed = self.data.get("feed", {})
             return f"notice: feed {feed.get('name') or feed.get('url')} " \
                    f"{self.data.get('problem', '')}".rstrip()
@@ -131,7 +132,7 @@ class DeadLetter:
 @dataclass(frozen=True)
 class AlertRecord:
     alert: Alert
-    status: str            # pending | retrying | delivered | dead
+    status: RecordStatus
     attempts: int
     last_error: str | None
     created_at: float
@@ -156,26 +157,30 @@ class Records(Part):
         """1: created; 2: exists, pending, same origin (enqueue again); 0: already handled.
         With `hold` the alert waits in that digest bucket until its period is over."""
         return self._create(alert.id, json.dumps(alert.to_dict()), origin,
-                            alert.subscriber_id, "alert", hold)
+                            alert.subscriber_id, RecordKind.ALERT, hold)
 
-    def create_digest(self, digest_id: str, body: dict[str, Any], subscriber_id: str) -> int:
+    def create_digest(self, digest_id: str, body: DigestBody, subscriber_id: str) -> int:
         """The digest of a closed period, created once (its id is derived from the period)."""
-        return self._create(digest_id, json.dumps(body), digest_id, subscriber_id, "digest",
+        return self._create(digest_id, json.dumps(body), digest_id, subscriber_id,
+                            RecordKind.DIGEST,
                             None)
 
-    def create_notice(self, notice_id: str, body: dict[str, Any], subscriber_id: str) -> int:
+    def create_notice(self, notice_id: str, body: NoticeBody, subscriber_id: str) -> int:
         """An operator notice (a feed gone or failing), delivered like an alert."""
-        return self._create(notice_id, json.dumps(body), notice_id, subscriber_id, "notice",
+        return self._create(notice_id, json.dumps(body), notice_id, subscriber_id,
+                            RecordKind.NOTICE,
                             None)
 
-    def _create(self, record_id: str, data: str, origin: str, subscriber_id: str, kind: str,
+    def _create(self, record_id: str, data: str, origin: str, subscriber_id: str,
+                kind: RecordKind,
                 hold: DigestBucket | None) -> int:
         bucket = self._bucket_key(hold) if hold else self.k("digest", "-")
         return int(self._create_alert(
             keys=[self.k("alert", record_id), self.k("pending", "alerts"), self.k("alerts"),
                   bucket, self.k("digests")],
             args=[data, origin, time.time(), subscriber_id, self.db.seen_ttl, record_id,
-                  "held" if hold else "pending", kind, hold.end if hold else 0,
+                  RecordStatus.HELD if hold else RecordStatus.PENDING, kind,
+                  hold.end if hold else 0,
                   hold.member() if hold else ""]))
 
     def _bucket_key(self, bucket: DigestBucket) -> str:
@@ -190,8 +195,9 @@ class Records(Part):
         taken = int(pipe.execute()[0])
         return taken <= limit
 
-    def record_kind(self, record_id: str) -> str:
-        return cast(str | None, self.r.hget(self.k("alert", record_id), "kind")) or "alert"
+    def record_kind(self, record_id: str) -> RecordKind:
+        return RecordKind(cast(str | None, self.r.hget(self.k("alert", record_id), "kind"))
+                          or RecordKind.ALERT)
 
     def record_data(self, record_id: str) -> dict[str, Any] | None:
         raw = cast(str | None, self.r.hget(self.k("alert", record_id), "data"))
@@ -212,16 +218,16 @@ class Records(Part):
         """After its digest record exists: the held alerts are in it; the bucket goes."""
         pipe = self.r.pipeline()
         for alert_id in alert_ids:
-            pipe.hset(self.k("alert", alert_id), "status", "digested")
+            pipe.hset(self.k("alert", alert_id), "status", RecordStatus.DIGESTED)
         pipe.delete(self._bucket_key(bucket))
         pipe.zrem(self.k("digests"), bucket.raw or bucket.member())
         pipe.execute()
 
     def load_alert(self, alert_id: str) -> AlertRecord | None:
         h = cast(dict[str, str], self.r.hgetall(self.k("alert", alert_id)))
-        if not h.get("data") or h.get("kind", "alert") != "alert":
+        if not h.get("data") or h.get("kind", RecordKind.ALERT) != RecordKind.ALERT:
             return None
-        return AlertRecord(Alert.from_dict(json.loads(h["data"])), h["status"],
+        return AlertRecord(Alert.from_dict(json.loads(h["data"])), RecordStatus(h["status"]),
                            int(h.get("attempts", 0)), h.get("last_error") or None,
                            float(h.get("created_at", 0)),
                            float(h["next_try_at"]) if h.get("next_try_at") else None)
@@ -229,10 +235,11 @@ class Records(Part):
     def dead_letter(self, record_id: str) -> DeadLetter | None:
         """A dead record of any kind (alert, digest, notice), for listing and retrying."""
         h = cast(dict[str, str], self.r.hgetall(self.k("alert", record_id)))
-        if h.get("status") != "dead" or not h.get("data"):
+        if h.get("status") != RecordStatus.DEAD or not h.get("data"):
             return None
         history = self.history(record_id)
-        return DeadLetter(record_id, h.get("kind", "alert"), h.get("subscriber", ""),
+        return DeadLetter(record_id, RecordKind(h.get("kind", RecordKind.ALERT)),
+                          h.get("subscriber", ""),
                           int(h.get("attempts", 0)), h.get("last_error") or None,
                           float(history[0]["at"]) if history else None, json.loads(h["data"]))
 
@@ -242,7 +249,8 @@ class Records(Part):
                                                 "created_at"))
         if h[2] is None:
             return None
-        return RecordState(h[0] or "alert", h[1] or "", h[2], int(h[3] or 0), float(h[4] or 0))
+        return RecordState(RecordKind(h[0] or RecordKind.ALERT), h[1] or "", RecordStatus(h[2]),
+                           int(h[3] or 0), float(h[4] or 0))
 
     def history(self, alert_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in cast(list[str],
@@ -274,14 +282,14 @@ class Records(Part):
     def mark_delivered(self, alert_id: str, channel: str) -> None:
         pipe = self.r.pipeline()
         now = time.time()
-        pipe.hset(self.k("alert", alert_id), mapping={"status": "delivered",
+        pipe.hset(self.k("alert", alert_id), mapping={"status": RecordStatus.DELIVERED,
                                                       "delivered_at": now, "touched_at": now,
                                                       "next_try_at": ""})
         pipe.hincrby(self.k("alert", alert_id), "attempts", 1)
         pipe.srem(self.k("pending", "alerts"), alert_id)
         pipe.zrem(self.k("retry"), alert_id)
-        self._log(pipe, alert_id, "delivered")
-        pipe.hincrby(self.k("stats"), f"alerts:{channel}:delivered", 1)
+        self._log(pipe, alert_id, RecordStatus.DELIVERED)
+        pipe.hincrby(self.k("stats", "delivered"), channel, 1)
         pipe.execute()
 
     def mark_failed(self, alert_id: str, error: str, *, retry_at: float | None,
@@ -292,17 +300,18 @@ class Records(Part):
         now = time.time()
         pipe = self.r.pipeline()
         pipe.hincrby(key, "attempts", 1)
-        pipe.hset(key, mapping={"status": "dead" if retry_at is None else "retrying",
+        status = RecordStatus.DEAD if retry_at is None else RecordStatus.RETRYING
+        pipe.hset(key, mapping={"status": status,
                                 "last_error": error, "touched_at": now,
                                 "next_try_at": "" if retry_at is None else retry_at})
         if retry_at is None:
             pipe.srem(self.k("pending", "alerts"), alert_id)
             pipe.zrem(self.k("retry"), alert_id)
             pipe.zadd(self.k("dead"), {alert_id: now})
-            pipe.hincrby(self.k("stats"), f"alerts:{channel}:dead", 1)
+            pipe.hincrby(self.k("stats", "dead"), channel, 1)
         else:
             pipe.zadd(self.k("retry"), {alert_id: retry_at})
-        self._log(pipe, alert_id, "dead" if retry_at is None else "retrying", error)
+        self._log(pipe, alert_id, status, error)
         attempts = pipe.execute()[0]
         return int(attempts)
 

@@ -1,0 +1,144 @@
+"""What newswatch sends, as typed JSON: the webhook body of an alert (DESIGN.md's contract), of
+a digest and of an operator notice; and the kinds and statuses of delivery records. Every
+renderer (email, chat, outbox) reads these and nothing else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal, NotRequired, TypedDict
+
+
+class RecordKind(StrEnum):
+    """What a delivery record carries."""
+
+    ALERT = "alert"
+    DIGEST = "digest"
+    NOTICE = "notice"
+
+
+class RecordStatus(StrEnum):
+    """Where a delivery record is: waiting (pending, held for a digest, retrying), folded into
+    a digest, or done (delivered, dead)."""
+
+    PENDING = "pending"
+    HELD = "held"
+    DIGESTED = "digested"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+Links = dict[str, str]             # "relevant" / "not_relevant" -> URL
+
+
+class Like(TypedDict):
+    title: str
+    label: str                     # "relevant" | "not relevant"
+
+
+class TopicMatch(TypedDict):
+    id: str
+    name: str
+    score: float
+    evidence: list[str]
+    clauses: list[str]
+    semantic: NotRequired[float]
+    model: NotRequired[float]
+    like: NotRequired[list[Like]]
+
+
+class Source(TypedDict):
+    feed: str
+    title: str
+    categories: list[str]
+
+
+class Copy(TypedDict):
+    title: str
+    url: str | None
+    source: str
+
+
+class Story(TypedDict):
+    id: str
+    title: str
+    url: str | None
+    published: str | None
+    summary: str
+    lang: str | None
+    source: Source
+    also_reported_by: list[Copy]
+
+
+class AlertBody(TypedDict):
+    type: Literal["alert"]
+    id: str
+    update: bool
+    subscriber: str
+    topics: list[TopicMatch]
+    story: Story
+    detected_at: str | None
+    feedback: NotRequired[dict[str, Links]]      # topic id -> its links
+
+
+class DigestSource(TypedDict):
+    title: str
+    url: str | None
+    source: str
+
+
+class DigestStory(TypedDict):
+    id: str
+    alert: str
+    title: str
+    url: str | None
+    published: str | None
+    summary: str
+    also_topics: list[str]
+    sources: list[DigestSource]
+    evidence: list[str]
+    feedback: NotRequired[dict[str, Links]]
+
+
+class DigestTopic(TypedDict):
+    id: str
+    name: str
+    stories: list[DigestStory]
+
+
+class Period(TypedDict):
+    kind: str                      # hourly | daily
+    label: str
+    timezone: str
+    start: str | None
+    end: str | None
+
+
+class DigestBody(TypedDict):
+    type: Literal["digest"]
+    id: str
+    subscriber: str
+    period: Period
+    stories: int
+    topics: list[DigestTopic]
+
+
+class NoticeFeed(TypedDict):
+    id: str
+    name: str
+    url: str
+
+
+class NoticeBody(TypedDict):
+    type: Literal["feed_problem"]
+    id: str
+    subscriber: str
+    problem: str                   # gone | failing
+    feed: NoticeFeed
+    error_class: str
+    error: str
+    errors_in_a_row: int
+    detected_at: str | None
+
+
+Body = AlertBody | DigestBody | NoticeBody
