@@ -6,6 +6,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from worker.models import Alert, Entry, Match
 from worker.store import Store
 
@@ -158,3 +160,29 @@ def test_counters_are_labelled_by_field_and_old_ones_move_in(store: Store) -> No
     assert after.dead == {"webhook": 1} and after.matches == {"t-1": 4}
     assert after.counts == {"entries_new": 15, "push_received": 1}
     assert after.histograms["poll_duration"]["count"] == 8
+
+
+def test_a_processed_entry_leaves_only_its_seen_mark_and_stream_record(store: Store) -> None:
+    """After processing, an entry's data goes; it stays seen (a compact field of its feed's
+    hash), and a seen key written by newswatch <= 0.1 is still honoured."""
+    keys = store.entries.add_new([entry(1), entry(2)])
+    store.entries.done(*keys)
+    assert store.entries.load(keys[0]) is None
+    assert store.entries.add_new([entry(1), entry(2)]) == []                # still seen
+    [recent] = list(store.entries.recent(0))
+    assert recent == [entry(1), entry(2)]                                   # backtests
+    legacy = entry(9)
+    store.r.set(store.k("seen", store.entries.key(legacy)), "1", ex=60)     # 0.1's mark
+    assert store.entries.add_new([legacy]) == []
+    assert store.r.ttl(store.k("seenby", "f1")) > 0
+
+
+def test_old_seen_marks_are_swept_once_a_feed_has_many(store: Store,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker.store.entries.SEEN_TRIM", 3)
+    store.entries.add_new([entry(n) for n in range(1, 4)])
+    seen = store.k("seenby", "f1")
+    store.r.hset(seen, mapping={"old1": 1, "old2": 2})          # marks from days long gone
+    store.entries.add_new([entry(4)])
+    assert set(store.r.hkeys(seen)) == {store.entries.key(entry(n)).rpartition(":")[2]
+                                        for n in range(1, 5)}

@@ -9,11 +9,15 @@ Keys (P = settings.key_prefix):
   P:feed:{feed}            hash   poll state: etag, last_modified, last_poll_at, last_status, ...
   P:schedule               zset   feed id -> next poll time (unix seconds)
   P:hostpause:{host}       string a host asked us to wait (Retry-After); TTL = the wait
-  P:seen:{feed}:{h}        string an entry already taken in (TTL seen_ttl_days)
-  P:entry:{feed}:{h}       string entry JSON awaiting or after processing (TTL seen_ttl_days)
+  P:seenby:{feed}          hash   entry hash -> day it was taken in: the entries already seen
+                                  (TTL seen_ttl_days after the feed's last new entry; marks
+                                  older than that swept once the hash passes 2,000)
+  P:seen:{feed}:{h}        string the same, as newswatch <= 0.1 wrote it (honoured until it
+                                  expires)
+  P:entry:{feed}:{h}       string entry JSON until processed (then deleted)
   P:pending:entries        zset   entry keys taken in but not yet processed, by time
-  P:recent                 stream entry keys taken in, by time (capped by count and age), for
-                                  `newswatch backtest`; the entries themselves are P:entry
+  P:recent                 stream entry keys and JSON taken in, by time (capped by count and
+                                  age), for `newswatch backtest`
   P:url:{h}                string canonical URL -> story id (TTL story window)
   P:story:{id}             hash   entry key -> entry JSON, the copies of one story (TTL window)
   P:stok:{word}            zset   story ids by time, per word that finds them (TTL window):

@@ -9,30 +9,45 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from ..models import Entry
-from .base import Db, Part, short_hash
+from .base import DAY, Db, Part, short_hash
 
-# Take in an entry once: mark it seen, keep its data, queue it for processing, in one step.
+# Take in a feed's entries once: a compact seen mark (a field of the feed's hash), the data
+# until processed, the pending queue, and the recent stream (with the data, for backtests).
+# KEYS: pending zset, recent stream, the feed's seen hash, then per entry: its seen key as
+# newswatch <= 0.1 wrote it (still honoured while it lives), its data key.
+# ARGV: data TTL, now, recent max, seen TTL, today (days since 1970), trim above, then per
+# entry: its seen field, its entry key, its JSON. Returns 1/0 per entry: new or seen.
 _ADD_ENTRIES = """
 local added = {}
-for i = 3, #KEYS, 2 do
-  local n = (i - 1) / 2
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    local ek = ARGV[2 + 2 * n]
-    redis.call('SET', KEYS[i + 1], ARGV[3 + 2 * n], 'EX', ARGV[1])
-    redis.call('ZADD', KEYS[1], ARGV[2], ek)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'k', ek)
-    added[n] = 1
+local count = (#KEYS - 3) / 2
+for n = 0, count - 1 do
+  local field, ek, data = ARGV[7 + 3 * n], ARGV[8 + 3 * n], ARGV[9 + 3 * n]
+  if redis.call('HEXISTS', KEYS[3], field) == 1 or redis.call('EXISTS', KEYS[4 + 2 * n]) == 1 then
+    added[n + 1] = 0
   else
-    added[n] = 0
+    redis.call('HSET', KEYS[3], field, ARGV[5])
+    redis.call('SET', KEYS[5 + 2 * n], data, 'EX', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], ek)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'k', ek, 'd', data)
+    added[n + 1] = 1
+  end
+end
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+if redis.call('HLEN', KEYS[3]) > tonumber(ARGV[6]) then
+  local oldest = tonumber(ARGV[5]) - math.floor(tonumber(ARGV[4]) / 86400)
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) < oldest then redis.call('HDEL', KEYS[3], all[i]) end
   end
 end
 return added
 """
-
+SEEN_TRIM = 2000      # a feed's seen marks past this many are swept of those older than the TTL
 
 
 class Entries(Part):
-    """P:seen:{feed}:{h}, P:entry:{feed}:{h}, P:pending:entries (zset), P:recent (stream)."""
+    """P:seenby:{feed} (hash: entry hash -> day), P:entry:{feed}:{h} (until processed),
+    P:pending:entries (zset), P:recent (stream of entry keys and data)."""
 
     def __init__(self, db: Db) -> None:
         super().__init__(db)
@@ -43,19 +58,27 @@ class Entries(Part):
         return f"{entry.feed_id}:{short_hash(entry.entry_id)}"
 
     def add_new(self, entries: Iterable[Entry]) -> list[str]:
-        """Take in one feed's entries never seen before (one script: atomic for the feed);
-        return their keys, queued for processing and remembered for backtests."""
-        entries = list(entries)
-        if not entries:
-            return []
-        keys = [self.key(entry) for entry in entries]
-        redis_keys = [self.k("pending", "entries"), self.k("recent")]
-        args: list[Any] = [self.db.seen_ttl, time.time(), self.db.recent_max]
-        for entry, ek in zip(entries, keys, strict=True):
-            redis_keys += [self.k("seen", ek), self.k("entry", ek)]
-            args += [ek, json.dumps(entry.to_dict())]
-        added = cast(list[int], self._add_entries(keys=redis_keys, args=args))
-        return [ek for ek, new in zip(keys, added, strict=True) if new]
+        """Take in entries never seen before (one script per feed: atomic for the feed);
+        return their keys, queued for processing and remembered for backtests. What stays
+        once an entry is processed is its seen mark (~70 bytes) and, inside the backtest
+        window, its stream record."""
+        by_feed: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_feed.setdefault(entry.feed_id, []).append(entry)
+        now = time.time()
+        new: list[str] = []
+        for feed_id, mine in by_feed.items():
+            keys = [self.key(entry) for entry in mine]
+            redis_keys = [self.k("pending", "entries"), self.k("recent"),
+                          self.k("seenby", feed_id)]
+            args: list[Any] = [self.db.seen_ttl, now, self.db.recent_max, self.db.seen_ttl,
+                               int(now // DAY), SEEN_TRIM]
+            for entry, ek in zip(mine, keys, strict=True):
+                redis_keys += [self.k("seen", ek), self.k("entry", ek)]
+                args += [ek.rpartition(":")[2], ek, json.dumps(entry.to_dict())]
+            added = cast(list[int], self._add_entries(keys=redis_keys, args=args))
+            new += [ek for ek, fresh in zip(keys, added, strict=True) if fresh]
+        return new
 
     def trim_recent(self, now: float | None = None) -> None:
         """Drop recent-entry records older than the backtest window (`maintain` calls this)."""
@@ -70,8 +93,11 @@ class Entries(Part):
                         self.r.xrange(self.k("recent"), min=start, count=batch))
             if not rows:
                 return
-            keys = [self.k("entry", fields["k"]) for _, fields in rows]
-            raws = cast(list[str | None], self.r.mget(keys))
+            legacy = [self.k("entry", fields["k"]) for _, fields in rows if "d" not in fields]
+            kept = dict(zip(legacy, cast(list[str | None], self.r.mget(legacy)),
+                            strict=True)) if legacy else {}
+            raws = [fields.get("d") or kept.get(self.k("entry", fields["k"]))
+                    for _, fields in rows]
             yield [Entry.from_dict(json.loads(raw)) for raw in raws if raw]
             start = "(" + rows[-1][0]
 
@@ -87,8 +113,13 @@ class Entries(Part):
         return [Entry.from_dict(json.loads(raw)) if raw else None for raw in raws]
 
     def done(self, *entry_keys: str) -> None:
+        """Processed: out of the queue, and its data let go (the stream keeps a copy for
+        backtests, a story its own)."""
         if entry_keys:
-            self.r.zrem(self.k("pending", "entries"), *entry_keys)
+            pipe = self.r.pipeline()
+            pipe.zrem(self.k("pending", "entries"), *entry_keys)
+            pipe.delete(*(self.k("entry", k) for k in entry_keys))
+            pipe.execute()
 
     def pending(self) -> set[str]:
         return set(cast(list[str], self.r.zrange(self.k("pending", "entries"), 0, -1)))
