@@ -32,22 +32,29 @@ sys.path.insert(0, str(ROOT))
 from worker.classify import Classifier  # noqa: E402
 from worker.config import TopicConfig, load_config  # noqa: E402
 from worker.errors import ParseError  # noqa: E402
+from worker.models import Entry  # noqa: E402
 from worker.parse import parse_feed  # noqa: E402
 
 
-def corpus() -> list[tuple[str, str]]:
+def feed_entries(seeds: bool = True) -> list[Entry]:
+    """The entries of the real feeds of ../shared (and of the seeds), parsed as the worker
+    parses them."""
     real = ROOT.parent / "shared" / "feeds" / "real"
     paths = sorted(real.glob("*.xml")) if real.is_dir() else []
-    paths += sorted((ROOT / "seeds").glob("*.*"))
-    pairs = []
+    if seeds or not paths:
+        paths += sorted((ROOT / "seeds").glob("*.*"))
+    out: list[Entry] = []
     for path in paths:
         try:
-            entries = parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="b",
-                                 feed_name=path.stem)
+            out += parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="b",
+                              feed_name=path.stem)
         except ParseError:
             continue
-        pairs += [(e.title, e.summary) for e in entries]
-    return pairs
+    return out
+
+
+def corpus() -> list[tuple[str, str]]:
+    return [(e.title, e.summary) for e in feed_entries()]
 
 
 def items(pairs: list[tuple[str, str]], n: int, rng: random.Random) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from worker.classify import embedding_text  # noqa: E402
 from worker.classify.language import detect  # noqa: E402
 from worker.config import load_config  # noqa: E402
-from worker.parse import ParseError, item_text, parse_feed  # noqa: E402
+from worker.parse import item_text  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -47,17 +47,9 @@ def rss_mb() -> float:
 
 
 def feed_items() -> list[Item]:
-    real = SHARED / "feeds" / "real"
-    paths = sorted(real.glob("*.xml")) if real.is_dir() else sorted((ROOT / "seeds").glob("*"))
-    out: list[Item] = []
-    for path in paths:
-        try:
-            entries = parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="b",
-                                 feed_name=path.stem)
-        except ParseError:
-            continue
-        out += [(e.title, e.summary, e.lang) for e in entries]
-    return out
+    from classify import feed_entries
+
+    return [(e.title, e.summary, e.lang) for e in feed_entries(seeds=False)]
 
 
 def labelled_items() -> list[Item]:

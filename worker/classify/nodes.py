@@ -1,13 +1,6 @@
 """The topic query language's AST, each node a matcher over a `Doc` (query.py parses text
 into it). See docs/queries.md.
 
-    query   := or EOF
-    or      := and ("OR" and)*
-    and     := near (["AND"] near)*            adjacent clauses are ANDed
-    near    := unary ("NEAR/n" unary)*         within n words, in the same field
-    unary   := "NOT" unary | primary
-    primary := FIELD ":" primary | "(" or ")" | PHRASE | TERM
-
 Bare terms match by English stem (`negotiations` finds "negotiate"); a "quoted phrase" matches
 its exact words in order; `negotiat*` is a prefix; `cease-fire` (or `ceasefire`) also matches
 "cease fire", "cease-fire" and "ceasefires". Operators are case-insensitive.
