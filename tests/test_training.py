@@ -243,3 +243,19 @@ def test_examples_come_from_files_config_and_feedback(tmp_path: Path) -> None:
     assert found[0].group == "s1" and found[1].group == "2"
     assert len(found) == 2 + 8 + 1 and found[-1].source == "feedback"
     assert skipped == [f"{tmp_path / 'missing.jsonl'}: No such file or directory"]
+
+
+def test_train_refuses_a_missing_training_file_unless_told(tmp_path: Path) -> None:
+    """A model fitted on less than its config names would replace a better one silently."""
+    needs_model()
+    config = write_topic_config(tmp_path, "    training: [labelled.jsonl]")
+    out = run_cli("train", "--config", str(config), "--no-feedback", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"newswatch: topic 'strikes': training file {tmp_path / 'labelled.jsonl'}: No such "
+        "file or directory: fix `training:` or pass --allow-missing")
+    assert not (tmp_path / "var" / "models").exists()
+    out = run_cli("train", "--config", str(config), "--no-feedback", "--allow-missing",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "skipped" in out.stdout and (tmp_path / "var" / "models" / "strikes.json").is_file()
