@@ -177,7 +177,7 @@ class NewswatchRunner:
         batches = [self.ids[i:i + size] for i in range(0, len(self.ids), size)]
         with ThreadPoolExecutor(4) as threads:
             outcomes = [o for batch in threads.map(
-                lambda b: pipeline.poll_feeds(self.rt, b), batches) for o in batch]
+                lambda b: pipeline.poll_feeds(self.rt.poller, b), batches) for o in batch]
         statuses: dict[str, int] = {}
         for o in outcomes:
             statuses[o.status] = statuses.get(o.status, 0) + 1

@@ -140,7 +140,7 @@ def via_apprise(target: str, *, guard: bool = True) -> Outcome:
 
 def via_websub(rt: Any, target: str) -> Outcome:
     feed_id = rt.config.feeds[0].id
-    ok = websub.subscribe(rt, feed_id, websub.Hub(target, "https://news.example/feed"))
+    ok = websub.subscribe(rt.store, rt.http, rt.config.settings, feed_id, websub.Hub(target, "https://news.example/feed"))
     return Outcome(not ok, rt.store.feeds.websub([feed_id])[feed_id].error)
 
 

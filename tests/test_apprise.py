@@ -31,8 +31,8 @@ def apprise_runtime(tmp_path: Path, server: FeedServer, receiver: WebhookReceive
 def alerts_for(rt: Runtime) -> list[str]:
     ids = []
     for feed in rt.config.feeds:
-        outcome = pipeline.poll_feed(rt, feed.id)
-        ids += pipeline.process_entries(rt, list(outcome.new_entries))
+        outcome = pipeline.poll_feed(rt.poller, feed.id)
+        ids += pipeline.process_entries(rt.processor, list(outcome.new_entries))
     return ids
 
 
@@ -42,7 +42,7 @@ def test_alerts_reach_the_chat_endpoint_formatted(tmp_path: Path, feed_server: F
     rt = apprise_runtime(tmp_path, feed_server, receiver, redis_url)
     ids = alerts_for(rt)
     assert len(ids) == 5
-    assert all(pipeline.deliver_alert(rt, i).status == "delivered" for i in ids)
+    assert all(pipeline.deliver_alert(rt.deliverer, i).status == "delivered" for i in ids)
     assert len(receiver.received) == 5
     seed = next(h.body for h in receiver.received if "Qatari" in h.body["title"])
     assert seed["title"] == ("[newswatch] Ceasefire talks, Hostage releases: Hamas says "
@@ -60,12 +60,12 @@ def test_retried_like_a_webhook_then_dead_lettered_on_a_4xx(
     rt = apprise_runtime(tmp_path, feed_server, receiver, redis_url)
     first, second, *_ = alerts_for(rt)
     receiver.statuses = [503, 500]
-    assert pipeline.deliver_alert(rt, first).status == "retrying"
-    outcome = pipeline.deliver_alert(rt, first)
+    assert pipeline.deliver_alert(rt.deliverer, first).status == "retrying"
+    outcome = pipeline.deliver_alert(rt.deliverer, first)
     assert outcome.status == "retrying" and "error=500" in (outcome.error or "")
-    assert pipeline.deliver_alert(rt, first).status == "delivered"
+    assert pipeline.deliver_alert(rt.deliverer, first).status == "delivered"
     receiver.statuses = [404]
-    dead = pipeline.deliver_alert(rt, second)
+    dead = pipeline.deliver_alert(rt.deliverer, second)
     assert dead.status == "dead" and "error=404" in (dead.error or "")
     assert rt.store.records.dead() == [second]
     assert "/hook" not in (dead.error or "")      # a URL's path may hold a token: not logged
@@ -78,7 +78,7 @@ def test_the_ssrf_guard_covers_apprise_http_schemes(
     first = alerts_for(rt)[0]
     settings = rt.config.settings.model_copy(update={"allow_private_networks": False})
     object.__setattr__(rt.config, "settings", settings)     # the config is frozen
-    outcome = pipeline.deliver_alert(rt, first)
+    outcome = pipeline.deliver_alert(rt.deliverer, first)
     assert outcome.status == "dead" and "127.0.0.1 is loopback" in (outcome.error or "")
     assert receiver.attempts == []
 

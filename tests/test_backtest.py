@@ -29,8 +29,8 @@ def polled(tmp_path: Path, feed_server: FeedServer, receiver: WebhookReceiver, r
             topics: [ceasefire-talks, hostage-releases]
 """)
     for feed in rt.config.feeds:
-        outcome = pipeline.poll_feed(rt, feed.id)
-        pipeline.process_entries(rt, list(outcome.new_entries))
+        outcome = pipeline.poll_feed(rt.poller, feed.id)
+        pipeline.process_entries(rt.processor, list(outcome.new_entries))
     monkeypatch.setenv("NEWSWATCH_REDIS_URL", redis_url)
     monkeypatch.setenv("NEWSWATCH_KEY_PREFIX", rt.config.settings.key_prefix)
     return rt

@@ -59,8 +59,9 @@ def digest_runtime(tmp_path: Path, server: FeedServer, redis_url: str,
 
 def take_in(rt: Runtime) -> None:
     for feed in rt.config.feeds:
-        outcome = pipeline.poll_feed(rt, feed.id)
-        assert pipeline.process_entries(rt, list(outcome.new_entries)) == []  # held, not sent
+        outcome = pipeline.poll_feed(rt.poller, feed.id)
+        # held for the digest, not sent
+        assert pipeline.process_entries(rt.processor, list(outcome.new_entries)) == []
 
 
 @pytest.mark.parametrize("subscriber", ["briefing", "desk:paris", "team/desk@example.org"])
@@ -70,12 +71,13 @@ def test_one_digest_per_period_with_every_source(tmp_path: Path, feed_server: Fe
     key on ':', so `desk:paris` got its digest dead-lettered as not configured)."""
     rt = digest_runtime(tmp_path, feed_server, redis_url, subscriber)
     take_in(rt)
-    assert pipeline.due_work(rt).alerts == ()                 # the day is not over yet
+    assert pipeline.due_work(rt.store, rt.config).alerts == ()       # the day is not over yet
     assert not (tmp_path / "out").exists()
-    work = pipeline.due_work(rt, now=time.time() + 2 * 86400)
+    work = pipeline.due_work(rt.store, rt.config, now=time.time() + 2 * 86400)
     [digest_id] = work.alerts
-    assert pipeline.deliver_alert(rt, digest_id).status == "delivered"
-    assert pipeline.due_work(rt, now=time.time() + 3 * 86400).alerts == ()   # once only
+    assert pipeline.deliver_alert(rt.deliverer, digest_id).status == "delivered"
+    later = time.time() + 3 * 86400
+    assert pipeline.due_work(rt.store, rt.config, now=later).alerts == ()        # once only
     [path] = (tmp_path / "out").glob("*.json")
     body = json.loads(path.read_text())
     assert body["type"] == "digest" and body["subscriber"] == subscriber
@@ -105,11 +107,11 @@ def test_a_crash_during_assembly_loses_and_repeats_nothing(
 
     monkeypatch.setattr(store, target, dies)
     with pytest.raises(SystemExit):
-        pipeline.due_work(rt, now=later)
+        pipeline.due_work(rt.store, rt.config, now=later)
     monkeypatch.setattr(store, target, real)                 # a new worker takes over
-    ids = pipeline.due_work(rt, now=later).alerts
+    ids = pipeline.due_work(rt.store, rt.config, now=later).alerts
     assert len(ids) == 1
-    assert pipeline.deliver_alert(rt, ids[0]).status == "delivered"
-    assert pipeline.due_work(rt, now=later + 86400).alerts == ()
+    assert pipeline.deliver_alert(rt.deliverer, ids[0]).status == "delivered"
+    assert pipeline.due_work(rt.store, rt.config, now=later + 86400).alerts == ()
     bodies = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
     assert len(bodies) == 1 and bodies[0]["stories"] == 2

@@ -182,8 +182,8 @@ def test_redis_restarted_between_poll_and_delivery(tmp_path: Path, feed_server: 
     server = start_redis(folder)                       # persistent: append-only file
     try:
         rt = runtime(server.url)
-        outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
-        alerts = pipeline.process_entries(rt, list(outcome.new_entries))
+        outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
+        alerts = pipeline.process_entries(rt.processor, list(outcome.new_entries))
         assert len(alerts) == 3 and receiver.received == []
     finally:
         server.stop()                                   # Redis goes down, 3 alerts pending
@@ -192,7 +192,7 @@ def test_redis_restarted_between_poll_and_delivery(tmp_path: Path, feed_server: 
         rt = runtime(server.url)
         assert rt.store.records.pending() == set(alerts)
         for alert_id in alerts:
-            assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
+            assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     finally:
         server.stop()
     assert sorted(h.headers["webhook-id"] for h in receiver.received) == sorted(alerts)
@@ -212,9 +212,9 @@ def test_smtp_down_then_up(tmp_path: Path, feed_server: FeedServer, redis_url: s
           smtp_url: smtp://127.0.0.1:{port}
           retry_base_delay: 0.05
         """, redis_url)
-    outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
-    [alert_id] = pipeline.process_entries(rt, list(outcome.new_entries))
-    down = pipeline.deliver_alert(rt, alert_id)
+    outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
+    [alert_id] = pipeline.process_entries(rt.processor, list(outcome.new_entries))
+    down = pipeline.deliver_alert(rt.deliverer, alert_id)
     assert down.status == "retrying" and f"smtp://127.0.0.1:{port}" in (down.error or "")
     smtp = SMTPServer.__new__(SMTPServer)
     from aiosmtpd.controller import Controller
@@ -225,9 +225,10 @@ def test_smtp_down_then_up(tmp_path: Path, feed_server: FeedServer, redis_url: s
     smtp.controller = Controller(_Collect(smtp.messages), hostname="127.0.0.1", port=port)
     smtp.controller.start()
     try:
-        due = pipeline.due_work(rt, now=time.time() + 60)   # the retry's time has come
+        # the retry's time has come
+        due = pipeline.due_work(rt.store, rt.config, now=time.time() + 60)
         assert due.alerts == (alert_id,)
-        assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
+        assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     finally:
         smtp.controller.stop()
     assert len(smtp.messages) == 1

@@ -163,7 +163,8 @@ def test_a_verdict_is_recorded_once_per_link_and_the_last_one_stands(rt: Runtime
 @pytest.fixture
 def server(rt: Runtime) -> Iterator[str]:
     host, port = websub.listen_address(rt.config.settings.http_listen or "")
-    http = websub.CallbackServer(rt, lambda keys: None, host, port).start()
+    http = websub.CallbackServer(rt.store, rt.config, rt.parser, lambda keys: None,
+                                  host, port).start()
     yield f"http://{host}:{port}"
     http.stop()
 

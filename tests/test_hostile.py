@@ -157,7 +157,7 @@ def test_unforeseen_parser_failure_is_recorded_for_that_feed_only(
         return real(body, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(parsepool, "parse_feed", exploding)
-    evil, good = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds])     # one batch
+    evil, good = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds])     # one batch
     assert evil.status == "error"
     assert evil.error == (f"{feed_server.url('/evil.xml')}: internal error: RecursionError: "
                           "maximum recursion depth exceeded")
@@ -336,21 +336,21 @@ def test_a_slow_webhook_receiver_is_cut_and_never_sent_twice_at_once(
           retry_base_delay: 0.05
         """, redis_url)
     try:
-        outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
-        alert_id = pipeline.process_entries(rt, list(outcome.new_entries))[0]
+        outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
+        alert_id = pipeline.process_entries(rt.processor, list(outcome.new_entries))[0]
         swept: list[tuple[float, tuple[str, ...]]] = []      # (when, alerts handed out)
         stop = threading.Event()
 
         def sweep() -> None:
             while not stop.is_set():
-                alerts = pipeline.due_work(rt, now=time.time() + 5).alerts
+                alerts = pipeline.due_work(rt.store, rt.config, now=time.time() + 5).alerts
                 swept.append((time.time(), alerts))
                 time.sleep(0.1)
 
         sweeper = threading.Thread(target=sweep)
         start = time.monotonic()
         sweeper.start()
-        first = pipeline.deliver_alert(rt, alert_id)
+        first = pipeline.deliver_alert(rt.deliverer, alert_id)
         took = time.monotonic() - start
         stop.set()
         sweeper.join()
@@ -360,7 +360,7 @@ def test_a_slow_webhook_receiver_is_cut_and_never_sent_twice_at_once(
         assert len(swept) >= 5
         assert all(when >= failed_at for when, alerts in swept if alert_id in alerts)
         receiver.delay = 0
-        assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
+        assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     finally:
         receiver.close()
     starts = sorted(t for _, t, _ in receiver.attempts)

@@ -33,7 +33,7 @@ def test_json_lines_carry_the_feed(tmp_path: Path, feed_server: FeedServer, redi
             name: "Missing – «wire»"
         """, redis_url)
     logs.configure("INFO", "json", captured)
-    assert pipeline.poll_feed(rt, rt.config.feeds[0].id).status == "error"
+    assert pipeline.poll_feed(rt.poller, rt.config.feeds[0].id).status == "error"
     records = [json.loads(line) for line in captured.getvalue().splitlines()]
     (record,) = [r for r in records if r["logger"] == "worker.pipeline" and "feed" in r]
     assert record["level"] == "WARNING" and record["logger"] == "worker.pipeline"
@@ -50,7 +50,7 @@ def test_text_lines_name_the_feed(tmp_path: Path, feed_server: FeedServer, redis
     rt = runtime_for(tmp_path, f"feeds:\n  - url: {feed_server.url('/gone.xml')}\n",
                      redis_url)
     logs.configure("INFO", "text", captured)
-    pipeline.poll_feed(rt, rt.config.feeds[0].id)
+    pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
     lines = captured.getvalue().strip().splitlines()
     assert any(" WARNING worker.pipeline: feed " in line and feed_server.url("/gone.xml") in line
                for line in lines)

@@ -24,9 +24,9 @@ def test_metrics_are_scraped(tmp_path: Path, feed_server: FeedServer, redis_url:
             topics: [ceasefire-talks, hostage-releases]
         """, redis_url)
     for feed in rt.config.feeds:
-        outcome = pipeline.poll_feed(rt, feed.id)
-        for alert_id in pipeline.process_entries(rt, list(outcome.new_entries)):
-            pipeline.deliver_alert(rt, alert_id)
+        outcome = pipeline.poll_feed(rt.poller, feed.id)
+        for alert_id in pipeline.process_entries(rt.processor, list(outcome.new_entries)):
+            pipeline.deliver_alert(rt.deliverer, alert_id)
     port = free_port()
     serve(rt.store, port, registry=CollectorRegistry())
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

@@ -35,12 +35,12 @@ OUTBOX_SUB = """\
 
 
 def run_cycle(rt: Runtime) -> tuple[list[pipeline.PollOutcome], list[str]]:
-    outcomes = [pipeline.poll_feed(rt, f.id) for f in rt.config.feeds]
+    outcomes = [pipeline.poll_feed(rt.poller, f.id) for f in rt.config.feeds]
     alerts = []
     for outcome in outcomes:
-        alerts += pipeline.process_entries(rt, list(outcome.new_entries))
+        alerts += pipeline.process_entries(rt.processor, list(outcome.new_entries))
     for alert_id in alerts:
-        assert pipeline.deliver_alert(rt, alert_id).status == "delivered"
+        assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     return outcomes, alerts
 
 
@@ -107,10 +107,10 @@ def test_same_url_in_another_feed_is_not_alerted_again(tmp_path: Path, feed_serv
                                                        redis_url: str) -> None:
     rt = seeds_runtime(tmp_path, feed_server, redis_url, OUTBOX_SUB)
     feeds = rt.config.feeds
-    first = pipeline.poll_feed(rt, feeds[0].id)           # Levant Wire: original URLs
-    alerts = pipeline.process_entries(rt, list(first.new_entries))
-    second = pipeline.poll_feed(rt, feeds[1].id)          # Gulf Daily: syndicated copy
-    later = pipeline.process_entries(rt, list(second.new_entries))
+    first = pipeline.poll_feed(rt.poller, feeds[0].id)           # Levant Wire: original URLs
+    alerts = pipeline.process_entries(rt.processor, list(first.new_entries))
+    second = pipeline.poll_feed(rt.poller, feeds[1].id)          # Gulf Daily: syndicated copy
+    later = pipeline.process_entries(rt.processor, list(second.new_entries))
     titles = alerts_of(rt, later, "desk")
     assert "Four hostages freed in exchange for 200 prisoners as truce holds" not in titles
     assert "Hamas: indirect talks with Israel resume in Qatari capital Doha" not in titles
@@ -194,9 +194,9 @@ def test_failed_delivery_is_recorded(tmp_path: Path, feed_server: FeedServer, re
             secret: {SECRET}
             topics: [hostage-releases]
 """)
-    outcome = pipeline.poll_feed(rt, rt.config.feeds[1].id)
-    alert_id = pipeline.process_entries(rt, list(outcome.new_entries))[0]
-    result = pipeline.deliver_alert(rt, alert_id)
+    outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[1].id)
+    alert_id = pipeline.process_entries(rt.processor, list(outcome.new_entries))[0]
+    result = pipeline.deliver_alert(rt.deliverer, alert_id)
     assert result.status == expected
     assert result.error == f"{receiver.url}: HTTP {status} " + {
         500: "Internal Server Error", 429: "Too Many Requests", 404: "Not Found",
@@ -205,13 +205,13 @@ def test_failed_delivery_is_recorded(tmp_path: Path, feed_server: FeedServer, re
     assert record is not None and record.status == expected and record.attempts == 1
     if expected == "retrying":
         assert result.retry_in is not None and result.retry_in >= 7    # Retry-After honoured
-        again = pipeline.deliver_alert(rt, alert_id)
+        again = pipeline.deliver_alert(rt.deliverer, alert_id)
         assert again.status == "delivered"
         assert len(receiver.received) == 1
         assert receiver.received[0].headers["webhook-id"] == alert_id
     else:
         assert alert_id in rt.store.records.dead()
-        assert pipeline.deliver_alert(rt, alert_id).status == "skipped"
+        assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "skipped"
 
 
 def test_one_dead_subscriber_does_not_stop_the_others(
@@ -227,9 +227,9 @@ def test_one_dead_subscriber_does_not_stop_the_others(
             secret: {SECRET}
             topics: [hostage-releases]
 """)
-    outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
-    results = [pipeline.deliver_alert(rt, a)
-               for a in pipeline.process_entries(rt, list(outcome.new_entries))]
+    outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
+    results = [pipeline.deliver_alert(rt.deliverer, a)
+               for a in pipeline.process_entries(rt.processor, list(outcome.new_entries))]
     assert sorted(r.status for r in results) == ["delivered", "delivered", "retrying",
                                                  "retrying"]
     assert all("127.0.0.1:9" in (r.error or "") for r in results if r.status == "retrying")

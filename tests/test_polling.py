@@ -82,12 +82,12 @@ def test_one_batch_polls_every_feed_and_isolates_failures(
     feeds = "".join(f"  - url: {feed_server.url(f'/f{n}.xml')}\n" for n in range(12))
     rt = runtime_for(tmp_path, f"feeds:\n{feeds}  - url: {feed_server.url('/broken.xml')}\n"
                                "  - url: http://127.0.0.1:9/refused.xml\n", redis_url)
-    outcomes = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds])
+    outcomes = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds])
     assert [o.status for o in outcomes] == ["ok"] * 12 + ["error", "error"]
     assert all(len(o.new_entries) == 3 for o in outcomes[:12])
     assert "not a readable feed" in (outcomes[12].error or "")
     assert "ConnectError" in (outcomes[13].error or "")
-    again = pipeline.poll_feeds(rt, [f.id for f in rt.config.feeds[:12]])
+    again = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds[:12]])
     assert {o.status for o in again} == {"not_modified"}
 
 

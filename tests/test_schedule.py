@@ -83,12 +83,12 @@ def test_unchanged_body_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
     rt = runtime(tmp_path, feed_server, redis_url, "/f.xml")
     feed = rt.config.feeds[0]
     rt.store.feeds.sync_schedule([(feed.id, feed.interval)])
-    assert pipeline.poll_feed(rt, feed.id).status == "ok"
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "ok"
     assert 890 < next_poll_in(rt, feed.id) <= 900          # the server's max-age, in bounds
     parsed = []
     real = parsepool.parse_feed
     monkeypatch.setattr(parsepool, "parse_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
-    assert pipeline.poll_feed(rt, feed.id).status == "unchanged" and parsed == []
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "unchanged" and parsed == []
 
 
 def test_gone_feeds_stop_and_others_go_on(tmp_path: Path, feed_server: FeedServer,
@@ -98,10 +98,10 @@ def test_gone_feeds_stop_and_others_go_on(tmp_path: Path, feed_server: FeedServe
     rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml")
     gone, ok = rt.config.feeds
     rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
-    assert pipeline.poll_feed(rt, gone.id).status == "gone"
-    assert pipeline.poll_feed(rt, ok.id).status == "ok"
+    assert pipeline.poll_feed(rt.poller, gone.id).status == "gone"
+    assert pipeline.poll_feed(rt.poller, ok.id).status == "ok"
     requests = len(feed_server.requests)
-    assert pipeline.poll_feed(rt, gone.id).status == "gone"
+    assert pipeline.poll_feed(rt.poller, gone.id).status == "gone"
     assert len(feed_server.requests) == requests             # not asked again
     assert rt.store.feeds.claim_due(time.time() + 10**6, lease=60) == [ok.id]
 
@@ -112,12 +112,12 @@ def test_repeated_301_moves_the_feed(tmp_path: Path, feed_server: FeedServer,
     feed_server.files["/old.xml"] = Served(b"", status=301, location=feed_server.url("/new.xml"))
     rt = runtime(tmp_path, feed_server, redis_url, "/old.xml")
     feed = rt.config.feeds[0]
-    pipeline.poll_feed(rt, feed.id)
+    pipeline.poll_feed(rt.poller, feed.id)
     assert rt.store.feeds.state(feed.id).url is None           # once may be a mistake
-    pipeline.poll_feed(rt, feed.id)
+    pipeline.poll_feed(rt.poller, feed.id)
     assert rt.store.feeds.state(feed.id).url == feed_server.url("/new.xml")
     before = [p for p, _ in feed_server.requests]
-    pipeline.poll_feed(rt, feed.id)
+    pipeline.poll_feed(rt.poller, feed.id)
     assert [p for p, _ in feed_server.requests][len(before):] == ["/new.xml"]
 
 
@@ -129,17 +129,17 @@ def test_retry_after_pauses_the_host_and_errors_back_off(tmp_path: Path,
     rt = runtime(tmp_path, feed_server, redis_url, "/busy.xml", "/other.xml")
     busy, other = rt.config.feeds
     rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
-    assert pipeline.poll_feed(rt, busy.id).status == "error"
+    assert pipeline.poll_feed(rt.poller, busy.id).status == "error"
     assert 1190 < next_poll_in(rt, busy.id) <= 1200
     requests = len(feed_server.requests)
     # The same host (127.0.0.1) asked us to wait: its other feed waits too, without a request.
-    assert pipeline.poll_feed(rt, other.id).status == "deferred"
+    assert pipeline.poll_feed(rt.poller, other.id).status == "deferred"
     assert len(feed_server.requests) == requests
     rt.store.r.delete(rt.store.k("hostpause", "127.0.0.1"))
     feed_server.files["/busy.xml"] = Served(b"", status=500)
     delays = []
     for _ in range(3):
-        pipeline.poll_feed(rt, busy.id)
+        pipeline.poll_feed(rt.poller, busy.id)
         delays.append(round(next_poll_in(rt, busy.id) / 60))
     assert delays == [10, 20, 40]                     # 2nd, 3rd, 4th failure in a row
 
@@ -155,7 +155,7 @@ def test_feeds_status_command(tmp_path: Path, feed_server: FeedServer, redis_url
     rt = runtime(tmp_path, feed_server, redis_url, "/gone.xml", "/ok.xml", "/bad.xml")
     rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
     for feed in rt.config.feeds:
-        pipeline.poll_feed(rt, feed.id)
+        pipeline.poll_feed(rt.poller, feed.id)
     monkeypatch.setenv("NEWSWATCH_REDIS_URL", redis_url)
     monkeypatch.setenv("NEWSWATCH_KEY_PREFIX", rt.config.settings.key_prefix)
     assert main(["feeds", "status", "--config", str(rt.config.path)]) == 0
@@ -193,12 +193,12 @@ def test_operators_hear_of_gone_and_failing_feeds(tmp_path: Path, feed_server: F
           operator_alert_after: 3
         """, redis_url)
     down, gone = rt.config.feeds
-    notices = [pipeline.poll_feed(rt, down.id).notices for _ in range(4)]
+    notices = [pipeline.poll_feed(rt.poller, down.id).notices for _ in range(4)]
     assert [len(n) for n in notices] == [0, 0, 1, 0]          # once, at the 3rd failure
-    gone_notices = pipeline.poll_feed(rt, gone.id).notices
+    gone_notices = pipeline.poll_feed(rt.poller, gone.id).notices
     assert len(gone_notices) == 1
     for notice_id in (*notices[2], *gone_notices):
-        assert pipeline.deliver_alert(rt, notice_id).status == "delivered"
+        assert pipeline.deliver_alert(rt.deliverer, notice_id).status == "delivered"
     bodies = sorted((json.loads(p.read_text()) for p in (tmp_path / "ops").glob("*.json")),
                     key=lambda b: b["problem"])
     assert [(b["type"], b["problem"], b["feed"]["name"], b["error_class"],

@@ -127,10 +127,10 @@ def test_a_late_claim_does_not_send_again(tmp_path, redis_url, monkeypatch) -> N
     monkeypatch.setattr(rt.store.records, "claim", claim)
     results: dict[str, str] = {}
     b = threading.Thread(name="B", target=lambda: results.update(
-        B=pipeline.deliver_alert(rt, "race1").status))
+        B=pipeline.deliver_alert(rt.deliverer, "race1").status))
     b.start()
     assert b_waiting.wait(10)                 # B has read the state and waits for the claim
-    results["A"] = pipeline.deliver_alert(rt, "race1").status
+    results["A"] = pipeline.deliver_alert(rt.deliverer, "race1").status
     a_done.set()
     b.join(10)
     assert results == {"A": "delivered", "B": "skipped"}

@@ -11,7 +11,6 @@ import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -274,11 +273,11 @@ def test_member_round_trip_and_bounds() -> None:
 
 # -- the same rule in Redis -----------------------------------------------------------------
 
-def runtime(store: Store) -> Any:
-    """What assign_story reads of a runtime: the store, the window, the classifier (the shipped
-    topics' words, no model)."""
+def processor(store: Store) -> pipeline.Processor:
+    """The processing stage on a real store, with the shipped topics' words and no model."""
     config = load_config(CONFIG)
-    return SimpleNamespace(store=store, config=config, classifier=make_classifier(config, False))
+    classifier = make_classifier(config, False)
+    return pipeline.Processor(store, config, lambda: classifier)
 
 
 def partition(ids: list[str]) -> list[int]:
@@ -293,9 +292,9 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
     items += [(f"r{n}", entry(40 + n, t, s, T0 + timedelta(days=n, hours=1)))
               for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
     items += [(f"h{k}", e) for k, e in homecoming(T0 + timedelta(days=2), first=50)]
-    rt = runtime(store)
-    live = [pipeline.assign_story(rt, store.entries.key(e), e) for _, e in items]
-    offline = stories.cluster(items, vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
+    proc = processor(store)
+    live = [pipeline.assign_story(proc, store.entries.key(e), e) for _, e in items]
+    offline = stories.cluster(items, vocabulary=stories.Vocabulary(*proc.classifier().vocabulary))
     assert partition(live) == partition(offline)
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
     assert live[0] not in live[5:]          # four days on: outside the window, a new story
@@ -307,14 +306,14 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
 
 
 def test_concurrent_copies_make_one_story(store: Store) -> None:
-    rt = runtime(store)
+    proc = processor(store)
     items = [entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in enumerate(TRUCE)] * 3
     got: list[str] = []
     barrier = threading.Barrier(len(items))
 
     def assign(e: Entry) -> None:
         barrier.wait()
-        got.append(pipeline.assign_story(rt, store.entries.key(e), e))
+        got.append(pipeline.assign_story(proc, store.entries.key(e), e))
 
     threads = [threading.Thread(target=assign, args=(e,)) for e in items]
     for t in threads:
@@ -327,32 +326,33 @@ def test_concurrent_copies_make_one_story(store: Store) -> None:
 def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
     # Two workers at once: both read before either writes. The one that commits second read
     # an index the first has changed since, so it writes nothing and decides again.
-    rt = runtime(store)
+    proc = processor(store)
     first, second = (entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in
                      enumerate(TRUCE[:2]))
-    fp = stories.fingerprint(second, None, stories.Vocabulary(*rt.classifier.vocabulary))
+    fp = stories.fingerprint(second, None, stories.Vocabulary(*proc.classifier().vocabulary))
     scorer = stories.Scorer(fp, stories.DocFreq(1, dict.fromkeys(fp.words, 1)))
     with store.stories.claim(second.link, scorer.lookup_words()) as claim:
         assert claim.read(stories.candidates) == (None, [])       # nothing yet
-        story = pipeline.assign_story(rt, store.entries.key(first), first)   # the other worker
+        # the other worker
+        story = pipeline.assign_story(proc, store.entries.key(first), first)
         assert not claim.commit("s-stale", second, entry_key=store.entries.key(second),
                                 words=sorted(fp.words), signature=scorer.member.dumps(),
                                 index=scorer.lookup_words())
     assert not store.r.exists(store.k("story", "s-stale"))
-    assert pipeline.assign_story(rt, store.entries.key(second), second) == story
+    assert pipeline.assign_story(proc, store.entries.key(second), second) == story
     assert len(store.stories.entries(story)) == 2
 
 
 def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("worker.store.stories.STORIES_PER_WORD", 5)
-    rt = runtime(store)
+    proc = processor(store)
     for n in range(12):      # twelve different stories that all use "jeddah"
         e = entry(n, f"Jeddah event {n}: item{n} word{n} other{n}", "", T0)
-        pipeline.assign_story(rt, store.entries.key(e), e)
+        pipeline.assign_story(proc, store.entries.key(e), e)
     assert store.r.zcard(store.k("stok", "jeddah")) <= 6
     for n in range(12):      # and one story with twelve copies keeps eight fingerprints
         e = entry(100 + n, *TRUCE[0], T0 + timedelta(minutes=n))
-        story = pipeline.assign_story(rt, store.entries.key(e), e)
+        story = pipeline.assign_story(proc, store.entries.key(e), e)
     assert store.r.llen(store.k("storysig", story)) == stories.MAX_MEMBERS
     for key in store.r.scan_iter(store.k("*")):
         assert store.r.ttl(key) > 0, key        # everything leaves with the window
@@ -426,13 +426,13 @@ def test_the_model_speaks_for_the_same_story_only_within_a_day_or_so(
 def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:
     model = model_or_skip()
     config = load_config(CONFIG)
-    rt = SimpleNamespace(store=store, config=config,
-                         classifier=Classifier(config.topics, model))
+    classifier = Classifier(config.topics, model)
+    proc = pipeline.Processor(store, config, lambda: classifier)
     items = [entry(n, t, s, T0 + timedelta(hours=n)) for n, (t, s) in enumerate(TRUCE)]
     items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=1)))
-    rt.classifier.classify_many([(e.title, e.summary) for e in items])    # as process_entries
+    classifier.classify_many([(e.title, e.summary) for e in items])    # as process_entries
     computed = model.computed
-    got = [pipeline.assign_story(rt, store.entries.key(e), e) for e in items]
+    got = [pipeline.assign_story(proc, store.entries.key(e), e) for e in items]
     assert model.computed == computed     # the vectors classification made are used again
     assert got[0] == got[1] == got[2] != got[3]
     members = [stories.Member.loads(raw)
@@ -440,6 +440,6 @@ def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> 
     assert len(members) == 3 and all(m.vector is not None and len(m.vector) == 384
                                      for m in members)
     offline = stories.cluster([(str(n), e) for n, e in enumerate(items)],
-                              embed=stories.embedder_of(rt.classifier.embedder),
-                              vocabulary=stories.Vocabulary(*rt.classifier.vocabulary))
+                              embed=stories.embedder_of(proc.classifier().embedder),
+                              vocabulary=stories.Vocabulary(*proc.classifier().vocabulary))
     assert partition(got) == partition(offline)

@@ -76,7 +76,7 @@ def test_three_outlets_two_workers_one_alert(tmp_path: Path, feed_server: FeedSe
         # by the workers.
         rt = track(Runtime.create(replace(load_config(config), settings=load_config(
             config).settings.model_copy(update={"redis_url": redis_url}))))
-        [digest_id] = pipeline.due_work(rt, now=time.time() + 2 * 86400).alerts
+        [digest_id] = pipeline.due_work(rt.store, rt.config, now=time.time() + 2 * 86400).alerts
         producer.send_task("newswatch.deliver", args=[digest_id], queue="deliver")
         assert wait_for(lambda: len(list((tmp_path / "digests").glob("*.json"))) == 1, 30)
     finally:

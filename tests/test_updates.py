@@ -42,9 +42,9 @@ def test_updates_are_opt_in_material_and_capped(tmp_path: Path, feed_server: Fee
 
     def cycle(*items: bytes) -> list[tuple[str, bool, str]]:
         feed_server.files["/wire.xml"] = Served(feed(*items))
-        outcome = pipeline.poll_feed(rt, rt.config.feeds[0].id)
+        outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
         out = []
-        for alert_id in pipeline.process_entries(rt, list(outcome.new_entries)):
+        for alert_id in pipeline.process_entries(rt.processor, list(outcome.new_entries)):
             record = rt.store.records.load_alert(alert_id)
             assert record is not None
             out.append((record.alert.subscriber_id, record.alert.update,
@@ -66,7 +66,7 @@ def test_updates_are_opt_in_material_and_capped(tmp_path: Path, feed_server: Fee
     assert len(updates) == 2 and all(u[:2] == ("watcher", True) for u in updates)
     records = [rt.store.records.load_alert(a) for a in rt.store.records.alerts_since(0)]
     update_id = next(r.alert.id for r in records if r is not None and r.alert.update)
-    assert pipeline.deliver_alert(rt, update_id).status == "delivered"
+    assert pipeline.deliver_alert(rt.deliverer, update_id).status == "delivered"
     [eml] = (tmp_path / "a").glob("*.eml")
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["Subject"].startswith("[newswatch] Update · Ceasefire talks")

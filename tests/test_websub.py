@@ -97,7 +97,8 @@ def pushed(tmp_path: Path, feed_server: FeedServer, hub: WebSubHub,
           max_interval: 7200
         """, redis_url)
     received: list[list[str]] = []
-    server = websub.CallbackServer(rt, received.append, "127.0.0.1", port).start()
+    server = websub.CallbackServer(rt.store, rt.config, rt.parser, received.append,
+                                   "127.0.0.1", port).start()
     yield rt, received, topic
     server.stop()
 
@@ -112,33 +113,33 @@ def test_subscribe_verify_push_and_fall_back(pushed: tuple[Runtime, list[list[st
     rt, received, topic = pushed
     feed = rt.config.feeds[0]
     rt.store.feeds.sync_schedule([(feed.id, feed.interval)])
-    (outcome,) = pipeline.poll_feeds(rt, [feed.id])
+    (outcome,) = pipeline.poll_feeds(rt.poller, [feed.id])
     assert outcome.status == "ok" and outcome.subscribe == websub.Hub(hub.url, topic)
-    assert websub.subscribe(rt, feed.id, outcome.subscribe)
+    assert websub.subscribe(rt.store, rt.http, rt.config.settings, feed.id, outcome.subscribe)
     assert hub.requests[0]["hub.callback"].endswith(f"/websub/{feed.id}")
     assert wait_for(lambda: state(rt).state == "active", 10), hub.subscriptions
     assert hub.subscriptions[0].verified
     assert 3500 < state(rt).until - time.time() <= 3600
 
     # Active: the next poll asks nothing more and waits max_interval (pushes bring the news).
-    (again,) = pipeline.poll_feeds(rt, [feed.id])
+    (again,) = pipeline.poll_feeds(rt.poller, [feed.id])
     assert again.subscribe is None
     assert 7100 < (rt.store.feeds.next_poll_at(feed.id) or 0) - time.time() <= 7200
 
     # A signed push is taken in at once; a forged one is acknowledged and dropped.
     assert hub.publish(topic, feed_body(hub.url, topic, items=3)) == [202]
     assert len(received) == 1 and len(received[0]) == 2          # rounds 1 and 2 are new
-    alerts = pipeline.process_entries(rt, received[0])
+    alerts = pipeline.process_entries(rt.processor, received[0])
     assert len(alerts) == 2                                      # two more stories
     assert hub.publish(topic, feed_body(hub.url, topic, items=5), tamper=True) == [202]
     assert len(received) == 1 and rt.store.stats.totals().counts["push_rejected"] == 1
 
     # Near the lease's end: renewed by `maintain`.
     rt.store.feeds.set_websub(feed.id, until=time.time() + 60)
-    assert pipeline.due_work(rt).renewals == (feed.id,)
+    assert pipeline.due_work(rt.store, rt.config).renewals == (feed.id,)
     # Lapsed: polling takes its normal interval again, and asks the hub again.
     rt.store.feeds.set_websub(feed.id, until=time.time() - 1)
-    (lapsed,) = pipeline.poll_feeds(rt, [feed.id])
+    (lapsed,) = pipeline.poll_feeds(rt.poller, [feed.id])
     assert lapsed.status == "not_modified" and lapsed.subscribe == websub.Hub(hub.url, topic)
     assert (rt.store.feeds.next_poll_at(feed.id) or 0) - time.time() <= 600
 
@@ -185,7 +186,8 @@ def test_a_refusing_hub_leaves_polling_alone(pushed: tuple[Runtime, list[list[st
     rt, _, topic = pushed
     hub.refuse = 503
     feed = rt.config.feeds[0]
-    assert not websub.subscribe(rt, feed.id, websub.Hub(hub.url, topic))
+    assert not websub.subscribe(rt.store, rt.http, rt.config.settings, feed.id,
+                                websub.Hub(hub.url, topic))
     assert state(rt).state == "failed"
     assert websub.wants_subscription(rt.store.feeds.state(feed.id).websub,
                                      websub.Hub(hub.url, topic), time.time())

@@ -13,9 +13,11 @@ from email.message import EmailMessage
 from functools import partial
 from typing import Any, cast
 
+import httpx
+
 from . import feedback
 from .bodies import Body, RecordStatus
-from .config import SubscriberConfig
+from .config import Config, SubscriberConfig
 from .deliver import render
 from .deliver.apprise import send_apprise
 from .deliver.attempt import attempt
@@ -25,11 +27,20 @@ from .deliver.retry import decide_failure
 from .deliver.webhook import send_webhook
 from .errors import DeliveryError
 from .logs import alert_fields
-from .runtime import Runtime
-from .store import Records
+from .store import Records, Store
 
 log = logging.getLogger("worker.pipeline")
 WAITING = (RecordStatus.PENDING, RecordStatus.RETRYING)     # a record a delivery can take
+
+
+@dataclass(frozen=True)
+class Deliverer:
+    """What delivery uses, and nothing else: the records, the webhook client, the config's
+    subscribers and settings."""
+
+    store: Store
+    http: httpx.Client
+    config: Config
 
 
 @dataclass(frozen=True)
@@ -40,20 +51,20 @@ class DeliveryOutcome:
     error: str | None = None
 
 
-def deliver_alert(rt: Runtime, alert_id: str) -> DeliveryOutcome:
+def deliver_alert(d: Deliverer, alert_id: str) -> DeliveryOutcome:
     """Deliver one alert once; a failure is recorded, then retried later or dead-lettered."""
-    record = rt.store.records.record_state(alert_id)
+    record = d.store.records.record_state(alert_id)
     if record is None or record.status not in WAITING:
         return DeliveryOutcome(alert_id, "skipped")
-    s = rt.config.settings
+    s = d.config.settings
     # One worker at a time: the claim lapses only if its holder dies (it is extended while
     # the attempt lives, and the attempt has a hard deadline shorter than the claim).
     ttl = s.delivery_timeout + CLAIM_MARGIN
-    token = rt.store.records.claim(alert_id, ttl=ttl)
+    token = d.store.records.claim(alert_id, ttl=ttl)
     if token is None:
         return DeliveryOutcome(alert_id, "skipped")      # another worker has it right now
-    with _claim_kept(rt.store.records, alert_id, token, ttl):
-        return _deliver_claimed(rt, alert_id, token)
+    with _claim_kept(d.store.records, alert_id, token, ttl):
+        return _deliver_claimed(d, alert_id, token)
 
 
 CLAIM_MARGIN = 5.0        # seconds a delivery claim outlives its attempt's deadline
@@ -84,32 +95,32 @@ def _claim_kept(records: Records, alert_id: str, token: str, ttl: float) -> Iter
         thread.join()
 
 
-def _deliver_claimed(rt: Runtime, alert_id: str, token: str) -> DeliveryOutcome:
-    s = rt.config.settings
+def _deliver_claimed(d: Deliverer, alert_id: str, token: str) -> DeliveryOutcome:
+    s = d.config.settings
     # Read the state again under the claim: another task may have delivered it between our
     # first look and the claim (it releases the claim only after recording the delivery).
-    record = rt.store.records.record_state(alert_id)
+    record = d.store.records.record_state(alert_id)
     if record is None or record.status not in WAITING:
-        rt.store.records.release_claim(alert_id, token)
+        d.store.records.release_claim(alert_id, token)
         return DeliveryOutcome(alert_id, "skipped")
     try:
-        sub = rt.config.subscriber(record.subscriber_id)
+        sub = d.config.subscriber(record.subscriber_id)
     except KeyError:
-        rt.store.records.mark_failed(alert_id, "subscriber no longer configured",
+        d.store.records.mark_failed(alert_id, "subscriber no longer configured",
                                      retry_at=None, channel="none")
-        rt.store.records.release_claim(alert_id, token)
+        d.store.records.release_claim(alert_id, token)
         return DeliveryOutcome(alert_id, "dead", error="subscriber no longer configured")
     try:
-        _send(rt, sub, alert_id, record.kind)
-        rt.store.records.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
-        rt.store.stats.observe("delivery_latency", max(0.0, time.time() - record.created_at))
+        _send(d, sub, alert_id, record.kind)
+        d.store.records.mark_delivered(alert_id, sub.channel)   # before the claim goes: no resend
+        d.store.stats.observe("delivery_latency", max(0.0, time.time() - record.created_at))
     except DeliveryError as exc:
         now = time.time()
         failed = decide_failure(attempts=record.attempts, created_at=record.created_at,
                                 now=now, error=str(exc), retryable=exc.retryable,
                                 retry_after=exc.retry_after, base=s.retry_base_delay,
                                 cap=s.retry_max_delay, max_age=s.delivery_max_age_hours * 3600)
-        rt.store.records.mark_failed(alert_id, failed.error, retry_at=failed.retry_at,
+        d.store.records.mark_failed(alert_id, failed.error, retry_at=failed.retry_at,
                                      channel=sub.channel)
         log.warning("alert %s to %s (%s) attempt %d: %s", alert_id, sub.id, sub.channel,
                     failed.attempt, exc, extra=alert_fields(
@@ -119,18 +130,18 @@ def _deliver_claimed(rt: Runtime, alert_id: str, token: str) -> DeliveryOutcome:
             return DeliveryOutcome(alert_id, "dead", error=failed.error)
         return DeliveryOutcome(alert_id, "retrying", failed.retry_at - now, failed.error)
     finally:
-        rt.store.records.release_claim(alert_id, token)
+        d.store.records.release_claim(alert_id, token)
     log.info("alert %s delivered to %s (%s)", alert_id, sub.id, sub.channel,
              extra=alert_fields(alert_id, sub.id, sub.channel, kind=record.kind,
                                 outcome="delivered"))
     return DeliveryOutcome(alert_id, "delivered")
 
 
-def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None:
+def _send(d: Deliverer, sub: SubscriberConfig, record_id: str, kind: str) -> None:
     """One attempt through the subscriber's channel, within `delivery_timeout` in all. The
     targets of webhooks and chat URLs are untrusted: their connections pass the SSRF guard."""
-    s = rt.config.settings
-    body = _body(rt, record_id, kind)
+    s = d.config.settings
+    body = _body(d, record_id, kind)
     to = sub.email or f"{sub.id}@localhost"
 
     def make(body: Body, **kw: Any) -> EmailMessage:
@@ -144,7 +155,7 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
     send: Callable[[], object]
     if sub.webhook:
         assert sub.secret is not None
-        send = partial(send_webhook, rt.http, sub.webhook, sub.secret, body)
+        send = partial(send_webhook, d.http, sub.webhook, sub.secret, body)
     elif sub.email:
         assert s.smtp_url is not None
         send = partial(send_email, s.smtp_url, make(body, to=to, from_address=s.from_address,
@@ -154,27 +165,27 @@ def _send(rt: Runtime, sub: SubscriberConfig, record_id: str, kind: str) -> None
         send = partial(send_apprise, sub.apprise, body, timeout=s.fetch_timeout,
                        deadline=s.delivery_timeout)
     else:
-        send = partial(write_outbox, rt.config.resolve_path(sub.outbox or ""), body,
+        send = partial(write_outbox, d.config.resolve_path(sub.outbox or ""), body,
                        make(body, to=to, from_address=s.from_address))
     attempt(send, target=sub.target, guarded=guarded, seconds=s.delivery_timeout)
 
 
-def _body(rt: Runtime, record_id: str, kind: str) -> Body:
+def _body(d: Deliverer, record_id: str, kind: str) -> Body:
     """The webhook JSON of an alert (its story's copies read now) or of a digest (built when
     its period closed)."""
     if kind in ("digest", "notice"):
-        data = rt.store.records.record_data(record_id)
+        data = d.store.records.record_data(record_id)
         if data is None:
             raise DeliveryError(record_id, f"{kind} record has no data", retryable=False)
         return cast(Body, data)
-    record = rt.store.records.load_alert(record_id)
+    record = d.store.records.load_alert(record_id)
     if record is None:
         raise DeliveryError(record_id, "alert record has no data", retryable=False)
     alert = record.alert
     try:
-        feed = rt.config.feed(alert.entry.feed_id)
+        feed = d.config.feed(alert.entry.feed_id)
         feed_url, categories = feed.url, feed.categories
     except KeyError:
         feed_url, categories = alert.entry.feed_id, ()
-    return render.webhook_body(alert, feed_url, rt.store.stories.entries(alert.story_id).values(),
-                               categories, feedback.links(rt.config.settings, alert))
+    return render.webhook_body(alert, feed_url, d.store.stories.entries(alert.story_id).values(),
+                               categories, feedback.links(d.config.settings, alert))

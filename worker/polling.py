@@ -14,19 +14,30 @@ from urllib.parse import urlsplit
 
 from . import schedule, websub
 from .bodies import NoticeBody
-from .config import Feed
+from .config import Config, Feed
 from .errors import FetchError, ParseError
-from .fetch import FetchResult
+from .fetch import Fetcher, FetchResult
 from .logs import feed_fields
 from .models import iso
-from .parsepool import INLINE_BELOW, Intake, ParserCrash
-from .runtime import Runtime
-from .store import FeedState, Writes
+from .parsepool import INLINE_BELOW, Intake, Parser, ParserCrash
+from .store import FeedState, Store, Writes
 from .websub import Hub
 
 log = logging.getLogger("worker.pipeline")
 
 CLAIM_LEASE = 600.0     # a claimed feed whose poll never finishes is due again after this
+
+
+@dataclass
+class Poller:
+    """What polling uses, and nothing else: the feeds' state, the fetcher, the parser (its
+    process pool) and the config's feeds and settings."""
+
+    store: Store
+    fetcher: Fetcher
+    parser: Parser
+    config: Config
+    schedule_synced: bool = False    # the config's feeds are in the schedule (once a process)
 
 
 @dataclass(frozen=True)
@@ -39,17 +50,17 @@ class PollOutcome:
     subscribe: Hub | None = None     # a WebSub hub to subscribe to (websub.py)
 
 
-def due_feeds(rt: Runtime, now: float | None = None) -> list[str]:
+def due_feeds(poller: Poller, now: float | None = None) -> list[str]:
     """Claim the feeds whose next poll time has come (atomic across schedulers)."""
-    if not rt.schedule_synced:      # the feed list changes only with the config (a restart)
-        rt.store.feeds.sync_schedule((f.id, f.interval) for f in rt.config.feeds)
-        rt.schedule_synced = True
-    return rt.store.feeds.claim_due(now or time.time(), lease=CLAIM_LEASE)
+    if not poller.schedule_synced:      # the feed list changes only with the config (a restart)
+        poller.store.feeds.sync_schedule((f.id, f.interval) for f in poller.config.feeds)
+        poller.schedule_synced = True
+    return poller.store.feeds.claim_due(now or time.time(), lease=CLAIM_LEASE)
 
 
-def poll_feed(rt: Runtime, feed_id: str) -> PollOutcome:
+def poll_feed(poller: Poller, feed_id: str) -> PollOutcome:
     """Poll one feed (see `poll_feeds`)."""
-    return poll_feeds(rt, [feed_id])[0]
+    return poll_feeds(poller, [feed_id])[0]
 
 
 @dataclass(frozen=True)
@@ -72,20 +83,20 @@ class _Plan:
     started: float
 
 
-def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
+def poll_feeds(poller: Poller, feed_ids: list[str]) -> list[PollOutcome]:
     """Fetch the feeds concurrently and conditionally (fetch.py); then, feed by feed, parse the
     bodies that changed (over the cores: runtime's parser pool), take in the entries never
     seen before, and decide when to poll each next (schedule.py). One outcome per feed, in
     order; one feed's failure is recorded for that feed alone."""
-    states = rt.store.feeds.states(feed_ids)                 # reads: one round trip each
-    urls = {f: states[f].url or _configured_url(rt, f) for f in feed_ids}
-    paused = rt.store.feeds.hosts_paused_for(_host(u) for u in urls.values())
-    planned = [_plan(rt, f, states[f], urls[f], paused) for f in feed_ids]
+    states = poller.store.feeds.states(feed_ids)                 # reads: one round trip each
+    urls = {f: states[f].url or _configured_url(poller, f) for f in feed_ids}
+    paused = poller.store.feeds.hosts_paused_for(_host(u) for u in urls.values())
+    planned = [_plan(poller, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
     known = [p.state.body_hash for p in todo]
     pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
-    max_entries = rt.config.settings.max_entries
-    push = rt.config.settings.websub_callback is not None
+    max_entries = poller.config.settings.max_entries
+    push = poller.config.settings.websub_callback is not None
 
     async def take_in_if_changed(i: int, result: FetchResult) -> _Body:
         """Everything that needs a 200's bytes, done as they arrive (then they are let go)."""
@@ -95,19 +106,19 @@ def poll_feeds(rt: Runtime, feed_ids: list[str]) -> list[PollOutcome]:
         if digest == known[i]:
             return _Body(digest, hint, None, hub)   # the very same bytes: nothing to parse
         plan = todo[i]
-        return _Body(digest, hint, await rt.parser.take_in(
+        return _Body(digest, hint, await poller.parser.take_in(
             (result.body, plan.url, plan.feed.id, plan.feed.name, result.headers),
             max_entries=max_entries, pool=pool,
-            max_seconds=rt.config.settings.max_parse_seconds), hub)
+            max_seconds=poller.config.settings.max_parse_seconds), hub)
 
-    fetched = rt.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
+    fetched = poller.fetcher.fetch_then([(p.url, p.state.validators) for p in todo],
                                     take_in_if_changed, keep_bodies=False)
-    with rt.store.writes() as writes:                         # writes: one round trip
-        finished = iter([_finish(rt, writes, p, r, body)
+    with poller.store.writes() as writes:                         # writes: one round trip
+        finished = iter([_finish(poller, writes, p, r, body)
                          for p, (r, body) in zip(todo, fetched, strict=True)])
         for skipped in planned:                   # gone, paused, unknown: said why, not polled
             if isinstance(skipped, PollOutcome):
-                rt.store.feeds.record_skip(skipped.feed_id, skipped.status,
+                poller.store.feeds.record_skip(skipped.feed_id, skipped.status,
                                            skipped.error or "", writes=writes)
     outcomes = [p if isinstance(p, PollOutcome) else next(finished) for p in planned]
     _log_cycle(outcomes)
@@ -130,40 +141,40 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
-def _configured_url(rt: Runtime, feed_id: str) -> str:
+def _configured_url(poller: Poller, feed_id: str) -> str:
     try:
-        return rt.config.feed(feed_id).url
+        return poller.config.feed(feed_id).url
     except KeyError:
         return ""
 
 
-def _plan(rt: Runtime, feed_id: str, state: FeedState, url: str,
+def _plan(poller: Poller, feed_id: str, state: FeedState, url: str,
           paused: dict[str, float]) -> _Plan | PollOutcome:
     """What to fetch for a feed, or why not to (unknown, gone, its host asked us to wait)."""
     try:
-        feed = rt.config.feed(feed_id)
+        feed = poller.config.feed(feed_id)
     except KeyError:
-        rt.store.feeds.unschedule(feed_id)
+        poller.store.feeds.unschedule(feed_id)
         return PollOutcome(feed_id, "error", error=f"feed {feed_id} is no longer configured")
-    s = rt.config.settings
+    s = poller.config.settings
     if state.gone:
-        rt.store.feeds.unschedule(feed_id)
+        poller.store.feeds.unschedule(feed_id)
         return PollOutcome(feed_id, "gone", error=state.last_error)
     host = _host(url)
     if (wait := paused.get(host, 0.0)) > 0:                # the host asked us to wait
-        rt.store.feeds.schedule_next(feed_id, time.time() + wait)
+        poller.store.feeds.schedule_next(feed_id, time.time() + wait)
         return PollOutcome(feed_id, "deferred", error=f"{host} asked to wait {wait:.0f} s")
     bounds = schedule.Bounds(min(s.min_interval, feed.interval), max(s.max_interval,
                                                                      feed.interval))
     return _Plan(feed, state, url, bounds, state.interval or feed.interval, time.time())
 
 
-def _finish(rt: Runtime, w: Writes, plan: _Plan, result: FetchResult | FetchError,
+def _finish(poller: Poller, w: Writes, plan: _Plan, result: FetchResult | FetchError,
             body: _Body | None) -> PollOutcome:
     """Record one feed's poll and schedule its next one, as `schedule.decide_poll` says;
     writes go through the batch `w`."""
     feed, state, url = plan.feed, plan.state, plan.url
-    feed_id, s = feed.id, rt.config.settings
+    feed_id, s = feed.id, poller.config.settings
     now = time.time()
     got = _answer(feed, url, state, result, body)
     decision = schedule.decide_poll(
@@ -171,7 +182,7 @@ def _finish(rt: Runtime, w: Writes, plan: _Plan, result: FetchResult | FetchErro
                          state.moved_count, pushed=state.websub.active(now)),
         got, bounds=plan.bounds, started=plan.started,
         operator_alert_after=s.operator_alert_after)
-    feeds = rt.store.feeds
+    feeds = poller.store.feeds
     fetched = isinstance(got, schedule.Fetched)
     feeds.record_poll(feed_id, decision.status if fetched else "error", writes=w,
                       validators=result.validators if isinstance(result, FetchResult) else None,
@@ -189,8 +200,8 @@ def _finish(rt: Runtime, w: Writes, plan: _Plan, result: FetchResult | FetchErro
                   extra=feed_fields(feed_id, url, outcome="gone", status=410))
     else:
         feeds.schedule_next(feed_id, decision.next_poll_at, writes=w)
-    rt.store.stats.observe("poll_duration", result.elapsed, writes=w)
-    notices = _notify(rt, feed_id, feed.name, url, decision.notify, got,
+    poller.store.stats.observe("poll_duration", result.elapsed, writes=w)
+    notices = _notify(poller, feed_id, feed.name, url, decision.notify, got,
                       state.error_count + 1) if decision.notify else ()
     taken = body.taken if fetched and body else None
     new = taken.new if taken is not None and not isinstance(taken, Exception) else []
@@ -234,20 +245,20 @@ def _answer(feed: Feed, url: str, state: FeedState, result: FetchResult | FetchE
         return schedule.Failed(f"{url}: internal error: {detail}", kind=type(exc).__name__)
 
 
-def _notify(rt: Runtime, feed_id: str, name: str, url: str, problem: str,
+def _notify(poller: Poller, feed_id: str, name: str, url: str, problem: str,
             failure: schedule.Fetched | schedule.Failed, errors: int) -> tuple[str, ...]:
     """Tell the operators (settings.operators) that a feed is gone or keeps failing."""
     now = datetime.now(UTC)
     assert isinstance(failure, schedule.Failed)
     error_class, error = failure.kind, failure.error
     created = []
-    for operator in rt.config.settings.operators:
+    for operator in poller.config.settings.operators:
         notice_id = "n" + hashlib.sha256(
             f"{operator}\n{feed_id}\n{problem}\n{now.isoformat()}".encode()).hexdigest()[:23]
         body: NoticeBody = {"type": "feed_problem", "id": notice_id, "subscriber": operator,
                 "problem": problem, "feed": {"id": feed_id, "name": name, "url": url},
                 "error_class": error_class, "error": error, "errors_in_a_row": errors,
                 "detected_at": iso(now)}
-        if rt.store.records.create_notice(notice_id, body, operator):
+        if poller.store.records.create_notice(notice_id, body, operator):
             created.append(notice_id)
     return tuple(created)

@@ -151,7 +151,8 @@ def start_websub(rt: Runtime) -> Any:
     from . import websub
 
     host, port = websub.listen_address(listen)
-    server = websub.CallbackServer(rt, enqueue_entries, host, port).start()
+    server = websub.CallbackServer(rt.store, rt.config, rt.parser, enqueue_entries,
+                                    host, port).start()
     log.info("HTTP server (WebSub callbacks, feedback links) on %s:%d", host, port)
     return server
 
@@ -251,7 +252,7 @@ def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
     feed_ids = [f.id for f in rt.config.feeds]
     while time.monotonic() < deadline:
         if time.monotonic() >= next_maintain:
-            tasks.enqueue(pipeline.due_work(rt, idle=IDLE))
+            tasks.enqueue(pipeline.due_work(rt.store, rt.config, idle=IDLE))
             next_maintain = time.monotonic() + 0.25
         checked = rt.store.feeds.checked_at(feed_ids)
         polled = all(checked[f] >= start for f in feed_ids)

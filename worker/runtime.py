@@ -1,6 +1,8 @@
-"""What a worker process holds while it runs: config, store, compiled topics, HTTP client.
-
-Built once per process from the config file (NEWSWATCH_CONFIG) and settings (NEWSWATCH_*).
+"""What a worker process holds while it runs: config, store, compiled topics, HTTP client;
+and the stages built from them (a Poller, a Processor, a Deliverer), each given only what it
+uses. Built once per process from the config file (NEWSWATCH_CONFIG) and settings
+(NEWSWATCH_*); Celery tasks and `newswatch run` take the stages from here, the stages never
+reach back into it.
 """
 
 from __future__ import annotations
@@ -8,16 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from .classify import Classifier
 from .config import Config, Settings, load_config
 from .deliver.webhook import make_client
+from .delivery import Deliverer
 from .errors import ConfigError, NewswatchError
 from .fetch import Fetcher, Limits
 from .parsepool import Parser, StoreSpec
+from .pipeline import Processor
+from .polling import Poller
 from .store import Store
 
 
@@ -29,10 +34,17 @@ class Runtime:
     http: httpx.Client               # webhooks (feeds are fetched by `fetcher`)
     fetcher: Fetcher
     parser: Parser
-    schedule_synced: bool = False   # the config's feeds are in the schedule (once a process)
     redis_label: str = ""           # where its Redis is, for people (embedded or a URL)
     _models_seen: tuple[tuple[str, float], ...] = ()
     _models_checked: float = 0.0
+    poller: Poller = field(init=False)
+    processor: Processor = field(init=False)
+    deliverer: Deliverer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poller = Poller(self.store, self.fetcher, self.parser, self.config)
+        self.processor = Processor(self.store, self.config, self.current_classifier)
+        self.deliverer = Deliverer(self.store, self.http, self.config)
 
     def current_classifier(self) -> Classifier:
         """The classifier, made again when a topic's model file changed (`newswatch train`

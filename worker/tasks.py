@@ -114,7 +114,7 @@ def _kept(fn: Callable[..., T]) -> Callable[..., T]:
 @_periodic
 def schedule_due() -> int:
     rt = runtime.current()
-    feeds = pipeline.due_feeds(rt)
+    feeds = pipeline.due_feeds(rt.poller)
     enqueue_polls(feeds, rt.config.settings.poll_batch)
     return len(feeds)
 
@@ -128,7 +128,7 @@ def enqueue_polls(feed_ids: list[str], batch: int) -> None:
 @app.task(name="newswatch.poll_feeds", bind=True)
 @_kept
 def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
-    outcomes = pipeline.poll_feeds(runtime.current(), feed_ids)
+    outcomes = pipeline.poll_feeds(runtime.current().poller, feed_ids)
     keys: list[str] = []
     for outcome in outcomes:
         for notice_id in outcome.notices:
@@ -154,7 +154,7 @@ def poll_feed(feed_id: str) -> None:
 @app.task(name="newswatch.process_entries", bind=True)
 @_kept
 def process_entries(entry_keys: list[str]) -> int:
-    alerts = pipeline.process_entries(runtime.current(), entry_keys)
+    alerts = pipeline.process_entries(runtime.current().processor, entry_keys)
     for alert_id in alerts:
         deliver.delay(alert_id)
     return len(alerts)
@@ -166,13 +166,15 @@ def deliver(alert_id: str) -> str:
     # A failed attempt is scheduled in Redis (P:retry), not with a Celery countdown: Redis
     # redelivers unacked countdown tasks after the visibility timeout, and a 24 h schedule
     # would outlive it. `maintain` re-enqueues retries when they are due.
-    return pipeline.deliver_alert(runtime.current(), alert_id).status
+    return pipeline.deliver_alert(runtime.current().deliverer, alert_id).status
 
 
 @app.task(name="newswatch.websub_subscribe", bind=True)
 @_kept
 def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
-    return websub.subscribe(runtime.current(), feed_id, websub.Hub(hub, topic))
+    rt = runtime.current()
+    return websub.subscribe(rt.store, rt.http, rt.config.settings, feed_id,
+                            websub.Hub(hub, topic))
 
 
 @app.task(name="newswatch.websub_renew", bind=True)
@@ -180,13 +182,15 @@ def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
 def websub_renew(feed_id: str) -> bool:
     rt = runtime.current()
     hub = websub.known_hub(rt.store.feeds.websub([feed_id])[feed_id])
-    return websub.subscribe(rt, feed_id, hub) if hub else False
+    return websub.subscribe(rt.store, rt.http, rt.config.settings, feed_id,
+                            hub) if hub else False
 
 
 @app.task(name="newswatch.maintain")
 @_periodic
 def maintain() -> int:
-    work = pipeline.due_work(runtime.current())
+    rt = runtime.current()
+    work = pipeline.due_work(rt.store, rt.config)
     enqueue(work)
     return len(work.alerts) + len(work.entries)
 

@@ -39,11 +39,13 @@ import httpx
 
 from . import netguard
 from .logs import feed_fields
-from .runtime import Runtime
-from .store import WebSubState
+from .store import Store, WebSubState
 
 if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
     from aiohttp import web
+
+    from .config import Config, Settings
+    from .parsepool import Parser
 
 log = logging.getLogger(__name__)
 
@@ -139,35 +141,36 @@ def callback_url(base: str, feed_id: str) -> str:
     return f"{base.rstrip('/')}/websub/{feed_id}"
 
 
-def subscribe(rt: Runtime, feed_id: str, hub: Hub) -> bool:
+def subscribe(store: Store, http: httpx.Client, settings: Settings, feed_id: str,
+              hub: Hub) -> bool:
     """Ask the hub for a subscription (it verifies with a GET to our callback later)."""
-    s = rt.config.settings
+    s = settings
     if not s.websub_callback:
         return False
     secret = secrets.token_hex(32)
-    rt.store.feeds.set_websub(feed_id, hub=hub.hub, topic=hub.topic, secret=secret,
-                              state="pending", asked=time.time())
+    store.feeds.set_websub(feed_id, hub=hub.hub, topic=hub.topic, secret=secret,
+                           state="pending", asked=time.time())
     form = {"hub.mode": "subscribe", "hub.topic": hub.topic,
             "hub.callback": callback_url(s.websub_callback, feed_id),
             "hub.lease_seconds": str(s.websub_lease_seconds), "hub.secret": secret}
     guarded = not s.allow_private_networks      # the hub's URL comes from a feed: untrusted
     if guarded and (problem := netguard.url_problem(hub.hub)):
-        return _failed(rt, feed_id, hub, problem)
+        return _failed(store, feed_id, hub, problem)
     try:
         with netguard.outbound(guard=guarded, seconds=s.delivery_timeout) as scope:
-            response = rt.http.post(hub.hub, data=form)
+            response = http.post(hub.hub, data=form)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         reason = scope.refused[-1] if scope.refused else f"{type(exc).__name__}: {exc}"
-        return _failed(rt, feed_id, hub, reason)
+        return _failed(store, feed_id, hub, reason)
     if not 200 <= response.status_code < 300:
-        return _failed(rt, feed_id, hub, f"HTTP {response.status_code}")
+        return _failed(store, feed_id, hub, f"HTTP {response.status_code}")
     log.info("feed %s: subscription asked of hub %s", feed_id, hub.hub,
              extra=feed_fields(feed_id, hub.topic, outcome="websub_pending", hub=hub.hub))
     return True
 
 
-def _failed(rt: Runtime, feed_id: str, hub: Hub, reason: str) -> bool:
-    rt.store.feeds.set_websub(feed_id, state="failed", error=reason)
+def _failed(store: Store, feed_id: str, hub: Hub, reason: str) -> bool:
+    store.feeds.set_websub(feed_id, state="failed", error=reason)
     log.warning("feed %s: subscription to hub %s failed: %s (polling goes on)", feed_id,
                 hub.hub, reason, extra=feed_fields(feed_id, hub.topic, outcome="websub_failed",
                                                    hub=hub.hub))
@@ -185,10 +188,10 @@ def verify_signature(secret: str, header: str | None, body: bytes) -> bool:
     return hmac.compare_digest(expected, given.lower())
 
 
-def due_renewals(rt: Runtime, now: float) -> list[str]:
+def due_renewals(store: Store, config: Config, now: float) -> list[str]:
     """Active subscriptions whose lease ends within a tenth of its length (at least 5 min)."""
-    margin = max(300.0, rt.config.settings.websub_lease_seconds / 10)
-    states = rt.store.feeds.websub([f.id for f in rt.config.feeds])
+    margin = max(300.0, config.settings.websub_lease_seconds / 10)
+    states = store.feeds.websub([f.id for f in config.feeds])
     return [feed_id for feed_id, ws in states.items()
             if ws.state == "active" and ws.until - margin <= now]
 
@@ -198,21 +201,22 @@ def due_renewals(rt: Runtime, now: float) -> list[str]:
 OnEntries = Callable[[list[str]], None]
 
 
-def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
+def make_app(store: Store, config: Config, parser: Parser,
+             on_entries: OnEntries) -> web.Application:
     """The HTTP endpoints: WebSub's callback (GET verifies intent, POST takes in pushed
     content) and the readers' feedback links."""
     from aiohttp import web
 
-    app = web.Application(client_max_size=rt.config.settings.max_feed_bytes)
-    known_feeds = {feed.id for feed in rt.config.feeds}
+    app = web.Application(client_max_size=config.settings.max_feed_bytes)
+    known_feeds = {feed.id for feed in config.feeds}
 
     async def verify(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
-        ws = (await asyncio.to_thread(rt.store.feeds.websub, [feed_id]))[feed_id]
+        ws = (await asyncio.to_thread(store.feeds.websub, [feed_id]))[feed_id]
         answer = verification(ws, request.query, time.time(),
-                              rt.config.settings.websub_lease_seconds)
+                              config.settings.websub_lease_seconds)
         if answer.update:
-            await asyncio.to_thread(partial(rt.store.feeds.set_websub, feed_id,
+            await asyncio.to_thread(partial(store.feeds.set_websub, feed_id,
                                             **answer.update))
         if answer.update.get("state") == "active":
             log.info("feed %s: subscription verified (until %s)", feed_id,
@@ -225,7 +229,7 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
         if feed_id not in known_feeds:             # removed from the config: hub, stop
             return web.Response(status=410, text="no such feed")
         body = await request.read()            # at most client_max_size (1 MB)
-        new = await _take_in_push(rt, feed_id, body, request.headers)
+        new = await _take_in_push(store, config, parser, feed_id, body, request.headers)
         if new:
             await asyncio.to_thread(on_entries, new)
         return web.Response(status=202, text="")
@@ -234,33 +238,33 @@ def make_app(rt: Runtime, on_entries: OnEntries) -> web.Application:
     app.router.add_post("/websub/{feed_id}", content)
     from . import feedback
 
-    feedback.add_routes(app, rt.store, rt.config)     # readers' links, when configured
+    feedback.add_routes(app, store, config)     # readers' links, when configured
     return app
 
 
-async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
-                        headers: Mapping[str, str]) -> list[str]:
+async def _take_in_push(store: Store, config: Config, parser: Parser, feed_id: str,
+                        body: bytes, headers: Mapping[str, str]) -> list[str]:
     """A pushed body's new entries, stored; nothing for an unknown feed or a bad signature.
     Parsed like a polled body (a large one in a parser process, within max_parse_seconds)."""
     try:
-        feed = rt.config.feed(feed_id)
+        feed = config.feed(feed_id)
     except KeyError:
         return []
-    ws = (await asyncio.to_thread(rt.store.feeds.websub, [feed_id]))[feed_id]
+    ws = (await asyncio.to_thread(store.feeds.websub, [feed_id]))[feed_id]
     if not verify_signature(ws.secret, headers.get("X-Hub-Signature"), body):
-        rt.store.stats.count("push_rejected")
+        store.stats.count("push_rejected")
         log.warning("feed %s: pushed content without a valid signature, dropped", feed.name,
                     extra=feed_fields(feed_id, feed.url, outcome="push_rejected"))
         return []
-    taken = await rt.parser.take_in((body, ws.topic or feed.url, feed_id, feed.name,
-                                     dict(headers)), max_entries=rt.config.settings.max_entries,
-                                    pool=False, max_seconds=rt.config.settings.max_parse_seconds)
+    taken = await parser.take_in((body, ws.topic or feed.url, feed_id, feed.name,
+                                  dict(headers)), max_entries=config.settings.max_entries,
+                                 pool=False, max_seconds=config.settings.max_parse_seconds)
     if isinstance(taken, Exception):
         log.warning("feed %s: pushed content: %s", feed.name, taken,
                     extra=feed_fields(feed_id, feed.url, outcome="push_error"))
         return []
-    rt.store.stats.count("push_received")
-    rt.store.stats.count("entries_new", len(taken.new))
+    store.stats.count("push_received")
+    store.stats.count("entries_new", len(taken.new))
     log.info("feed %s: %d pushed entries, %d new", feed.name, taken.entries, len(taken.new),
              extra=feed_fields(feed_id, feed.url, outcome="pushed",
                                new_entries=len(taken.new)))
@@ -270,11 +274,12 @@ async def _take_in_push(rt: Runtime, feed_id: str, body: bytes,
 class CallbackServer:
     """The callback endpoint on its own thread and event loop (inside `newswatch run`)."""
 
-    def __init__(self, rt: Runtime, on_entries: OnEntries, host: str, port: int) -> None:
+    def __init__(self, store: Store, config: Config, parser: Parser, on_entries: OnEntries,
+                 host: str, port: int) -> None:
         from aiohttp import web
 
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(make_app(rt, on_entries), access_log=None)
+        self.runner = web.AppRunner(make_app(store, config, parser, on_entries), access_log=None)
         self.host, self.port = host, port
         self.thread = threading.Thread(target=self.loop.run_forever, name="http",
                                        daemon=True)
