@@ -61,3 +61,13 @@ def test_no_module_outgrew_one_reading() -> None:
     long = {name: n for name, path in modules().items()
             if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert set(long) <= OVER, long
+
+
+def test_the_stages_never_reach_into_the_runtime() -> None:
+    """The runtime builds the stages from its parts; no stage imports it back (a stage that
+    did could read anything through it, and its tests would need a whole runtime faked)."""
+    known = modules()
+    stages = ["worker.polling", "worker.pipeline", "worker.delivery", "worker.websub",
+              "worker.stories", "worker.feedback", "worker.training", "worker.digest"]
+    reaching = [name for name in stages if "worker.runtime" in imports(name, known[name], known)]
+    assert reaching == []
