@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,3 +115,43 @@ def test_a_crash_during_assembly_loses_and_repeats_nothing(
     assert pipeline.due_work(rt.store, rt.config, now=later + 86400).alerts == ()
     bodies = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
     assert len(bodies) == 1 and bodies[0]["stories"] == 2
+
+
+def test_a_thread_is_one_heading_in_the_digest() -> None:
+    """Related alerts of one thread sit under its first alert; one whose thread began before
+    the period heads its own line and names what it is related to. Every renderer shows it."""
+    from dataclasses import replace
+
+    from worker.deliver import render
+    from worker.deliver.chat import chat_message
+    from worker.models import Alert, Entry, Match, Related
+
+    at = datetime(2025, 1, 4, 10, tzinfo=UTC)
+    match = (Match("ceasefire-talks", "Ceasefire talks", 1.0),)
+
+    def alert(n: int, title: str, **kw: object) -> Alert:
+        e = Entry("f", f"g{n}", title, "", f"https://x.example/{n}", at, f"Outlet {n}", "en")
+        return replace(Alert(f"a{n}", "desk", f"s{n}", e, match, at + timedelta(minutes=n)),
+                       **kw)
+
+    first = alert(1, "Talks resume in Doha")
+    later = alert(2, "Negotiators meet again in Doha", thread="s1", reply_to="a1",
+                  related=Related("s1", "Talks resume in Doha", None))
+    older = alert(3, "Truce extended in Yemen", thread="s0",
+                  related=Related("s0", "Yemen truce talks open", None))
+    from worker.digest import digest_body
+
+    body = digest_body("desk", period_of(at, "daily", "UTC"),
+                       [(later, []), (older, []), (first, [])])
+    [topic] = body["topics"]
+    assert [s["title"] for s in topic["stories"]] == ["Talks resume in Doha",
+                                                      "Truce extended in Yemen"]
+    assert [s["title"] for s in topic["stories"][0]["related"]] == [
+        "Negotiators meet again in Doha"]
+    assert topic["stories"][1]["related_to"]["title"] == "Yemen truce talks open"
+    assert body["stories"] == 3
+    msg = render.digest_email(body, to="desk@example.org", from_address="nw@example.org")
+    text = msg.get_body(("plain",)).get_content()
+    assert "    ↳ Negotiators meet again in Doha" in text and "related to: Yemen truce" in text
+    assert "Negotiators meet again in Doha" in msg.get_body(("html",)).get_content()
+    assert "  - ↳ [Negotiators meet again in Doha]" in chat_message(body)[1]

@@ -51,7 +51,38 @@ def test_webhook_body_contract() -> None:
                                        {"title": "same link", "url": "https://a.example/1",
                                         "source": "Mirror"}]},
         "detected_at": "2025-01-04T14:06:00Z",
+        "thread": "s1", "related_to": None, "reply_to": None,
     }
+
+
+def test_a_related_alert_says_so_and_replies_in_its_thread() -> None:
+    """A report newswatch is not sure is the same event as an earlier story: alerted, naming
+    that story, and threaded under this subscriber's first alert of it in every channel."""
+    from dataclasses import replace as copy_of
+
+    from worker.deliver.chat import chat_message
+    from worker.models import Related
+
+    related = copy_of(alert("Israeli strikes across Lebanon as ceasefire deal is reported"),
+                      id="al2", story_id="s2", thread="s1", reply_to="al1",
+                      related=Related("s1", "Israel cabinet to meet on Lebanon ceasefire deal",
+                                      "https://a.example/0"))
+    assert Alert.from_dict(json.loads(json.dumps(related.to_dict()))) == related
+    body = render.webhook_body(related, "https://wire.example/rss")
+    assert body["thread"] == "s1" and body["reply_to"] == "al1"
+    assert body["related_to"] == {"story": "s1", "url": "https://a.example/0",
+                                  "title": "Israel cabinet to meet on Lebanon ceasefire deal"}
+    msg = render.email_message(body, to="desk@example.org", from_address="nw@example.org")
+    assert msg["Message-ID"] == "<al2@newswatch>"
+    assert msg["In-Reply-To"] == msg["References"] == "<al1@newswatch>"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "Related to: Israel cabinet to meet on Lebanon ceasefire deal" in text
+    assert "Related to:" in html and "https://a.example/0" in html
+    assert "Related to:" in chat_message(body)[1]
+    first = render.email_message(render.webhook_body(alert(), "https://wire.example/rss"),
+                                 to="desk@example.org", from_address="nw@example.org")
+    assert first["In-Reply-To"] is None       # the first of its thread replies to nothing
 
 
 def test_signature_verifies_with_the_reference_library() -> None:

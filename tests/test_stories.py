@@ -44,6 +44,16 @@ UNRELATED = ("Storm cuts power to thousands of homes in Wales",
              "Engineers worked through the night as winds of 90mph brought down lines.")
 
 
+def story_ids(items: Any, **kw: Any) -> list[str]:
+    """The story of each item (`newswatch stories`' "story"): folded together only when sure."""
+    return [a.story for a in stories.cluster(items, **kw)]
+
+
+def threads(items: Any, **kw: Any) -> list[str]:
+    """The thread of each item: its story, or the story it was threaded under."""
+    return [a.thread for a in stories.cluster(items, **kw)]
+
+
 def entry(n: int, title: str, summary: str, when: datetime | None, link: str | None = None,
           ) -> Entry:
     return Entry(f"feed{n}", f"g{n}", title, summary, link or f"https://outlet{n}.example/{n}",
@@ -58,7 +68,7 @@ def day_of_news() -> list[tuple[str, Entry]]:
 
 
 def test_rewrites_of_one_event_are_one_story_and_other_events_are_not() -> None:
-    got = stories.cluster(day_of_news())
+    got = threads(day_of_news())
     assert got[0] == got[1] == got[2]
     assert len({got[0], got[3], got[4]}) == 3
 
@@ -69,21 +79,21 @@ def test_the_same_words_days_later_are_a_new_story() -> None:
              ("b", entry(2, title, summary, T0 + timedelta(days=5))),      # outside 72 h
              ("c", entry(3, title.replace("Jeddah", "renewed Jeddah"), summary,
                          T0 + timedelta(days=2)))]
-    got = stories.cluster(items)
+    got = threads(items)
     assert got == ["a", "b", "a"]      # identical copy two days on still joins; five days: no
     # A looser rewrite is only close enough when close in time as well.
     loose = [("a", entry(1, *TRUCE[0], T0)), ("b", entry(2, *TRUCE[1], T0 + timedelta(days=2)))]
-    assert stories.cluster(loose) == ["a", "b"]
+    assert threads(loose) == ["a", "b"]
 
 
 def test_undated_reports_need_more_resemblance() -> None:
     dated = [(str(n), entry(n, t, s, T0 + timedelta(hours=n))) for n, (t, s) in
              enumerate(TRUCE[:2])]
     undated = [(str(n), entry(n, t, s, None)) for n, (t, s) in enumerate(TRUCE[:2])]
-    assert len(set(stories.cluster(dated))) == 1
-    assert len(set(stories.cluster(undated))) == 2
+    assert len(set(threads(dated))) == 1
+    assert len(set(threads(undated))) == 2
     same = [("a", entry(1, *TRUCE[0], None)), ("b", entry(2, *TRUCE[0], None))]
-    assert stories.cluster(same) == ["a", "a"]
+    assert threads(same) == ["a", "a"]
 
 
 def test_words_every_story_uses_weigh_little() -> None:
@@ -100,11 +110,11 @@ def test_words_every_story_uses_weigh_little() -> None:
     b = ("b", entry(21, "Gaza ceasefire talks: strikes hit Khan Younis",
                     "Israeli strikes hit homes overnight, killing at least 12 people, health "
                     "officials said.", T0))
-    got = stories.cluster([*week, a, b])
+    got = threads([*week, a, b])
     assert len({got[-1], got[-2]}) == 2
     # Alone, with nothing else to compare them to, the shared words count as much as any.
     lone = [(k, replace(e, summary="")) for k, e in (a, b)]
-    assert stories.cluster(lone) == ["a", "a"]
+    assert threads(lone) == ["a", "a"]
 
 
 def test_words_the_topics_look_for_do_not_make_one_event() -> None:
@@ -117,12 +127,12 @@ def test_words_the_topics_look_for_do_not_make_one_event() -> None:
                        "The fishermen abducted in Gaza were released.", T0 + timedelta(hours=1)))
     # Every alert of a hostage-release topic says "kidnapped", "freed", "released": two
     # releases in two countries share nothing else, and stay two stories.
-    assert stories.cluster([mali, gaza], vocabulary=vocabulary) == ["a", "b"]
-    assert stories.cluster([mali, gaza]) == ["a", "a"]     # without the topics' words: merged
+    assert threads([mali, gaza], vocabulary=vocabulary) == ["a", "b"]
+    assert threads([mali, gaza]) == ["a", "a"]     # without the topics' words: merged
     again = ("c", entry(3, "Aid workers kidnapped in Mali are free",
                         "Mali's government said the abducted aid workers were released.",
                         T0 + timedelta(hours=2)))
-    assert stories.cluster([mali, gaza, again], vocabulary=vocabulary) == ["a", "b", "a"]
+    assert threads([mali, gaza, again], vocabulary=vocabulary) == ["a", "b", "a"]
 
 
 ROUNDS = [   # a truce's daily handovers: wire copy that differs in little but the round
@@ -143,11 +153,13 @@ def test_reports_that_number_rounds_differently_are_two_events() -> None:
              ("c", entry(3, *second, T0 + timedelta(days=1))),
              ("d", entry(4, "Second group of hostages freed on day 2 of the truce", second[1],
                          T0 + timedelta(days=1, hours=1)))]
-    assert stories.cluster(items) == ["a", "a", "c", "c"]
+    got = story_ids(items)
+    assert {got[2], got[3]}.isdisjoint({got[0], got[1]})     # never folded into the first round
+    assert threads(items) == ["a", "a", "a", "a"]            # alerted, in the first round's thread
     # The same reports without their numbers are alike enough to be one story: the words are.
     bare = [(k, replace(e, title=e.title.replace("first ", "").replace("second ", "")))
             for k, e in items[:3]]
-    assert stories.cluster(bare) == ["a", "a", "a"]
+    assert threads(bare) == ["a", "a", "a"]
 
 
 HOMECOMING = [   # a hostage freed one day, home the next: the second day's news is new news
@@ -177,11 +189,13 @@ def shipped_vocabulary() -> stories.Vocabulary:
 
 def test_reports_that_date_their_news_differently_are_two_events() -> None:
     items = homecoming()
-    assert stories.cluster(items) == ["a", "a", "c", "c"]
+    got = story_ids(items)
+    assert {got[2], got[3]}.isdisjoint({got[0], got[1]})     # the homecoming is news of its own
+    assert threads(items) == ["a", "a", "a", "a"]            # in the release's thread
     # Without their weekdays the words make it one story: release and homecoming alike.
     undated = [(k, replace(e, summary=e.summary.replace(" on Monday", "")
                            .replace(" on Tuesday", ""))) for k, e in items]
-    assert stories.cluster(undated) == ["a", "a", "a", "a"]
+    assert threads(undated) == ["a", "a", "a", "a"]
 
 
 def test_day_by_day_sequences_keep_their_days_apart() -> None:
@@ -192,13 +206,14 @@ def test_day_by_day_sequences_keep_their_days_apart() -> None:
     items = [(r["id"], entry(n, r["title"], r["summary"], datetime.fromisoformat(r["published"])))
              for n, r in enumerate(rows)]
     vocabulary = shipped_vocabulary()
-    said = dict(zip([r["id"] for r in rows], stories.cluster(items, vocabulary=vocabulary),
-                    strict=True))
-    same = [(a["story"] == b["story"], said[a["id"]] == said[b["id"]])
+    placed = dict(zip([r["id"] for r in rows], stories.cluster(items, vocabulary=vocabulary),
+                      strict=True))
+    same = [(a["story"] == b["story"], placed[a["id"]].story == placed[b["id"]].story,
+             placed[a["id"]].thread == placed[b["id"]].thread)
             for a, b in itertools.combinations(rows, 2)]
-    assert not any(joined and not true for true, joined in same)
-    found = sum(joined for true, joined in same if true)
-    assert found / sum(true for true, _ in same) >= 0.9
+    assert not any(folded and not true for true, folded, _ in same)      # nothing hidden
+    found = sum(threaded for true, _, threaded in same if true)
+    assert found / sum(true for true, _, _ in same) >= 0.9
 
 
 def test_a_daily_roundup_is_a_story_a_day() -> None:
@@ -206,9 +221,10 @@ def test_a_daily_roundup_is_a_story_a_day() -> None:
     days = [(f"d{n}", entry(n, f"Sudan war: list of key events, day {1_026 + n:,}",
                             "Here is where things stand as the war between the army and the RSF "
                             "goes on.", T0 + timedelta(days=n))) for n in range(3)]
-    assert stories.cluster(days) == ["d0", "d1", "d2"]
+    assert story_ids(days) == ["d0", "d1", "d2"]          # each day alerted
+    assert threads(days) == ["d0", "d0", "d0"]            # in one thread
     unnumbered = [(k, replace(e, title=e.title.rpartition(",")[0])) for k, e in days]
-    assert stories.cluster(unnumbered) == ["d0", "d0", "d0"]   # the words alone: one story
+    assert threads(unnumbered) == ["d0", "d0", "d0"]   # the words alone: one story
 
 
 def test_what_a_report_numbers() -> None:
@@ -251,7 +267,7 @@ def test_a_copy_of_a_known_page_joins_without_comparing() -> None:
     link = "https://wire.example/sudan-truce"
     items = [("a", entry(1, *TRUCE[0], T0, link)),
              ("b", entry(2, "Live: Sudan latest", "", T0 + timedelta(days=1), link))]
-    assert stories.cluster(items) == ["a", "a"]
+    assert threads(items) == ["a", "a"]
 
 
 def test_member_round_trip_and_bounds() -> None:
@@ -268,7 +284,7 @@ def test_member_round_trip_and_bounds() -> None:
     # A story is compared through its first copies only: a long-running story cannot drift.
     many = [(str(n), entry(n, TRUCE[0][0], TRUCE[0][1], T0 + timedelta(minutes=n)))
             for n in range(stories.MAX_MEMBERS + 5)]
-    assert set(stories.cluster(many)) == {"0"}
+    assert set(threads(many)) == {"0"}
 
 
 # -- the same rule in Redis -----------------------------------------------------------------
@@ -293,22 +309,26 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
               for n, (t, s) in enumerate(ROUNDS)]               # alike, but numbered apart
     items += [(f"h{k}", e) for k, e in homecoming(T0 + timedelta(days=2), first=50)]
     proc = processor(store)
-    live = [pipeline.assign_story(proc, store.entries.key(e), e) for _, e in items]
+    placed = [pipeline.assign_story(proc, store.entries.key(e), e) for _, e in items]
     offline = stories.cluster(items, vocabulary=stories.Vocabulary(*proc.classifier().vocabulary))
-    assert partition(live) == partition(offline)
+    assert partition([a.story for a in placed]) == partition([a.story for a in offline])
+    assert partition([a.thread for a in placed]) == partition([a.thread for a in offline])
+    assert [a.outcome for a in placed] == [a.outcome for a in offline]
+    live = [a.thread for a in placed]
     assert live[0] == live[1] == live[2] and len({live[0], live[3], live[4]}) == 3
     assert live[0] not in live[5:]          # four days on: outside the window, a new story
-    rounds, home = live[-6:-4], live[-4:]
+    story = [a.story for a in placed]
+    rounds, home = story[-6:-4], story[-4:]
     assert rounds[0] != rounds[1]
-    assert home[0] == home[1] != home[2] == home[3]   # dated apart
-    copies = store.stories.entries(live[0])
-    assert sorted(e.title for e in copies.values()) == sorted(t for t, _ in TRUCE)
+    assert {home[2], home[3]}.isdisjoint({home[0], home[1]})     # dated apart
+    copies = store.stories.entries(story[0])
+    assert TRUCE[0][0] in {e.title for e in copies.values()}
 
 
 def test_concurrent_copies_make_one_story(store: Store) -> None:
     proc = processor(store)
     items = [entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in enumerate(TRUCE)] * 3
-    got: list[str] = []
+    got: list[stories.Assignment] = []
     barrier = threading.Barrier(len(items))
 
     def assign(e: Entry) -> None:
@@ -320,7 +340,8 @@ def test_concurrent_copies_make_one_story(store: Store) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(got) == len(items) and len(set(got)) == 1
+    assert len(got) == len(items) and len({a.thread for a in got}) == 1     # one thread
+    assert len({a.story for a in got}) == len(TRUCE)       # each page one story, whoever won
 
 
 def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
@@ -339,8 +360,9 @@ def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
                                 words=sorted(fp.words), signature=scorer.member.dumps(),
                                 index=scorer.lookup_words())
     assert not store.r.exists(store.k("story", "s-stale"))
-    assert pipeline.assign_story(proc, store.entries.key(second), second) == story
-    assert len(store.stories.entries(story)) == 2
+    again = pipeline.assign_story(proc, store.entries.key(second), second)
+    assert again.thread == story.story and again.related_to == story.story   # decided again
+    assert len(store.stories.entries(story.story)) == 1
 
 
 def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,7 +374,7 @@ def test_index_memory_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) 
     assert store.r.zcard(store.k("stok", "jeddah")) <= 6
     for n in range(12):      # and one story with twelve copies keeps eight fingerprints
         e = entry(100 + n, *TRUCE[0], T0 + timedelta(minutes=n))
-        story = pipeline.assign_story(proc, store.entries.key(e), e)
+        story = pipeline.assign_story(proc, store.entries.key(e), e).story
     assert store.r.llen(store.k("storysig", story)) == stories.MAX_MEMBERS
     for key in store.r.scan_iter(store.k("*")):
         assert store.r.ttl(key) > 0, key        # everything leaves with the window
@@ -376,14 +398,14 @@ def test_semantic_evidence_brings_paraphrases_together() -> None:
                         "Diplomats from Riyadh and Washington went back and forth between the "
                         "army and the paramilitary RSF.", T0 + timedelta(hours=3))),
             ("c", entry(3, *UNRELATED, T0 + timedelta(hours=1)))]
-    assert stories.cluster(para, embed=embed) == ["a", "a", "c"]
+    assert threads(para, embed=embed) == ["a", "a", "c"]
     # Its vectors are kept as int8: a cosine moves by about 0.01 at most.
     texts = [TRUCE[0][0], TRUCE[1][0], UNRELATED[0]]
     exact = model_or_skip().embed(texts)
     small = embed(texts)
     assert len(small[0]) == 384
     for i, j in ((0, 1), (0, 2)):
-        assert stories._semantic(small[i], small[j]) == pytest.approx(
+        assert stories.semantic_cosine(small[i], small[j]) == pytest.approx(
             float(exact[i] @ exact[j]), abs=0.01)
 
 
@@ -392,10 +414,11 @@ def test_the_model_does_not_join_what_is_numbered_apart() -> None:
     embed = stories.embedder_of(model_or_skip())
     items = [(str(n), entry(n, t, s, T0 + timedelta(days=n))) for n, (t, s) in enumerate(ROUNDS)]
     a, b = embed([stories.embedding_text(e) for _, e in items])
-    assert stories._semantic(a, b) > 0.85
-    assert stories.cluster(items, embed=embed) == ["0", "1"]
+    assert stories.semantic_cosine(a, b) > 0.85
+    assert story_ids(items, embed=embed) == ["0", "1"]
     # Nor a release and the homecoming a day later, dated apart ("on Monday", "on Tuesday").
-    assert stories.cluster(homecoming(), embed=embed) == ["a", "a", "c", "c"]
+    got = story_ids(homecoming(), embed=embed)
+    assert {got[2], got[3]}.isdisjoint({got[0], got[1]})
 
 
 SUDAN_PARAPHRASES = [
@@ -417,10 +440,10 @@ def test_the_model_speaks_for_the_same_story_only_within_a_day_or_so(
         return [(str(n), entry(n, t, s, T0 + timedelta(hours=hours * n)))
                 for n, (t, s) in enumerate(SUDAN_PARAPHRASES)]
 
-    assert stories.cluster(apart(3), embed=embed) == ["0", "0"]
-    assert stories.cluster(apart(48), embed=embed) == ["0", "1"]
-    monkeypatch.setattr(stories, "SEMANTIC_DAYS", 1e9)     # were its evidence to last
-    assert stories.cluster(apart(48), embed=embed) == ["0", "0"]
+    assert threads(apart(3), embed=embed) == ["0", "0"]
+    assert threads(apart(48), embed=embed) == ["0", "1"]
+    monkeypatch.setattr("worker.stories.decide.SEMANTIC_DAYS", 1e9)   # were it to last
+    assert threads(apart(48), embed=embed) == ["0", "0"]
 
 
 def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:
@@ -432,14 +455,36 @@ def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> 
     items.append(entry(7, *SAME_TOPIC_OTHER_EVENT, T0 + timedelta(hours=1)))
     classifier.classify_many([(e.title, e.summary) for e in items])    # as process_entries
     computed = model.computed
-    got = [pipeline.assign_story(proc, store.entries.key(e), e) for e in items]
+    placed = [pipeline.assign_story(proc, store.entries.key(e), e) for e in items]
     assert model.computed == computed     # the vectors classification made are used again
+    got = [a.thread for a in placed]
     assert got[0] == got[1] == got[2] != got[3]
-    members = [stories.Member.loads(raw)
-               for raw in store.r.lrange(store.k("storysig", got[0]), 0, -1)]
+    members = [stories.Member.loads(raw) for story in dict.fromkeys(a.story for a in placed[:3])
+               for raw in store.r.lrange(store.k("storysig", story), 0, -1)]
     assert len(members) == 3 and all(m.vector is not None and len(m.vector) == 384
                                      for m in members)
-    offline = stories.cluster([(str(n), e) for n, e in enumerate(items)],
-                              embed=stories.embedder_of(proc.classifier().embedder),
-                              vocabulary=stories.Vocabulary(*proc.classifier().vocabulary))
+    offline = threads([(str(n), e) for n, e in enumerate(items)],
+                      embed=stories.embedder_of(proc.classifier().embedder),
+                      vocabulary=stories.Vocabulary(*proc.classifier().vocabulary))
     assert partition(got) == partition(offline)
+
+
+def test_a_related_report_is_alerted_in_the_thread_of_the_first(store: Store) -> None:
+    """Through the worker's fan-out on Redis: the first report starts a thread; a rewrite
+    newswatch is not sure of is alerted too (never hidden), naming the first story and
+    replying to its alert; a copy of the same page is folded, no alert."""
+    from worker.models import Match
+
+    proc = processor(store)
+    match = [Match("ceasefire-talks", "Ceasefire talks", 1.0)]
+    first, second = (entry(n, t, s, T0 + timedelta(hours=n)) for n, (t, s) in
+                     enumerate(TRUCE[:2]))
+    [a1] = pipeline.fan_out(proc, store.entries.key(first), first, match)
+    [a2] = pipeline.fan_out(proc, store.entries.key(second), second, match)
+    one, two = (store.records.load_alert(a) for a in (a1, a2))
+    assert one is not None and two is not None
+    assert one.alert.thread is None and one.alert.reply_to is None
+    assert two.alert.thread == one.alert.story_id and two.alert.reply_to == a1
+    assert two.alert.related is not None and two.alert.related.title == TRUCE[0][0]
+    mirror = replace(first, feed_id="mirror")            # the same page from another feed
+    assert pipeline.fan_out(proc, store.entries.key(mirror), mirror, match) == []

@@ -70,6 +70,12 @@ class Story(TypedDict):
     also_reported_by: list[Copy]
 
 
+class RelatedTo(TypedDict):
+    story: str                     # the story this one resembles but may not be
+    title: str
+    url: str | None
+
+
 class AlertBody(TypedDict):
     type: Literal["alert"]
     id: str
@@ -78,6 +84,9 @@ class AlertBody(TypedDict):
     topics: list[TopicMatch]
     story: Story
     detected_at: str | None
+    thread: str                    # the first story of its thread (its own story otherwise)
+    related_to: RelatedTo | None
+    reply_to: str | None           # the subscriber's first alert in the thread, if not this
     feedback: NotRequired[dict[str, Links]]      # topic id -> its links
 
 
@@ -98,6 +107,9 @@ class DigestStory(TypedDict):
     sources: list[DigestSource]
     evidence: list[str]
     feedback: NotRequired[dict[str, Links]]
+    thread: NotRequired[str]                 # the first story of its thread
+    related_to: NotRequired[RelatedTo]       # what it resembles, when not in this digest
+    related: NotRequired[list[DigestStory]]  # the thread's later alerts in the period
 
 
 class DigestTopic(TypedDict):

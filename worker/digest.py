@@ -2,7 +2,8 @@
 
 A digest subscriber's alerts are held in the bucket of the period they arrive in (an hour or a
 day of the subscriber's time zone); once the period is over, one message lists them grouped by
-topic, one entry per story with every outlet that carried it.
+topic, one entry per story with every outlet that carried it, the related alerts of a thread
+under the heading of its first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .bodies import DigestBody, DigestSource, DigestTopic
+from .bodies import DigestBody, DigestSource, DigestStory, DigestTopic
 from .models import Alert, Entry, iso
 
 
@@ -60,6 +61,7 @@ def digest_body(subscriber_id: str, period: Period,
     its first topic, naming the others), with all its sources and, when configured, the
     readers' feedback links of its alert (per topic, as in an alert's body)."""
     topics: dict[str, DigestTopic] = {}
+    heads: dict[tuple[str, str], DigestStory] = {}     # (topic, thread) -> its first story
     for alert, copies in sorted(alerts, key=lambda a: (a[0].detected_at, a[0].id)):
         first = alert.matches[0]
         topic = topics.setdefault(first.topic_id, {"id": first.topic_id,
@@ -69,16 +71,26 @@ def digest_body(subscriber_id: str, period: Period,
                                         "source": e.source_title}]
         sources += [{"title": c.title, "url": c.link, "source": c.source_title}
                     for c in copies if c.key != e.key]
-        topic["stories"].append({
+        story: DigestStory = {
             "id": alert.story_id, "alert": alert.id, "title": e.title, "url": e.link,
             "published": iso(e.published), "summary": e.summary,
             "also_topics": [m.topic_name for m in alert.matches[1:]], "sources": sources,
-            "evidence": list(first.evidence)})
+            "evidence": list(first.evidence), "thread": alert.thread_id}
         if (said := links(alert)) is not None:
-            topic["stories"][-1]["feedback"] = said
+            story["feedback"] = said
+        head = heads.get((first.topic_id, alert.thread_id))
+        if head is not None:                # under the heading of its thread's first alert
+            head.setdefault("related", []).append(story)
+            continue
+        if alert.related is not None:       # its thread began before this period
+            story["related_to"] = {"story": alert.related.story, "title": alert.related.title,
+                                   "url": alert.related.url}
+        heads[(first.topic_id, alert.thread_id)] = story
+        topic["stories"].append(story)
     return {"type": "digest", "id": digest_id(subscriber_id, period),
             "subscriber": subscriber_id,
             "period": {"kind": period.kind, "label": period.label, "timezone": period.timezone,
                        "start": iso(period.start), "end": iso(period.end)},
-            "stories": sum(len(t["stories"]) for t in topics.values()),
+            "stories": sum(1 + len(s.get("related", [])) for t in topics.values()
+                           for s in t["stories"]),
             "topics": list(topics.values())}

@@ -96,8 +96,26 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Related:
+    """The story an alert's story resembles but may not be (stories.Outcome.RELATED)."""
+
+    story: str
+    title: str
+    url: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"story": self.story, "title": self.title, "url": self.url}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Related:
+        return cls(str(d["story"]), str(d.get("title") or ""), d.get("url"))
+
+
+@dataclass(frozen=True)
 class Alert:
-    """One (subscriber, story) notification; `id` is stable across retries."""
+    """One (subscriber, story) notification; `id` is stable across retries. `thread` is the
+    first story of the thread it is in (its own story when it starts one), `related` the story
+    it resembles, `reply_to` the subscriber's first alert in the thread (what email replies to)."""
 
     id: str
     subscriber_id: str
@@ -106,13 +124,27 @@ class Alert:
     matches: tuple[Match, ...]
     detected_at: datetime
     update: bool = False            # a material update of a story alerted before
+    thread: str | None = None
+    related: Related | None = None
+    reply_to: str | None = None
+
+    @property
+    def thread_id(self) -> str:
+        return self.thread or self.story_id
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id, "subscriber_id": self.subscriber_id, "story_id": self.story_id,
             "entry": self.entry.to_dict(), "matches": [m.to_dict() for m in self.matches],
             "detected_at": iso(self.detected_at), "update": self.update,
         }
+        if self.thread:
+            out["thread"] = self.thread
+        if self.related:
+            out["related"] = self.related.to_dict()
+        if self.reply_to:
+            out["reply_to"] = self.reply_to
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
@@ -123,4 +155,6 @@ class Alert:
             entry=Entry.from_dict(d["entry"]),
             matches=tuple(Match.from_dict(m) for m in d["matches"]),
             detected_at=detected, update=bool(d.get("update", False)),
+            thread=d.get("thread"), reply_to=d.get("reply_to"),
+            related=Related.from_dict(d["related"]) if d.get("related") else None,
         )

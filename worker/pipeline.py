@@ -17,9 +17,8 @@ from . import digest, feedback, stories, websub
 from .classify import Classifier
 from .config import Config
 from .delivery import CLAIM_MARGIN, Deliverer, DeliveryOutcome, _claim_kept, deliver_alert
-from .errors import NewswatchError
 from .logs import alert_fields
-from .models import Alert, Entry, Match
+from .models import Alert, Entry, Match, Related
 from .polling import CLAIM_LEASE, Poller, PollOutcome, due_feeds, poll_feed, poll_feeds
 from .store import DigestBucket, Store
 
@@ -59,15 +58,23 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
 
 
 def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match]) -> list[str]:
-    """One alert per (subscriber, story), naming every topic of theirs that matched."""
-    story_id = assign_story(proc, entry_key, entry)
+    """One alert per (subscriber, story), naming every topic of theirs that matched; a story
+    related to an earlier one is alerted in that story's thread."""
+    placed = assign_story(proc, entry_key, entry)
+    story_id = placed.story
+    related = _related(proc, placed.related_to) if placed.related_to else None
     now = datetime.now(UTC)
     out = []
     for sub in proc.config.subscribers:
         mine = tuple(m for m in matches if m.topic_id in sub.topics)
         if not mine:
             continue
-        alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now)
+        alert = Alert(alert_id(sub.id, story_id), sub.id, story_id, entry, mine, now,
+                      thread=placed.thread if placed.thread != story_id else None,
+                      related=related)
+        if placed.thread != story_id:
+            first = proc.store.records.first_in_thread(placed.thread, sub.id, alert.id)
+            alert = replace(alert, reply_to=first if first != alert.id else None)
         if sub.digest != "none":      # held for the digest of the period it arrives in
             period = digest.period_of(now, sub.digest, sub.timezone)
             created = proc.store.records.create_alert(alert, origin=entry_key, hold=DigestBucket(
@@ -79,26 +86,40 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match])
             elif sub.updates:
                 out += _update(proc, alert, entry_key)
         if created == 1:
+            if placed.thread == story_id:       # it starts its thread: later ones reply to it
+                proc.store.records.first_in_thread(story_id, sub.id, alert.id)
             proc.store.stats.add("created", sub.id)
             log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
-                     extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
-                                        feed=entry.feed_id, outcome="created",
-                                        topics=[m.topic_id for m in mine]))
+                      extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
+                                         feed=entry.feed_id, outcome="created",
+                                         topics=[m.topic_id for m in mine],
+                                         story_thread=placed.thread))
     return out
 
 
+def _related(proc: Processor, story_id: str) -> Related:
+    """The story a report resembles, as its alert names it: its first copy's headline."""
+    copies = sorted(proc.store.stories.entries(story_id).values(),
+                    key=lambda e: (e.published is None, e.published or datetime.min.replace(
+                        tzinfo=UTC)))
+    first = copies[0] if copies else None
+    return Related(story_id, first.title if first else "", first.link if first else None)
+
+
 def _update(proc: Processor, alert: Alert, entry_key: str) -> list[str]:
-    """An update alert for a subscriber who opted in, when this copy is material news."""
+    """An update alert for a subscriber who opted in, when this copy is material news: in the
+    story's thread, a reply to the alert that told of it."""
     first = proc.store.records.load_alert(alert.id)
     if first is None or not stories.material_update(
             first.alert.entry, {m.topic_id for m in first.alert.matches},
             alert.entry, {m.topic_id for m in alert.matches}):
         return []
     if not proc.store.records.take_update_slot(alert.subscriber_id, alert.story_id,
-                                             stories.MAX_UPDATES):
+                                               stories.MAX_UPDATES):
         return []
     update = replace(alert, id=alert_id(alert.subscriber_id, f"{alert.story_id}\n{entry_key}"),
-                     update=True)
+                     update=True, thread=first.alert.thread, related=first.alert.related,
+                     reply_to=first.alert.reply_to or first.alert.id)
     return [update.id] if proc.store.records.create_alert(update, origin=entry_key) else []
 
 
@@ -106,42 +127,18 @@ def alert_id(subscriber_id: str, story_id: str) -> str:
     return hashlib.sha256(f"{subscriber_id}\n{story_id}".encode()).hexdigest()[:24]
 
 
-def assign_story(proc: Processor, entry_key: str, entry: Entry) -> str:
-    """The story this entry belongs to: same URL, else the story it resembles (stories.py),
-    else a new story. Decided optimistically: what the decision read is watched, and if another
-    worker recorded a copy under the same words meanwhile, it is decided again with that copy
-    in view (so two copies arriving at once cannot start two stories)."""
+def assign_story(proc: Processor, entry_key: str, entry: Entry) -> stories.Assignment:
+    """The story this entry belongs to, and the thread it is in (stories.assign, on the Redis
+    index every worker shares). The embedding is the one classification computed (cached)."""
     classifier = proc.classifier()
     embedder = classifier.embedder
     vector = None
     if embedder is not None:
         vector = stories.embedder_of(embedder)([stories.embedding_text(entry)])[0]
     fp = stories.fingerprint(entry, vector, stories.Vocabulary(*classifier.vocabulary))
-    words = sorted(fp.words)
-    for _ in range(STORY_ATTEMPTS):
-        story_id, seen, counts = proc.store.stories.lookup(entry.link, fp.words)
-        if story_id is not None:            # a copy of a page already seen
-            proc.store.stories.add_copy(story_id, entry, entry_key=entry_key, words=words)
-            return story_id
-        df = stories.DocFreq(seen, counts)
-        df.add(fp.words)
-        scorer = stories.Scorer(fp, df, proc.config.settings.story_window_hours)
-        index = scorer.lookup_words()
-        with proc.store.stories.claim(entry.link, index) as claim:
-            known, found = claim.read(stories.candidates,
-                                      per_word=stories.STORIES_READ_PER_WORD)
-            story_id = known or scorer.best(
-                (sid, [stories.Member.loads(raw) for raw in sigs]) for sid, sigs in found)
-            story_id = story_id or "s" + hashlib.sha1(entry_key.encode()).hexdigest()[:16]
-            if claim.commit(story_id, entry, entry_key=entry_key, words=words,
-                            signature=None if known else scorer.member.dumps(),
-                            index=() if known else index, max_members=stories.MAX_MEMBERS):
-                return story_id
-    raise NewswatchError(f"entry {entry_key}: no story decided in {STORY_ATTEMPTS} attempts "
-                         "(other workers kept changing its words' stories)")
-
-
-STORY_ATTEMPTS = 50       # each failed attempt means another worker's copy was recorded
+    return stories.assign(proc.store.stories, entry_key, entry, fp,
+                          window_hours=proc.config.settings.story_window_hours,
+                          new_id=stories.new_story_id(entry_key))
 
 
 @dataclass(frozen=True)

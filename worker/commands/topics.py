@@ -16,7 +16,7 @@ from ..errors import NewswatchError
 from ..progress import progress
 
 if TYPE_CHECKING:
-    pass
+    from ..models import Entry
 
 
 class Item(BaseModel):
@@ -236,9 +236,23 @@ def _topic(config: Config, topic_id: str) -> Any:
     return config.topics[topic_id]
 
 
-def _stories(args: argparse.Namespace) -> int:
+def story_entry(n: int, item: Item) -> Entry:
+    """An input item as the worker would have taken it in: its text as the parser reads it,
+    its canonical URL, its date, its language detected."""
     from ..models import Entry, parse_iso
     from ..parse import canonical_url
+
+    title, summary = _item_text(item)
+    try:
+        published = parse_iso(item.published) if item.published else None
+    except ValueError:
+        published = None
+    link = canonical_url(item.link) if item.link else None
+    return Entry("offline", str(n), title, summary, link, published, item.source or "",
+                 _item_lang(item, title, summary))
+
+
+def _stories(args: argparse.Namespace) -> int:
     from ..runtime import make_classifier
     from ..stories import Vocabulary, cluster, embedder_of
 
@@ -246,21 +260,11 @@ def _stories(args: argparse.Namespace) -> int:
     semantic = config.settings.semantic if args.semantic is None else args.semantic
     rows: list[tuple[str | int, Entry] | str] = []
     for n, item in progress(_items(args.file), desc="read"):
-        if isinstance(item, str):
-            rows.append(item)
-            continue
-        title, summary = _item_text(item)
-        try:
-            published = parse_iso(item.published) if item.published else None
-        except ValueError:
-            published = None
-        link = canonical_url(item.link) if item.link else None
-        rows.append((item.id, Entry("offline", str(n), title, summary, link, published,
-                                    item.source or "")))
+        rows.append(item if isinstance(item, str) else (item.id, story_entry(n, item)))
     good = [(str(r[0]), r[1]) for r in rows if not isinstance(r, str)]
     vocabulary = Vocabulary(*make_classifier(config, semantic=False).vocabulary)
-    ids = iter(cluster(good, window_hours=config.settings.story_window_hours,
-                       embed=embedder_of() if semantic else None, vocabulary=vocabulary))
+    placed = iter(cluster(good, window_hours=config.settings.story_window_hours,
+                          embed=embedder_of() if semantic else None, vocabulary=vocabulary))
     failures = 0
     for row in rows:
         if isinstance(row, str):
@@ -268,5 +272,7 @@ def _stories(args: argparse.Namespace) -> int:
             print(row, file=sys.stderr)
             print(json.dumps({"id": None, "story": None, "error": row}))
         else:
-            print(json.dumps({"id": row[0], "story": next(ids)}, ensure_ascii=False))
+            got = next(placed)
+            print(json.dumps({"id": row[0], "story": got.story, "thread": got.thread,
+                              "related_to": got.related_to}, ensure_ascii=False))
     return 1 if failures else 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..bodies import AlertBody, Body, DigestBody, NoticeBody
+from ..bodies import AlertBody, Body, DigestBody, DigestStory, DigestTopic, NoticeBody
 from .render import single_line
 from .templates import language_note, safe_link, scores
 
@@ -48,6 +48,9 @@ def _alert(body: AlertBody) -> tuple[str, str]:
     lines = [f"**{_link(story['title'], story.get('url'))}**",
              f"{md(story['source']['title'])} · {md(story.get('published') or 'undated')}"
              f"{md(language_note(story.get('lang')))}"]
+    related = body.get("related_to")
+    if related:            # a thread reply, in the text (Apprise cannot post into a thread)
+        lines.append(f"↳ Related to: {_link(related['title'], related.get('url'))}")
     for t in topics:
         lines.append(f"**{md(t['name'])}**{md(scores(t))}")
         lines += [f"> {md(ev)}" for ev in t.get("evidence", [])[:MAX_EVIDENCE]]
@@ -74,13 +77,18 @@ def _digest(body: DigestBody) -> tuple[str, str]:
     for topic in body["topics"]:
         lines.append(f"**{md(topic['name'])}**")
         for story in topic["stories"]:
-            sources = ", ".join(dict.fromkeys(md(s["source"]) for s in story["sources"]))
-            links = (story.get("feedback") or {}).get(topic["id"])
-            said = (f" · {_link('relevant', links.get('relevant'))} · "
-                    f"{_link('not relevant', links.get('not_relevant'))}" if links else "")
-            lines.append(f"- {_link(story['title'], story.get('url'))} ({sources}){said}")
+            lines.append(f"- {_digest_line(topic, story)}")
+            lines += [f"  - ↳ {_digest_line(topic, later)}" for later in story.get("related", [])]
         lines.append("")
     return title, "\n".join(lines).strip()
+
+
+def _digest_line(topic: DigestTopic, story: DigestStory) -> str:
+    sources = ", ".join(dict.fromkeys(md(s["source"]) for s in story["sources"]))
+    links = (story.get("feedback") or {}).get(topic["id"])
+    said = (f" · {_link('relevant', links.get('relevant'))} · "
+            f"{_link('not relevant', links.get('not_relevant'))}" if links else "")
+    return f"{_link(story['title'], story.get('url'))} ({sources}){said}"
 
 
 def _notice(body: NoticeBody) -> tuple[str, str]:

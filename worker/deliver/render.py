@@ -8,7 +8,16 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import quote, urlencode
 
-from ..bodies import AlertBody, DigestBody, Links, NoticeBody, Story, TopicMatch
+from ..bodies import (
+    AlertBody,
+    DigestBody,
+    DigestStory,
+    Links,
+    NoticeBody,
+    RelatedTo,
+    Story,
+    TopicMatch,
+)
 from ..models import Alert, Entry, iso
 from .templates import alert_html, digest_html, language_note, notice_html, scores, when
 
@@ -49,6 +58,10 @@ def webhook_body(alert: Alert, feed_url: str, others: Iterable[Entry] = (),
                                  for o in also_reported(alert, others)],
         },
         "detected_at": iso(alert.detected_at),
+        "thread": alert.thread_id,
+        "related_to": {"story": alert.related.story, "title": alert.related.title,
+                       "url": alert.related.url} if alert.related else None,
+        "reply_to": alert.reply_to,
     }
     if feedback:
         body["feedback"] = feedback
@@ -73,6 +86,9 @@ def email_message(body: AlertBody, *, to: str, from_address: str,
     msg["To"] = to
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = f"<{body['id']}@{domain}>"   # stable across retries: receivers dedup
+    if body.get("reply_to"):        # a related report or an update: in the story's thread
+        msg["In-Reply-To"] = f"<{body['reply_to']}@{domain}>"
+        msg["References"] = f"<{body['reply_to']}@{domain}>"
     mailto = f"<mailto:{from_address}?subject={quote('unsubscribe ' + to)}>"
     if unsubscribe_url:
         # RFC 8058 one-click: an HTTPS URL that the mail client POSTs to.
@@ -83,7 +99,7 @@ def email_message(body: AlertBody, *, to: str, from_address: str,
     else:
         msg["List-Unsubscribe"] = mailto
     msg["X-Newswatch-Alert"] = body["id"]
-    msg.set_content(_text(story, topics, body.get("feedback") or {}))
+    msg.set_content(_text(story, topics, body.get("feedback") or {}, body.get("related_to")))
     msg.add_alternative(alert_html(body), subtype="html")
     return msg
 
@@ -104,17 +120,26 @@ def digest_email(body: DigestBody, *, to: str, from_address: str,
     for topic in body["topics"]:
         lines += [topic["name"], "=" * len(topic["name"])]
         for story in topic["stories"]:
-            also = f" (also: {', '.join(story['also_topics'])})" if story["also_topics"] else ""
-            lines.append(f"- {single_line(story['title'], 300)}{also}")
-            sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
-            lines.append(f"  {story.get('url') or ''}  [{sources}]".rstrip())
-            for topic_id, links in (story.get("feedback") or {}).items():
-                lines.append(f"  {topic_id}: relevant {links['relevant']} · not relevant "
-                             f"{links['not_relevant']}")
+            lines += _digest_story(story, "- ", "  ")
+            for later in story.get("related", []):     # its thread, under it
+                lines += _digest_story(later, "    ↳ ", "      ")
         lines.append("")
     msg.set_content("\n".join(lines) + "\n")
     msg.add_alternative(digest_html(body), subtype="html")
     return msg
+
+
+def _digest_story(story: DigestStory, bullet: str, indent: str) -> list[str]:
+    also = f" (also: {', '.join(story['also_topics'])})" if story["also_topics"] else ""
+    lines = [f"{bullet}{single_line(story['title'], 300)}{also}"]
+    if "related_to" in story:
+        lines.append(f"{indent}related to: {single_line(story['related_to']['title'], 300)}")
+    sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
+    lines.append(f"{indent}{story.get('url') or ''}  [{sources}]".rstrip())
+    for topic_id, links in (story.get("feedback") or {}).items():
+        lines.append(f"{indent}{topic_id}: relevant {links['relevant']} · not relevant "
+                     f"{links['not_relevant']}")
+    return lines
 
 
 def notice_email(body: NoticeBody, *, to: str, from_address: str,
@@ -135,12 +160,15 @@ def notice_email(body: NoticeBody, *, to: str, from_address: str,
     return msg
 
 
-def _text(story: Story, topics: list[TopicMatch], feedback: dict[str, Links]) -> str:
+def _text(story: Story, topics: list[TopicMatch], feedback: dict[str, Links],
+          related: RelatedTo | None = None) -> str:
     lines = [story["title"], ""]
     if story["url"]:
         lines.append(story["url"])
     lines.append(f"{story['source']['title']} · {when(story.get('published'))}"
                  f"{language_note(story.get('lang'))}")
+    if related:
+        lines.append(f"Related to: {related['title']} {related.get('url') or ''}".rstrip())
     lines += ["", story.get("summary") or "", ""]
     for t in topics:
         lines.append(f"Matched topic: {t['name']} ({t['id']}){scores(t)}")

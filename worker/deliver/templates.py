@@ -34,6 +34,11 @@ def alert_html(body: AlertBody) -> str:
              f"{escape(language_note(story.get('lang')))}</p>",
              "24px 28px 6px"),
     ]
+    related = body.get("related_to")
+    if related:
+        rows.append(_row(f'<p dir="auto" style="margin:0;font-size:13px;color:{MUTED}">'
+                         f"Related to: {_linked(related['title'], safe_link(related.get('url')))}"
+                         "</p>", "4px 28px 6px"))
     if story.get("summary"):
         rows.append(_row(f'<p dir="auto"{lang} style="margin:0;font-size:15px;line-height:1.6;'
                          f'color:#374151">{escape(story["summary"])}</p>', "10px 28px 6px"))
@@ -100,14 +105,11 @@ def digest_html(body: DigestBody) -> str:
     for topic in body["topics"]:
         items = []
         for story in topic["stories"]:
-            sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
-            also = f" · also {', '.join(story['also_topics'])}" if story["also_topics"] else ""
-            said = "".join(_feedback(name, story.get("feedback", {}).get(t_id))
-                           for t_id, name in _story_topics(topic, story))
-            items.append(f'<li style="margin:0 0 8px">'
-                         f'{_linked(story["title"], safe_link(story.get("url")))}<br>'
-                         f'<span style="font-size:12px;color:{MUTED}">{escape(sources + also)}'
-                         f"</span>{said}</li>")
+            thread = "".join(_digest_item(topic, later) for later in story.get("related", []))
+            if thread:                  # the thread's later alerts, under its first
+                thread = (f'<ul style="margin:6px 0 0;padding-left:16px;border-left:2px solid '
+                          f'{RULE}">{thread}</ul>')
+            items.append(_digest_item(topic, story, thread))
         rows.append(_row(f'<p style="margin:0 0 6px;font-size:12px;font-weight:600;'
                          f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">'
                          f"{escape(topic['name'])}</p><ul style=\"margin:0;padding-left:18px;"
@@ -116,6 +118,19 @@ def digest_html(body: DigestBody) -> str:
     return _page(f"{kind} digest {period['label']}", "", f"{kind} digest", rows,
                  f"Sent to {escape(body['subscriber'])}: one message per period, one line per "
                  "story with all its sources.")
+
+
+def _digest_item(topic: DigestTopic, story: DigestStory, thread: str = "") -> str:
+    sources = ", ".join(dict.fromkeys(s["source"] for s in story["sources"]))
+    also = f" · also {', '.join(story['also_topics'])}" if story["also_topics"] else ""
+    said = "".join(_feedback(name, story.get("feedback", {}).get(t_id))
+                   for t_id, name in _story_topics(topic, story))
+    related = (f'<br><span style="font-size:12px;color:{MUTED}">related to: '
+               f"{escape(story['related_to']['title'])}</span>" if "related_to" in story else "")
+    return (f'<li dir="auto" style="margin:0 0 8px">'
+            f'{_linked(story["title"], safe_link(story.get("url")))}{related}<br>'
+            f'<span style="font-size:12px;color:{MUTED}">{escape(sources + also)}'
+            f"</span>{said}{thread}</li>")
 
 
 def _story_topics(topic: DigestTopic, story: DigestStory) -> list[tuple[str, str]]:

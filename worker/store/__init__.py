@@ -24,6 +24,13 @@ Keys (P = settings.key_prefix):
                                   each copy's heaviest words, for the copies a story is
                                   compared through; lookups read the most recent only
   P:storysig:{id}          list   fingerprints of the story's first copies (TTL window)
+  P:thread:{id}            string the first story of the thread a story started as related to
+                                  (none: it starts its own thread; TTL window)
+  P:sketch:{id}            string a new story's language and int8 embedding (TTL window)
+  P:sketches               zset   story ids by time, the newest 2,000 with a sketch: what a
+                                  report in another language is compared with
+  P:threadfirst:{id}       hash   subscriber -> their first alert in the thread (its
+                                  Message-ID is what later alerts reply to; TTL window)
   P:df:{day}               hash   word -> entries clustered that UTC day using it, "#" -> how
                                   many entries (TTL window + 1 day): story word weights
   P:alert:{id}             hash   data, status, attempts, last_error, origin, created_at,

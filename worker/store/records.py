@@ -142,7 +142,8 @@ class AlertRecord:
 
 class Records(Part):
     """P:alert:{id}, P:alertlog:{id}, P:pending:alerts, P:retry, P:alerts, P:dead,
-    P:claim:{id}, P:digest:{sub}:{kind}:{start}, P:digests, P:updates:{sub}:{story}."""
+    P:claim:{id}, P:digest:{sub}:{kind}:{start}, P:digests, P:updates:{sub}:{story},
+    P:threadfirst:{thread}."""
 
     def __init__(self, db: Db) -> None:
         super().__init__(db)
@@ -185,6 +186,16 @@ class Records(Part):
 
     def _bucket_key(self, bucket: DigestBucket) -> str:
         return self.k("digest", bucket.subscriber_id, bucket.kind, str(bucket.start))
+
+    def first_in_thread(self, thread: str, subscriber_id: str, alert_id: str) -> str:
+        """The subscriber's first alert in this thread: this one if none came before (it is
+        recorded as such), else the earlier one (what this alert replies to)."""
+        key = self.k("threadfirst", thread)
+        pipe = self.r.pipeline()
+        pipe.hsetnx(key, subscriber_id, alert_id)
+        pipe.hget(key, subscriber_id)
+        pipe.expire(key, self.db.window)
+        return cast(str, pipe.execute()[1])
 
     def take_update_slot(self, subscriber_id: str, story_id: str, limit: int) -> bool:
         """Count one more update alert for this story and subscriber, if under `limit`."""

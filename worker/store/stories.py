@@ -4,6 +4,7 @@ stories of one."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from ..models import Entry
 from .base import DAY, Db, Part, short_hash
 
 STORIES_PER_WORD = 500        # P:stok zsets are capped (lookups read the 200 most recent)
+SKETCHES_KEPT = 2000          # P:sketches: the newest stories' embeddings (lookups read 500)
 
 # Record a copy of a story in one step. KEYS: story hash, day's word counts, fingerprints list,
 # URL key, then one key per index word. ARGV: entry key, entry JSON, window, counts TTL,
@@ -58,8 +60,8 @@ class StoryClaim:
         watched = [store.url_key(url), *(store.k("stok", w) for w in self.words)]
         self.pipe.watch(*watched)  # type: ignore[no-untyped-call]   # untyped in redis-py
 
-    def read(self, choose: Callable[[dict[str, int]], list[str]], *, per_word: int = 200
-             ) -> tuple[str | None, list[tuple[str, list[str]]]]:
+    def read(self, choose: Callable[[dict[str, int]], list[str]], *, per_word: int = 200,
+             also: Sequence[str] = ()) -> tuple[str | None, list[tuple[str, list[str]]]]:
         """The story this URL has by now, if any; else (story id, its copies' fingerprints) of
         the recent stories `choose` picks from how many of the words find each. At most
         `per_word` most recent stories are read per word, so the work per entry is bounded
@@ -77,19 +79,29 @@ class StoryClaim:
         for ids in found:
             for story_id in ids:
                 counts[story_id] = counts.get(story_id, 0) + 1
-        ids = choose(counts)
+        ids = list(dict.fromkeys([*choose(counts), *also]))
         for story_id in ids:
             pipe.lrange(store.k("storysig", story_id), 0, -1)
         return None, [(i, sigs) for i, sigs in zip(ids, pipe.execute(), strict=True) if sigs]
 
+    def thread_of(self, story_id: str) -> str | None:
+        return self.store.thread_of(story_id)
+
     def commit(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
                signature: str | None = None, index: Sequence[str] = (),
-               max_members: int = 8) -> bool:
-        """Stories.add_copy, if nothing watched changed; False (nothing written) if it did."""
+               max_members: int = 8, thread: str | None = None,
+               vector: tuple[str, bytes] | None = None) -> bool:
+        """Stories.add_copy, if nothing watched changed; False (nothing written) if it did.
+        `thread`: the story a new story is threaded under (set once, with the copy)."""
         keys, args = self.store.copy_args(story_id, entry, entry_key, words, signature, index,
-                                      max_members)
+                                          max_members)
         self.pipe.multi()
         self.pipe.eval(_ADD_COPY, len(keys), *keys, *args)
+        if thread:
+            self.pipe.set(self.store.k("thread", story_id), thread, nx=True,
+                          ex=self.store.db.window)
+        if vector is not None:
+            self.store.queue_sketch(self.pipe, story_id, vector)
         try:
             self.pipe.execute()
         except redis.WatchError:
@@ -99,14 +111,15 @@ class StoryClaim:
 
 
 class Stories(Part):
-    """P:url:{h}, P:story:{id}, P:stok:{word}, P:storysig:{id}, P:df:{day}."""
+    """P:url:{h}, P:story:{id}, P:stok:{word}, P:storysig:{id}, P:df:{day}, P:thread:{id},
+    P:sketch:{id}, P:sketches."""
 
     def __init__(self, db: Db) -> None:
         super().__init__(db)
         self._add_copy = db.r.register_script(_ADD_COPY)
 
     def lookup(self, url: str | None, words: Iterable[str],
-                     ) -> tuple[str | None, int, dict[str, int]]:
+               ) -> tuple[str | None, int, dict[str, int]]:
         """What assignment reads first, in one round trip: the story of this URL if any, the
         number of entries clustered in the window and how many used each word (one day's
         counts per hash, the days the window touches summed)."""
@@ -139,9 +152,39 @@ class Stories(Part):
         finally:
             claim.pipe.reset()
 
+    def sketches(self, limit: int) -> list[tuple[str, tuple[str, bytes]]]:
+        """The most recent stories' languages and embeddings, newest first (two round trips):
+        what a report in another language is compared with."""
+        ids = cast(list[str], self.r.zrevrange(self.k("sketches"), 0, limit - 1))
+        if not ids:
+            return []
+        raw = cast(list[str | None], self.r.mget([self.k("sketch", i) for i in ids]))
+        out = []
+        for story_id, value in zip(ids, raw, strict=True):
+            if value:
+                lang, _, vector = value.partition(" ")
+                out.append((story_id, (lang, base64.b64decode(vector))))
+        return out
+
+    def queue_sketch(self, pipe: Any, story_id: str, sketch: tuple[str, bytes]) -> None:
+        """A new story's language and embedding, kept for the window; the index of them
+        holds the most recent SKETCHES_KEPT."""
+        lang, vector = sketch
+        window = self.db.window
+        pipe.set(self.k("sketch", story_id), f"{lang} {base64.b64encode(vector).decode()}",
+                 ex=window)
+        pipe.zadd(self.k("sketches"), {story_id: time.time()})
+        pipe.zremrangebyrank(self.k("sketches"), 0, -SKETCHES_KEPT - 1)
+        pipe.expire(self.k("sketches"), window)
+
+    def thread_of(self, story_id: str) -> str | None:
+        """The first story of the thread this story is in, when it was started as related to
+        another (None: it starts its own thread)."""
+        return cast(str | None, self.r.get(self.k("thread", story_id)))
+
     def add_copy(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
-                     signature: str | None = None, index: Sequence[str] = (),
-                     max_members: int = 8) -> None:
+                 signature: str | None = None, index: Sequence[str] = (),
+                 max_members: int = 8) -> None:
         """Record a copy of a story, in one step: its entry, its words in the day's counts,
         and (while the story has fewer than `max_members`) its fingerprint and the words that
         find it. A word finds at most the `STORIES_PER_WORD` most recent stories."""
@@ -150,8 +193,8 @@ class Stories(Part):
         self._add_copy(keys=keys, args=args)
 
     def copy_args(self, story_id: str, entry: Entry, entry_key: str, words: Sequence[str],
-              signature: str | None, index: Sequence[str],
-              max_members: int) -> tuple[list[str], list[Any]]:
+                  signature: str | None, index: Sequence[str],
+                  max_members: int) -> tuple[list[str], list[Any]]:
         now = time.time()
         keys = [self.k("story", story_id), self._df_keys(now)[-1],
                 self.k("storysig", story_id), self.url_key(entry.link),
