@@ -118,7 +118,7 @@ class Scorer:
             score += evidence
         return score
 
-    def margin(self, members: Sequence[Member]) -> tuple[float, bool] | None:
+    def margin(self, members: Sequence[Member]) -> tuple[float, bool, bool] | None:
         """Mean of (similarity - threshold) over the story's copies inside the window (at or
         above 0: alike enough to be one story), and whether a copy numbers or dates something
         otherwise (`numbered_apart`: the second group of hostages freed is not the first,
@@ -128,16 +128,17 @@ class Scorer:
         if not near:
             return None
         apart = any(numbered_apart(self.fp.counted, m.counted) for m in near)
+        across = False
         total = 0.0
         for m in near:
             if self.across(m):          # no shared words to weigh: the model alone, and only
                 assert self.fp.vector is not None and m.vector is not None     # for a thread
                 total += SEMANTIC_WEIGHT * (semantic_cosine(self.fp.vector, m.vector)
                                             - ACROSS_PIVOT)
-                apart = True
+                across = True
             else:
                 total += self.similarity(m) - threshold(self.fp, m, RULE)
-        return total / len(near), apart
+        return total / len(near), apart, across
 
     def across(self, other: Member) -> bool:
         """Whether the two are in different languages and both carry an embedding: compared by
@@ -158,10 +159,10 @@ class Scorer:
             found = self.margin(members)
             if found is None:
                 continue
-            margin, apart = found
-            if not apart and (same is None or margin >= same[0]):
+            margin, apart, across = found
+            if not apart and not across and (same is None or margin >= same[0]):
                 same = (margin, story_id)
-            if near is None or margin >= near[0]:
+            if near is None or margin >= near[0]:      # numbered apart: threaded, not folded
                 near = (margin, story_id)
         if same is not None and same[0] >= policy.same:
             return Decision(Outcome.SAME, same[1], same[0])
