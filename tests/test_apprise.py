@@ -111,3 +111,28 @@ def test_feed_text_cannot_inject_markdown() -> None:
     assert "*talks*" in text and "\\[go\\]\\(x\\)" in text
     assert "(<https://b.example/x)y>)" in text    # a link's target stays in its brackets
     assert "\n" not in title
+
+
+def test_google_chat_posts_an_alert_into_its_story_thread() -> None:
+    """Google Chat threads messages by a key the sender chooses: an alert's is its thread's
+    story id, so a related report lands in the first one's thread. A key in the URL wins.
+    (Google's endpoint is not reachable from tests: the service as configured is checked.)"""
+    import apprise
+
+    from worker.deliver.apprise import in_thread
+
+    body = {"type": "alert", "thread": "s3e0ac3c3b7d3a654"}
+    notifier = apprise.Apprise()
+    assert notifier.add("gchat://workspace/key/token")
+    in_thread(notifier, body)  # type: ignore[arg-type]
+    [service] = list(notifier)
+    assert service.thread_key == "s3e0ac3c3b7d3a654"
+    assert "s3e0ac3c3b7d3a654" in service.url(privacy=False)
+    own = apprise.Apprise()
+    assert own.add("gchat://workspace/key/token/desk-thread")
+    in_thread(own, body)  # type: ignore[arg-type]
+    assert next(iter(own)).thread_key == "desk-thread"
+    other = apprise.Apprise()
+    assert other.add("json://127.0.0.1:9/hook")
+    in_thread(other, body)  # type: ignore[arg-type]
+    assert not hasattr(next(iter(other)), "thread_key")

@@ -38,6 +38,17 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def in_thread(notifier: Any, body: Body) -> None:
+    """Post an alert into its story's thread where the service threads by a key the sender
+    chooses (Google Chat's thread key: the thread's story id), unless the URL names its own.
+    Services that thread only under a message id Apprise does not return (Slack, Discord,
+    Matrix) get the "Related to" line of the text instead."""
+    thread = body.get("thread") if body["type"] == "alert" else None
+    for service in notifier:
+        if thread and hasattr(service, "thread_key") and not service.thread_key:
+            service.thread_key = thread
+
+
 def send_apprise(url: str, body: Body, *, timeout: float, deadline: float) -> None:
     """Notify through Apprise: `timeout` per network step, `deadline` for the whole call. The
     caller's netguard scope checks every connection Apprise opens, for any scheme and every
@@ -52,6 +63,7 @@ def send_apprise(url: str, body: Body, *, timeout: float, deadline: float) -> No
                             retryable=False)
     for service in notifier:
         service.socket_connect_timeout = service.socket_read_timeout = timeout
+    in_thread(notifier, body)
     title, text = chat_message(body)
     result = notifier.notify(body=text, title=title, body_format=apprise.NotifyFormat.MARKDOWN,
                              timeout=deadline)
