@@ -1,31 +1,43 @@
-"""One full poll cycle of N local feeds: newswatch against rss2email, reader and the floor.
+"""Poll cycles of N local feeds, measured fairly: newswatch against rss2email, reader and the floor.
 
-    python bench/poll.py [--feeds 1000] [--json] [--skip-peers] [--memory-feeds 10000]
+    python bench/poll.py [--feeds 1000] [--rounds 5] [--json] [--skip-peers]
+                         [--memory-feeds 10000]
 
-nginx serves N generated feeds (~50 KB, 30 items, real ETag / Last-Modified) on 127.0.0.1
-(`--hosts K` spreads them over K loopback addresses, 127.1.x.y, where newswatch's per-host
-politeness applies as configured by default; on one host it is lifted, as the peers have
-none). Each tool runs in its own process and does, in the same run: **cold** (all feeds
-new), **warm** (nothing changed: every answer is a 304) and **mixed** (10% of the feeds
-changed). Timings are taken inside each process around the cycle
-alone (no interpreter start-up).
+nginx serves N generated feeds (~50 KB, 30 items of real headlines and summaries recombined,
+real ETag / Last-Modified) on 127.0.0.1, a copy per tool (`--hosts K` spreads them over K
+loopback addresses, 127.1.x.y, where newswatch's per-host politeness applies as configured by
+default; on one host it is lifted, as the peers have none). **No tool keeps a connection** from
+one request to the next: nginx closes each one after its answer (`keepalive_timeout 0`), so
+newswatch's long-lived session and the peers' per-run clients pay the same connection cost.
+Every round starts each tool afresh (its own process and state) and runs, the tools alternating
+within each cycle in an order that rotates by round: **cold** (all feeds new), **warm** (nothing
+changed: every answer is a 304) and **mixed** (10% of the feeds changed, each with 1 to 3 new
+items, as real feeds change). The figures are the medians over `--rounds` rounds, with min and
+max; timings are taken inside each process around the cycle alone (no interpreter start-up);
+memory is the PSS of each tool's process tree (the throwaway Redis included) after the mixed
+cycle.
 
-- newswatch: `pipeline.poll_feeds` over every feed with the default settings (fetch, parse the
-  changed bodies over the cores, take in new entries, record state, schedule) on a throwaway
-  Redis;
-- rss2email 3.14: `r2e run --no-send`; reader 3.26: `update_feeds(scheduled=False, workers=8)`
-  (both from a venv of their own, bench/.peers, made on first use);
-- the floor: the same conditional requests from a bare aiohttp client doing nothing else, plus
-  feedparser on the changed bodies alone, spread over the cores.
+What each does per cycle, until its work on the new entries is done:
+- newswatch: fetch every feed conditionally, parse the changed bodies over the cores, take in
+  new entries, then process them as its workers do: classify against the shipped topics
+  (lexically: the model's cost is bench/semantic.py's), place each match in a story and record
+  its alerts (no delivery), on a throwaway Redis, 4 threads at a time as Celery's;
+- rss2email 3.14: `r2e run --no-send`: fetch, parse, and format an email per new entry;
+- reader 3.26: `update_feeds(scheduled=False, workers=8)`: fetch, parse, store new entries in
+  SQLite;
+- the floor: the same conditional requests from a bare aiohttp client, each changed body handed
+  as it arrives to feedparser (with newswatch's settings: no sanitiser, no URI resolution)
+  over every core, nothing else.
 
-Also: worker CPU per 304 (newswatch, warm cycle) and the worker's RSS with `--memory-feeds`
-feeds scheduled and polled (the N files served under several URLs each).
+Also: newswatch's CPU per 304 (warm cycle) and its PSS with `--memory-feeds` feeds scheduled and
+polled (the N files served under several URLs each).
 Needs nginx (Debian: `apt-get install nginx-light`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -33,22 +45,18 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / ".peers"
 PEER_PACKAGES = ["rss2email==3.14", "reader==3.26", "sgmllib3k"]
-WORDS = ("ceasefire talks mediators delegation capital minister government officials said "
-         "agreement proposal hostages prisoners release exchange humanitarian aid convoy "
-         "border crossing fighting resumed week council statement spokesman envoy summit "
-         "negotiations framework phase withdrawal troops villages displaced families water "
-         "power grid elections parliament opposition coalition budget inflation markets "
-         "shares exports harvest rains flooding drought relief agencies appeal donors").split()
 
 
 # -- feeds and server ----------------------------------------------------------------------
@@ -61,16 +69,35 @@ def host_of(i: int, hosts: int) -> str:
     return f"127.1.{k // 250}.{k % 250 + 1}"
 
 
-def write_feed(path: Path, n: int, version: int) -> None:
-    rng = random.Random(n * 1000 + version)
+@functools.cache
+def real_text() -> tuple[list[str], list[str]]:
+    """Headlines and summaries of the real feeds in ../shared/feeds/real (the seeds where that
+    is absent): generated items are made of them, so the topics match as often as they match
+    real news, not every item."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from classify import corpus
+
+    pairs = corpus()
+    return [t for t, _ in pairs if t], [s for _, s in pairs if len(s) > 40]
+
+
+def write_feed(path: Path, n: int, newest: int) -> None:
+    """Feed n holding its items newest-30+1 .. newest, newest first: an item's text depends only
+    on (n, its number), so a feed that gained k items differs by those k (and lost its k
+    oldest), as a real feed does. Each item: a real headline and ~1.6 KB of real summaries."""
+    titles, summaries = real_text()
     items = []
-    for j in range(30):
-        title = " ".join(rng.choice(WORDS) for _ in range(9)).capitalize()
-        body = " ".join(rng.choice(WORDS) for _ in range(190))
-        items.append(f"<item><title>{title}</title><link>https://outlet{n}.example/{version}/{j}"
-                     f"</link><guid>https://outlet{n}.example/{version}/{j}</guid>"
+    for j in range(newest, newest - 30, -1):
+        rng = random.Random(n * 100_003 + j)
+        body = ""
+        while len(body) < 1500:
+            body += " " + rng.choice(summaries)
+        items.append(f"<item><title>{escape(rng.choice(titles))}</title>"
+                     f"<link>https://outlet{n}.example/{j}</link>"
+                     f"<guid>https://outlet{n}.example/{j}</guid>"
                      f"<pubDate>Sat, 04 Jan 2025 {j % 24:02d}:05:00 GMT</pubDate>"
-                     f"<description>&lt;p&gt;{body}&lt;/p&gt;</description></item>")
+                     f"<description>{escape('<p>' + escape(body.strip()) + '</p>')}"
+                     "</description></item>")
     path.write_text(f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
                     f"<title>Outlet {n}</title><link>https://outlet{n}.example/</link>"
                     f"<description>News</description>{''.join(items)}</channel></rss>")
@@ -97,7 +124,7 @@ events {{ worker_connections 16384; }}
 http {{
   access_log off;
   types {{ application/rss+xml xml; }}
-  keepalive_requests 100000;
+  keepalive_timeout 0;               # no tool keeps a connection: the same for all
   client_body_temp_path {folder}; proxy_temp_path {folder}; fastcgi_temp_path {folder};
   uwsgi_temp_path {folder}; scgi_temp_path {folder};
   server {{
@@ -121,25 +148,31 @@ http {{
 
 # -- runners (each in its own process) -----------------------------------------------------
 
-def rss_figures() -> dict[str, float]:
-    """This process's peak RSS, and its descendants' RSS now (the parser processes and the
-    forkserver; not the throwaway redis-server, which holds the entries), in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    procs: dict[int, tuple[int, str, float]] = {}
+def pss_mb() -> float:
+    """The PSS of this process and all its descendants (parser processes, forkserver, the
+    throwaway redis-server), in MB: each shared page counted once across them."""
+    parents: dict[int, int] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
-                          if ":" in line)
+            for line in status.read_text().splitlines():
+                if line.startswith("PPid:"):
+                    parents[int(status.parent.name)] = int(line.split()[1])
+                    break
         except OSError:
             continue
-        procs[int(status.parent.name)] = (int(fields["PPid"]), fields["Name"].strip(),
-                                          int(fields.get("VmRSS", "0 kB").split()[0]) / 1024)
-    mine, frontier = set(), {os.getpid()}
+    mine, frontier = {os.getpid()}, {os.getpid()}
     while frontier:
-        frontier = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier} - mine
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine
         mine |= frontier
-    children = sum(procs[p][2] for p in mine if not procs[p][1].startswith("redis"))
-    return {"rss_mb": round(peak, 1), "children_rss_mb": round(children, 1)}
+    total = 0
+    for pid in mine:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
 
 
 def cpu_seconds() -> float:
@@ -147,10 +180,24 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime
 
 
+def shipped_topics_yaml() -> str:
+    """The shipped topics' queries, as a config's `topics:` block."""
+    from worker.config import load_config
+
+    topics = load_config(ROOT / "config" / "newswatch.yaml").topics
+    out = "topics:\n"
+    for topic_id, topic in topics.items():
+        query = " ".join(topic.query.split())
+        out += (f"  {topic_id}:\n    name: {json.dumps(topic.name)}\n"
+                f"    query: {json.dumps(query)}\n")
+    return out
+
+
 class NewswatchRunner:
     def __init__(self, urls: list[str], state: Path) -> None:
-        """Default settings, but for politeness when every feed is on one host: the peers
-        do not hold back either, and the engine, not the courtesy gap, is measured."""
+        """Default settings, but for politeness when every feed is on one host (the peers do
+        not hold back either: the engine, not the courtesy gap, is measured) and lexical
+        classification (the model's cost is bench/semantic.py's)."""
         sys.path.insert(0, str(ROOT))
         from worker.config import load_config
         from worker.embedded import start_redis
@@ -161,27 +208,41 @@ class NewswatchRunner:
         config = state / "newswatch.yaml"
         one_host = len({u.split("/")[2] for u in urls}) == 1
         polite = "  host_concurrency: 100\n  host_min_gap: 0\n" if one_host else ""
-        config.write_text(f"feeds:\n{feeds}settings:\n  allow_private_networks: true\n"
+        config.write_text(f"feeds:\n{feeds}{shipped_topics_yaml()}subscribers:\n"
+                          f"  - id: desk\n    outbox: {state / 'outbox'}\n"
+                          "    topics: [ceasefire-talks, hostage-releases]\n"
+                          f"settings:\n  allow_private_networks: true\n  semantic: false\n"
                           f"  redis_url: {self.redis.url}\n{polite}")
         self.rt = Runtime.create(load_config(config))
         self.rt.parser.warm_up()              # as a worker does when it starts
         self.ids = [f.id for f in self.rt.config.feeds]
 
     def cycle(self) -> dict[str, Any]:
-        """As a worker runs it: `poll_batch` feeds a task, 4 tasks at once (Celery threads)."""
+        """As workers run it: `poll_batch` feeds a task, then the new entries in batches of 50,
+        4 tasks at once (Celery threads); done when every alert is recorded."""
         from concurrent.futures import ThreadPoolExecutor
 
         from worker import pipeline
 
+        batch = 50          # worker/tasks.py's BATCH (importing it would load the Celery app)
+
         size = self.rt.config.settings.poll_batch
         batches = [self.ids[i:i + size] for i in range(0, len(self.ids), size)]
+        started = time.perf_counter()
         with ThreadPoolExecutor(4) as threads:
             outcomes = [o for batch in threads.map(
                 lambda b: pipeline.poll_feeds(self.rt.poller, b), batches) for o in batch]
+            polled = time.perf_counter()
+            new = [key for o in outcomes for key in o.new_entries]
+            alerts = sum(len(a) for a in threads.map(
+                lambda keys: pipeline.process_entries(self.rt.processor, keys),
+                [new[i:i + batch] for i in range(0, len(new), batch)]))
         statuses: dict[str, int] = {}
         for o in outcomes:
             statuses[o.status] = statuses.get(o.status, 0) + 1
-        return {"statuses": statuses, "new_entries": sum(len(o.new_entries) for o in outcomes)}
+        return {"statuses": statuses, "new_entries": len(new), "alerts": alerts,
+                "poll_s": round(polled - started, 3),
+                "process_s": round(time.perf_counter() - polled, 3)}
 
     def close(self) -> None:
         self.rt.close()
@@ -226,8 +287,8 @@ class ReaderRunner:
 
 
 class FloorRunner:
-    """The same requests from a bare aiohttp client, and feedparser on the changed bodies
-    alone over every core: what a poll cycle cannot go below."""
+    """The same requests from a bare aiohttp client, each changed body parsed by feedparser
+    (newswatch's settings) over every core as it arrives: what a poll cycle cannot go below."""
 
     def __init__(self, urls: list[str], state: Path) -> None:
         from concurrent.futures import ProcessPoolExecutor
@@ -240,32 +301,26 @@ class FloorRunner:
     def cycle(self) -> dict[str, Any]:
         import asyncio
 
-        started = time.perf_counter()
-        bodies = asyncio.run(self._requests())
-        fetch_s = time.perf_counter() - started
-        started = time.perf_counter()
-        chunk = max(1, len(bodies) // ((os.cpu_count() or 1) * 4))
-        list(self.pool.map(_feedparse, bodies, chunksize=chunk))
-        return {"fetch_s": round(fetch_s, 3), "parse_s": round(time.perf_counter() - started, 3),
-                "changed": len(bodies)}
+        return {"changed": asyncio.run(self._requests())}
 
-    async def _requests(self) -> list[bytes]:
+    async def _requests(self) -> int:
         import asyncio
 
         import aiohttp
 
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
-            async def get(url: str) -> bytes | None:
+            async def get(url: str) -> int:
                 headers = {"If-None-Match": self.etags[url]} if url in self.etags else {}
                 async with session.get(url, headers=headers) as response:
                     if response.status == 304:
-                        return None
+                        return 0
                     body = await response.read()
                     self.etags[url] = response.headers.get("ETag", "")
-                    return body
+                await loop.run_in_executor(self.pool, _feedparse, body)
+                return 1
 
-            found = await asyncio.gather(*(get(u) for u in self.urls))
-        return [b for b in found if b is not None]
+            return sum(await asyncio.gather(*(get(u) for u in self.urls)))
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -278,7 +333,8 @@ def _noop(_: int) -> None:
 def _feedparse(body: bytes) -> int:
     import feedparser
 
-    return len(feedparser.parse(body)["entries"])
+    parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    return len(parsed["entries"])
 
 
 RUNNERS = {"newswatch": NewswatchRunner, "rss2email": Rss2emailRunner, "reader": ReaderRunner,
@@ -291,8 +347,8 @@ def runner_main(name: str, urls_file: Path, state: Path) -> None:
     runner = RUNNERS[name](urls, state)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
-        if line.strip() == "rss":
-            print(json.dumps(rss_figures()), flush=True)
+        if line.strip() == "pss":
+            print(json.dumps({"pss_mb": pss_mb()}), flush=True)
             continue
         cpu, started = cpu_seconds(), time.perf_counter()
         extra = runner.cycle()
@@ -310,8 +366,9 @@ class Tool:
         urls_file = state / "urls.txt"
         urls_file.write_text("\n".join(urls))
         self.proc = subprocess.Popen(
-            [python, __file__, "--runner", name, "--urls", str(urls_file), "--state",
-             str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [python, str(Path(__file__).resolve()), "--runner", name, "--urls",
+             str(urls_file), "--state", str(state)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
             cwd=state, start_new_session=True)
         self.ask(None)
 
@@ -343,38 +400,62 @@ def peers_python() -> str:
     return str(python)
 
 
-def run_tool(name: str, python: str, urls: list[str], folder: Path, www: Path,
-             changed: list[int], version: list[int]) -> dict[str, Any]:
-    tool = Tool(name, python, urls, folder)
+CYCLES = ("cold", "warm", "mixed")
+
+
+def one_round(number: int, tools: list[str], feeds: int, changed: list[int], hosts: int,
+              port: int, folder: Path) -> dict[str, dict[str, Any]]:
+    """Every tool afresh on its own copy of the feeds; each cycle run by every tool in turn,
+    in an order that rotates with the round; the same changes for all before `mixed`."""
+    here = folder / f"round{number}"
+    here.mkdir()
+    rng = random.Random(number)
+    adds = {n: rng.randint(1, 3) for n in changed}          # new items per changed feed
+    running: dict[str, Tool] = {}
     try:
-        cold = tool.ask("cold")
-        warm = tool.ask("warm")
-        version[0] += 1
-        later = time.time() + version[0]            # a new mtime: a new ETag
-        for n in changed:
-            write_feed(www / f"f{n}.xml", n, version[0])
-            os.utime(www / f"f{n}.xml", (later, later))
-        mixed = tool.ask("mixed")
-        return {"cold": cold, "warm": warm, "mixed": mixed}
+        for name in tools:
+            www = folder / "www" / name
+            if not www.exists():
+                www.mkdir(parents=True)
+            for n in range(feeds):
+                write_feed(www / f"f{n}.xml", n, 30)
+            urls = [f"http://{host_of(n, hosts)}:{port}/{name}/f{n}.xml" for n in range(feeds)]
+            python = sys.executable if name in ("newswatch", "floor") else peers_python()
+            running[name] = Tool(name, python, urls, here)
+        order = tools[number % len(tools):] + tools[:number % len(tools)]
+        out: dict[str, dict[str, Any]] = {name: {} for name in tools}
+        for cycle in CYCLES:
+            if cycle == "mixed":
+                later = time.time() + 10 + number         # a new mtime: a new ETag
+                for name in tools:
+                    for n, k in adds.items():
+                        path = folder / "www" / name / f"f{n}.xml"
+                        write_feed(path, n, 30 + k)
+                        os.utime(path, (later, later))
+            for name in order:
+                out[name][cycle] = running[name].ask(cycle)
+        for name in tools:
+            out[name]["pss_mb"] = running[name].ask("pss")["pss_mb"]
+        return out
     finally:
-        tool.close()
+        for tool in running.values():
+            tool.close()
 
 
 def memory(python: str, feeds: int, files: int, hosts: int, port: int,
            folder: Path) -> dict[str, Any]:
-    """The newswatch worker's RSS with `feeds` feeds scheduled and polled twice."""
-    urls = [f"http://{host_of(i % files, hosts)}:{port}/f{i % files}.xml?copy={i // files}"
-            for i in range(feeds)]
+    """newswatch's PSS with `feeds` feeds scheduled and polled twice."""
+    urls = [f"http://{host_of(i % files, hosts)}:{port}/newswatch/f{i % files}.xml"
+            f"?copy={i // files}" for i in range(feeds)]
+    (folder / "memory").mkdir()
     tool = Tool("newswatch", python, urls, folder / "memory")
     try:
-        ready = tool.ask("rss")
+        ready = tool.ask("pss")
         first = tool.ask("cold")
         tool.ask("warm")
-        after = tool.ask("rss")
-        return {"memory_feeds": feeds, "rss_mb_at_start": ready["rss_mb"],
-                "rss_mb": after["rss_mb"], "parser_processes_rss_mb": after["children_rss_mb"],
-                "rss_mb_with_parsers": round(after["rss_mb"] + after["children_rss_mb"], 1),
-                "memory_cold_s": first["seconds"]}
+        after = tool.ask("pss")
+        return {"memory_feeds": feeds, "pss_mb_at_start": ready["pss_mb"],
+                "pss_mb": after["pss_mb"], "memory_cold_s": first["seconds"]}
     finally:
         tool.close()
 
@@ -382,9 +463,10 @@ def memory(python: str, feeds: int, files: int, hosts: int, port: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--changed", type=float, default=0.10, help="share changed in mixed")
     parser.add_argument("--memory-feeds", type=int, default=10_000,
-                        help="feeds for the RSS figure (0: skip)")
+                        help="feeds for the memory figure (0: skip)")
     parser.add_argument("--hosts", type=int, default=1,
                         help="loopback hosts to spread the feeds over (default 1: 127.0.0.1)")
     parser.add_argument("--skip-peers", action="store_true")
@@ -397,66 +479,68 @@ def main() -> None:
         runner_main(args.runner, args.urls, args.state)
         return
 
+    tools = ["newswatch", "floor"] + ([] if args.skip_peers else ["rss2email", "reader"])
+    changed = random.Random(7).sample(range(args.feeds), max(1, int(args.feeds * args.changed)))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        www = folder / "www"
-        www.mkdir()
-        for n in range(args.feeds):
-            write_feed(www / f"f{n}.xml", n, 0)
-        (folder / "memory").mkdir()
+        (folder / "www").mkdir()
         nginx, port = start_nginx(folder, args.hosts)
         try:
-            urls = [f"http://{host_of(n, args.hosts)}:{port}/f{n}.xml"
-                    for n in range(args.feeds)]
-            changed = random.Random(7).sample(range(args.feeds),
-                                              max(1, int(args.feeds * args.changed)))
-            version = [0]
-            tools = ["newswatch", "floor"] + ([] if args.skip_peers else
-                                              ["rss2email", "reader"])
-            results = {}
-            for name in tools:
-                python = sys.executable if name in ("newswatch", "floor") else peers_python()
-                results[name] = run_tool(name, python, urls, folder, www, changed, version)
+            rounds = [one_round(r, tools, args.feeds, changed, args.hosts, port, folder)
+                      for r in range(args.rounds)]
             mem = memory(sys.executable, args.memory_feeds, args.feeds, args.hosts, port,
                          folder) if args.memory_feeds else {}
         finally:
             os.killpg(nginx.pid, signal.SIGTERM)
             nginx.wait(10)
-    report(args, results, mem, len(changed))
+    report(args, tools, rounds, mem, len(changed))
 
 
-def report(args: argparse.Namespace, results: dict[str, Any], mem: dict[str, Any],
-           changed: int) -> None:
-    nw = results["newswatch"]
-    floor = {c: results["floor"][c]["fetch_s"] + results["floor"][c]["parse_s"]
-             for c in ("cold", "warm", "mixed")}
-    figures: dict[str, Any] = {"feeds": args.feeds, "changed_in_mixed": changed}
-    for cycle in ("cold", "warm", "mixed"):
-        figures[f"newswatch_{cycle}_s"] = nw[cycle]["seconds"]
-        figures[f"floor_{cycle}_s"] = round(floor[cycle], 3)
+def spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"median": round(statistics.median(ordered), 3), "min": ordered[0],
+            "max": ordered[-1]}
+
+
+def report(args: argparse.Namespace, tools: list[str], rounds: list[dict[str, Any]],
+           mem: dict[str, Any], changed: int) -> None:
+    figures: dict[str, Any] = {"feeds": args.feeds, "rounds": args.rounds,
+                               "changed_in_mixed": changed}
+    seconds = {(name, c): spread([r[name][c]["seconds"] for r in rounds])
+               for name in tools for c in CYCLES}
+    for (name, cycle), s in seconds.items():
+        figures[f"{name}_{cycle}_s"] = s
+    for name in tools:
+        figures[f"{name}_pss_mb"] = spread([r[name]["pss_mb"] for r in rounds])
+    for cycle in CYCLES:
+        nw = seconds[("newswatch", cycle)]["median"]
         for peer in ("rss2email", "reader"):
-            if peer in results:
-                figures[f"{peer}_{cycle}_s"] = results[peer][cycle]["seconds"]
-                figures[f"{cycle}_x_{peer}"] = round(
-                    results[peer][cycle]["seconds"] / nw[cycle]["seconds"], 1)
-    figures["mixed_over_floor"] = round(nw["mixed"]["seconds"] / floor["mixed"], 2)
-    figures["cpu_ms_per_304"] = round(1000 * nw["warm"]["cpu_s"] / args.feeds, 3)
-    figures["newswatch_statuses"] = {c: nw[c].get("statuses") for c in ("cold", "warm", "mixed")}
+            if peer in tools:
+                figures[f"{cycle}_x_{peer}"] = round(seconds[(peer, cycle)]["median"] / nw, 2)
+        figures[f"{cycle}_over_floor"] = round(nw / seconds[("floor", cycle)]["median"], 2)
+    figures["cpu_ms_per_304"] = spread([round(1000 * r["newswatch"]["warm"]["cpu_s"]
+                                              / args.feeds, 3) for r in rounds])
+    last = rounds[-1]["newswatch"]
+    figures["newswatch_work"] = {c: {k: last[c].get(k) for k in (
+        "statuses", "new_entries", "alerts", "poll_s", "process_s")} for c in CYCLES}
     figures.update(mem)
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"one poll cycle of {args.feeds} feeds (~50 KB, 30 items; mixed: {changed} changed)")
-    print(f"{'':12}{'cold s':>9}{'warm s':>9}{'mixed s':>9}")
-    rows = [("newswatch", {c: nw[c]["seconds"] for c in floor}), ("floor", floor)]
-    rows += [(p, {c: results[p][c]["seconds"] for c in floor})
-             for p in ("rss2email", "reader") if p in results]
-    for name, row in rows:
-        print(f"{name:12}" + "".join(f"{row[c]:9.3f}" for c in ("cold", "warm", "mixed")))
+    print(f"poll cycles of {args.feeds} feeds (~50 KB, 30 items; mixed: {changed} changed by "
+          f"1-3 items), no keep-alive for anyone; medians of {args.rounds} rounds [min-max]")
+    print(f"{'':11}" + "".join(f"{c + ' s':>22}" for c in CYCLES) + f"{'PSS MB':>18}")
+    for name in tools:
+        cells = "".join(f"{seconds[(name, c)]['median']:>8.3f} [{seconds[(name, c)]['min']:.2f}-"
+                        f"{seconds[(name, c)]['max']:.2f}]" for c in CYCLES)
+        print(f"{name:11}{cells}{figures[f'{name}_pss_mb']['median']:>12.1f}")
     for key, value in figures.items():
-        if "_x_" in key or key in ("mixed_over_floor", "cpu_ms_per_304") or \
-                key.startswith(("rss_mb", "memory")):
+        if "_x_" in key or key.endswith("_over_floor"):
             print(f"{key:22} {value}")
+    print(f"{'cpu_ms_per_304':22} {figures['cpu_ms_per_304']}")
+    print(f"{'newswatch work':22} {figures['newswatch_work']}")
+    if mem:
+        print(f"{'memory':22} {mem}")
 
 
 if __name__ == "__main__":
