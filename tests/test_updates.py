@@ -70,3 +70,7 @@ def test_updates_are_opt_in_material_and_capped(tmp_path: Path, feed_server: Fee
     [eml] = (tmp_path / "a").glob("*.eml")
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["Subject"].startswith("[newswatch] Update · Ceasefire talks")
+    # In the story's thread: a reply to the alert that told of it.
+    told = next(r.alert for r in records if r is not None and not r.alert.update
+                and r.alert.subscriber_id == "watcher")
+    assert message["In-Reply-To"] == f"<{told.id}@newswatch>"
