@@ -3,19 +3,19 @@
     python bench/poll.py [--feeds 1000] [--rounds 5] [--json] [--skip-peers]
                          [--memory-feeds 10000]
 
-nginx serves N generated feeds (~50 KB, 30 items of real headlines and summaries recombined,
-real ETag / Last-Modified) on 127.0.0.1, a copy per tool (`--hosts K` spreads them over K
-loopback addresses, 127.1.x.y, where newswatch's per-host politeness applies as configured by
-default; on one host it is lifted, as the peers have none). **No tool keeps a connection** from
-one request to the next: nginx closes each one after its answer (`keepalive_timeout 0`), so
-newswatch's long-lived session and the peers' per-run clients pay the same connection cost.
-Every round starts each tool afresh (its own process and state) and runs, the tools alternating
-within each cycle in an order that rotates by round: **cold** (all feeds new), **warm** (nothing
-changed: every answer is a 304) and **mixed** (10% of the feeds changed, each with 1 to 3 new
-items, as real feeds change). The figures are the medians over `--rounds` rounds, with min and
-max; timings are taken inside each process around the cycle alone (no interpreter start-up);
-memory is the PSS of each tool's process tree (the throwaway Redis included) after the mixed
-cycle.
+nginx serves N generated feeds (~50 KB, 30 items: real headlines with their own summaries in the
+markup real descriptions carry; real ETag / Last-Modified) on 127.0.0.1, a copy per tool
+(`--hosts K` spreads them over K loopback addresses, 127.1.x.y, where newswatch's per-host
+politeness applies as configured by default; on one host it is lifted, as the peers have none).
+**No tool keeps a connection** from one request to the next: nginx closes each one after its
+answer (`keepalive_timeout 0`), so newswatch's long-lived session and the peers' per-run clients
+pay the same connection cost. Every round starts each tool afresh (its own process and state)
+and runs, the tools alternating within each cycle in an order that rotates by round: **cold**
+(all feeds new), **warm** (nothing changed: every answer is a 304) and **mixed** (10% of the
+feeds changed, each with 1 to 3 new items, as real feeds change). The figures are the medians
+over `--rounds` rounds, with min and max; timings are taken inside each process around the cycle
+alone (no interpreter start-up); memory is the PSS of each tool's process tree (the throwaway
+Redis included) after the mixed cycle.
 
 What each does per cycle, until its work on the new entries is done:
 - newswatch: fetch every feed conditionally, parse the changed bodies over the cores, take in
@@ -70,34 +70,36 @@ def host_of(i: int, hosts: int) -> str:
 
 
 @functools.cache
-def real_text() -> tuple[list[str], list[str]]:
-    """Headlines and summaries of the real feeds in ../shared/feeds/real (the seeds where that
-    is absent): generated items are made of them, so the topics match as often as they match
-    real news, not every item."""
+def real_items() -> list[tuple[str, str]]:
+    """(headline, summary) of the real feeds in ../shared/feeds/real (the seeds where that is
+    absent), as published: generated items are these, so the shipped topics match as often as
+    they match real news (2.5% of the real feeds' items)."""
     sys.path.insert(0, str(ROOT / "bench"))
     from classify import corpus
 
-    pairs = corpus()
-    return [t for t, _ in pairs if t], [s for _, s in pairs if len(s) > 40]
+    return [(t, s) for t, s in corpus() if t]
 
 
 def write_feed(path: Path, n: int, newest: int) -> None:
     """Feed n holding its items newest-30+1 .. newest, newest first: an item's text depends only
     on (n, its number), so a feed that gained k items differs by those k (and lost its k
-    oldest), as a real feed does. Each item: a real headline and ~1.6 KB of real summaries."""
-    titles, summaries = real_text()
+    oldest), as a real feed does. Each item is a real headline with its own summary, in ~1.6 KB
+    of the markup real descriptions carry (images, links: no text)."""
+    pairs = real_items()
     items = []
     for j in range(newest, newest - 30, -1):
         rng = random.Random(n * 100_003 + j)
-        body = ""
-        while len(body) < 1500:
-            body += " " + rng.choice(summaries)
-        items.append(f"<item><title>{escape(rng.choice(titles))}</title>"
+        title, summary = rng.choice(pairs)
+        html = f"<p>{escape(summary)}</p>"
+        while len(html) < 1500:
+            html += (f'<a href="https://outlet{n}.example/{j}/{rng.getrandbits(64):x}"><img '
+                     f'src="https://cdn{n}.example/img/{rng.getrandbits(96):x}.jpg" '
+                     'width="640" height="360" alt=""></a>')
+        items.append(f"<item><title>{escape(title)}</title>"
                      f"<link>https://outlet{n}.example/{j}</link>"
                      f"<guid>https://outlet{n}.example/{j}</guid>"
                      f"<pubDate>Sat, 04 Jan 2025 {j % 24:02d}:05:00 GMT</pubDate>"
-                     f"<description>{escape('<p>' + escape(body.strip()) + '</p>')}"
-                     "</description></item>")
+                     f"<description>{escape(html)}</description></item>")
     path.write_text(f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
                     f"<title>Outlet {n}</title><link>https://outlet{n}.example/</link>"
                     f"<description>News</description>{''.join(items)}</channel></rss>")
