@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -99,10 +100,8 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match])
 
 def _related(proc: Processor, story_id: str) -> Related:
     """The story a report resembles, as its alert names it: its first copy's headline."""
-    copies = sorted(proc.store.stories.entries(story_id).values(),
-                    key=lambda e: (e.published is None, e.published or datetime.min.replace(
-                        tzinfo=UTC)))
-    first = copies[0] if copies else None
+    first = min(proc.store.stories.entries(story_id).values(), default=None,
+                key=lambda e: e.published.timestamp() if e.published else math.inf)
     return Related(story_id, first.title if first else "", first.link if first else None)
 
 

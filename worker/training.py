@@ -26,7 +26,7 @@ from .classify import Classifier, embedding_text
 from .classify.language import detect
 from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash
 from .classify.scoring import EmbedderLike, signals
-from .config import Config, TopicConfig
+from .config import Config
 from .errors import NewswatchError
 from .parse import item_text
 
@@ -256,13 +256,6 @@ def report(outcome: Outcome) -> list[str]:
                      f"F1 {f['f1']:.3f}  ({f['tp']} tp, {f['fp']} fp, {f['fn']} fn)")
     lines += [f"  skipped {why}" for why in outcome.skipped]
     return lines
-
-
-def topic_config(config: Config, topic_id: str) -> TopicConfig:
-    if topic_id not in config.topics:
-        known = ", ".join(sorted(config.topics))
-        raise NewswatchError(f"unknown topic {topic_id!r} (known: {known})")
-    return config.topics[topic_id]
 
 
 def as_json(outcome: Outcome) -> dict[str, Any]:

@@ -61,6 +61,12 @@ class FeedConfig(_Model):
         return url
 
 
+def _http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host."""
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _valid_query(query: str | None) -> str | None:
     if query is not None:
         try:
@@ -156,10 +162,8 @@ class SubscriberConfig(_Model):
     @field_validator("webhook")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"webhook must be an http(s) URL: {value!r}")
+        if value is not None and not _http_url(value):
+            raise ValueError(f"webhook must be an http(s) URL: {value!r}")
         return value
 
     @field_validator("secret")
@@ -281,11 +285,9 @@ class Settings(_Model):
     @field_validator("public_url")
     @classmethod
     def _public(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("public_url must be the http(s) base URL readers reach "
-                                 "newswatch at, e.g. https://newswatch.example.org")
+        if value is not None and not _http_url(value):
+            raise ValueError("public_url must be the http(s) base URL readers reach "
+                             "newswatch at, e.g. https://newswatch.example.org")
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")

@@ -206,10 +206,6 @@ class Records(Part):
         taken = int(pipe.execute()[0])
         return taken <= limit
 
-    def record_kind(self, record_id: str) -> RecordKind:
-        return RecordKind(cast(str | None, self.r.hget(self.k("alert", record_id), "kind"))
-                          or RecordKind.ALERT)
-
     def record_data(self, record_id: str) -> dict[str, Any] | None:
         raw = cast(str | None, self.r.hget(self.k("alert", record_id), "data"))
         return json.loads(raw) if raw else None

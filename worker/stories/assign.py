@@ -88,6 +88,7 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
     the same words meanwhile, it is decided again with that copy in view, so two copies
     arriving at once cannot start two stories."""
     words = sorted(fp.words)
+    across = _across(index, fp) if fp.vector is not None and fp.lang else []   # read once
     for _ in range(ATTEMPTS):
         known, seen, counts = index.lookup(entry.link, fp.words)
         if known is not None:                  # a copy of a page already seen
@@ -97,17 +98,16 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
         df.add(fp.words)
         scorer = Scorer(fp, df, window_hours)
         lookup = scorer.lookup_words()
-        across = _across(index, fp) if fp.vector is not None and fp.lang else []
         with index.claim(entry.link, lookup) as claim:
             known, found = claim.read(candidates, per_word=STORIES_READ_PER_WORD, also=across)
             decision = Decision(Outcome.SAME, known) if known else scorer.decide(
                 ((sid, [Member.loads(raw) for raw in sigs]) for sid, sigs in found), policy)
+            related = decision.story if decision.outcome is Outcome.RELATED else None
             if decision.outcome is Outcome.SAME and decision.story:
                 story = decision.story
                 thread = claim.thread_of(story) or story
             else:
                 story = new_id
-                related = decision.story if decision.outcome is Outcome.RELATED else None
                 thread = (claim.thread_of(related) or related) if related else story
             if claim.commit(story, entry, entry_key=entry_key, words=words,
                             signature=None if known else scorer.member.dumps(),
@@ -115,9 +115,7 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
                             thread=thread if thread != story else None,
                             vector=(fp.lang or "", fp.vector) if story == new_id
                             and fp.vector is not None else None):
-                return Assignment(story, thread, decision.outcome,
-                                  decision.story if decision.outcome is Outcome.RELATED
-                                  else None)
+                return Assignment(story, thread, decision.outcome, related)
     raise NewswatchError(f"entry {entry_key}: no story decided in {ATTEMPTS} attempts "
                          "(other workers kept changing its words' stories)")
 
@@ -162,7 +160,7 @@ class MemoryIndex:
 
     def sketches(self, limit: int) -> list[tuple[str, Sketch]]:
         window = self.window_hours * 3600
-        return [(sid, sketch) for at, sid, sketch in self.recent[-limit * 4:]
+        return [(sid, sketch) for at, sid, sketch in self.recent
                 if at is None or self.now is None or abs(self.now - at) <= window][-limit:]
 
     def add_copy(self, story_id: str, entry: Entry, *, entry_key: str,
