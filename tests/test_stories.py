@@ -328,20 +328,23 @@ def test_the_worker_decides_as_the_offline_command(store: Store) -> None:
 def test_concurrent_copies_make_one_story(store: Store) -> None:
     proc = processor(store)
     items = [entry(n, t, s, T0 + timedelta(minutes=n)) for n, (t, s) in enumerate(TRUCE)] * 3
-    got: list[stories.Assignment] = []
+    got: list[tuple[Entry, stories.Assignment]] = []
     barrier = threading.Barrier(len(items))
 
     def assign(e: Entry) -> None:
         barrier.wait()
-        got.append(pipeline.assign_story(proc, store.entries.key(e), e))
+        got.append((e, pipeline.assign_story(proc, store.entries.key(e), e)))
 
     threads = [threading.Thread(target=assign, args=(e,)) for e in items]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(got) == len(items) and len({a.thread for a in got}) == 1     # one thread
-    assert len({a.story for a in got}) == len(TRUCE)       # each page one story, whoever won
+    assert len(got) == len(items) and len({a.thread for _, a in got}) == 1  # one thread
+    # Each page is one story whoever decided first (two pages may share one when a rewrite is
+    # sure enough to be folded: which, depends on the order the race gave).
+    for link in {e.link for e in items}:
+        assert len({a.story for e, a in got if e.link == link}) == 1, link
 
 
 def test_a_decision_on_stale_reads_is_not_recorded(store: Store) -> None:
