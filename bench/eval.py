@@ -115,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     if not EVAL.is_dir():
         sys.exit(f"{EVAL}: not found (the labelled sets live in ../shared/eval/)")
-    from worker.cli import Item, _item_text
+    from worker.commands.topics import Item, _item_text
 
     items = []
     for name in SETS:

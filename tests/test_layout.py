@@ -70,3 +70,24 @@ def test_the_stages_never_reach_into_the_runtime() -> None:
               "worker.stories", "worker.feedback", "worker.training", "worker.digest"]
     reaching = [name for name in stages if "worker.runtime" in imports(name, known[name], known)]
     assert reaching == []
+
+
+def test_the_benches_import_what_exists() -> None:
+    """Every name a bench script imports from the package, at the top or inside a function
+    (where it is only read when that branch runs), exists: a moved function must not leave a
+    bench that fails only when someone runs it."""
+    import importlib
+
+    missing = []
+    for path in sorted((ROOT.parent / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("worker"):
+                module = importlib.import_module(str(node.module))
+                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name)
+                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+            elif isinstance(node, ast.Import):
+                missing += [f"{path.name}: {a.name}" for a in node.names
+                            if a.name.startswith("worker")
+                            and importlib.util.find_spec(a.name) is None]
+    assert missing == []
