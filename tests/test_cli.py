@@ -28,7 +28,8 @@ def test_classify_jsonl_contract() -> None:
         {"id": "a", "title": "Hamas says indirect talks with Israel resume in Doha",
          "summary": "A one-week ceasefire to locate hostages who could be released."},
         {"id": 7, "title": "Weather", "summary": "Sunny."},
-        {"id": "c", "title": "Truce talks", "content": "<p>Negotiators <b>met</b></p>",
+        {"id": "c", "title": "Truce talks resume in Cairo",
+         "content": "<p>Negotiators <b>met</b> Hamas and Israeli envoys</p>",
          "link": "https://x.example", "published": "2025-01-04", "source": "X", "extra": 1},
     ]
     out = run_cli(["classify", "--config", CONFIG],

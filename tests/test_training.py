@@ -227,6 +227,34 @@ def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
         assert found_dev_ml["f1"] >= 0.85, found_dev_ml       # issue 20's goal, other languages
 
 
+def test_the_items_we_wrote_are_well_formed_and_copy_no_lent_item() -> None:
+    """config/labelled/written.jsonl: one story an item, labels of the shipped topics only,
+    both topics with both verdicts in English and elsewhere, and no eight-word run shared with
+    any item of the lent sets (ours are written from the label definitions, not from them)."""
+    path = ROOT / "config" / "labelled" / "written.jsonl"
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    config = load_config(CONFIG)
+    assert len({i["id"] for i in items}) == len({i["story"] for i in items}) == len(items)
+    assert all(i["title"] and i["summary"] and i["lang"] for i in items)
+    assert {label for i in items for label in i["labels"]} == set(config.topics)
+    for topic in config.topics:
+        for english in (True, False):
+            said = {topic in i["labels"] for i in items if (i["lang"] == "en") == english}
+            assert said == {True, False}, (topic, english)
+        assert "labelled/written.jsonl" in config.topics[topic].training
+
+    def runs(text: str) -> set[tuple[str, ...]]:
+        words = text.lower().split()
+        return {tuple(words[n:n + 8]) for n in range(len(words) - 7)}
+
+    ours = {run for i in items for run in runs(f"{i['title']} {i['summary']}")}
+    for name in ("dev.jsonl", "dev2.jsonl", "dev_ml.jsonl"):
+        for line in (shared_dir("eval") / name).read_text(encoding="utf-8").splitlines():
+            lent = json.loads(line)
+            shared = ours & runs(f"{lent['title']} {lent.get('summary') or ''}")
+            assert not shared, (name, lent["id"], shared)
+
+
 def test_examples_come_from_files_config_and_feedback(tmp_path: Path) -> None:
     from worker.training import examples
 
