@@ -79,6 +79,52 @@ def test_model_files_round_trip_and_bad_ones_are_named(tmp_path: Path) -> None:
         TopicModel.load(tmp_path / "missing.json")
 
 
+def test_the_kernel_model_learns_what_no_single_direction_separates() -> None:
+    """Relevant items at two opposite ends (x and -x), the others across: no linear probe over
+    the vector tells them apart, the model over likeness to the examples does."""
+    rng = np.random.default_rng(7)
+    rows, y = [], []
+    for n in range(120):
+        axis, relevant = [(0, True), (0, True), (1, False), (1, False)][n % 4]
+        v = rng.normal(0, 0.15, 4)
+        v[axis] += 1.0 if n % 8 < 4 else -1.0
+        rows.append(v / np.linalg.norm(v))
+        y.append(relevant)
+    x, gold = np.array(rows), np.array(y, dtype=float)
+    groups = [str(n) for n in range(len(y))]
+    linear = learned.cross_validated(x, gold, groups, 0.03)
+    kernel = learned.cross_validated(x, gold, groups, learned.KERNEL_L2, kernel=True)
+    assert learned.Figures.of(list(gold > 0), list(linear > 0)).f1 < 0.7
+    assert learned.Figures.of(list(gold > 0), list(kernel > 0)).f1 > 0.95
+
+
+def test_a_model_compares_with_the_vectors_it_was_fitted_on(tmp_path: Path) -> None:
+    """The examples' vectors travel in the file (float16) and a model read back scores as the
+    one trained; a file of the first format (no kernel) still loads and scores; a damaged
+    vector blob is named when the file is read, not on the first item."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(0, 1, (40, 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    found = [Example(f"t{n}", "", bool(vectors[n, 0] > 0), str(n)) for n in range(40)]
+    signals = np.zeros((40, len(learned.SIGNALS)))
+    trained = learned.train("t", found, signals, vectors, "e5")
+    assert len(trained.kernel_weights) == 40 and len(trained.stack_weights) == 6
+    again = TopicModel.from_json(trained.to_json())
+    assert np.allclose(again.reference_vectors(), vectors, atol=1e-3)
+    assert np.allclose(again.score(vectors, signals), trained.score(vectors, signals),
+                       atol=1e-4)
+    first_format = json.loads(model().to_json())
+    first_format["format"] = 1
+    for key in ("kernel_weights", "kernel_bias", "references"):
+        del first_format[key]
+    old = TopicModel.from_json(json.dumps(first_format))
+    assert old.score(np.array([[6.0, 0.0]]), np.array([[1.0, 1.0, 0.0, 1.0]]))[0] > 0.99
+    broken = json.loads(trained.to_json())
+    broken["references"] = broken["references"][:-8]
+    with pytest.raises(NewswatchError, match="not a topic model newswatch can read"):
+        TopicModel.from_json(json.dumps(broken))
+
+
 def write_topic_config(folder: Path, extra: str = "") -> Path:
     path = folder / "newswatch.yaml"
     path.write_text(textwrap.dedent("""\
