@@ -8,14 +8,13 @@ unless the config still loads afterwards; a feed already configured is not added
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
+from . import files
 from .config import Config, load_config
 from .errors import ConfigError, NewswatchError
 from .opml import OpmlFeed, read_opml, write_opml
@@ -62,16 +61,16 @@ def import_opml(config: Config, data: bytes, origin: str) -> ImportResult:
     new_config = text if listed else _add_opml_entry(text, MANAGED, config.path)
     result.config_edited = new_config != text
     old_opml = target.read_bytes() if target.exists() else None
-    _write(target, write_opml([*managed, *result.added]))
-    _write(config.path, new_config.encode())
+    files.replace(target, write_opml([*managed, *result.added]))
+    files.replace(config.path, new_config.encode())
     try:
         load_config(config.path)
     except ConfigError as exc:              # put both files back as they were
-        _write(config.path, text.encode())
+        files.replace(config.path, text.encode())
         if old_opml is None:
             target.unlink()
         else:
-            _write(target, old_opml)
+            files.replace(target, old_opml)
         raise NewswatchError("import undone, the config would not load: "
                              + "; ".join(exc.problems)) from None
     return result
@@ -129,21 +128,6 @@ def _add_opml_entry(text: str, name: str, path: Path) -> str:
         start, end = feeds.start_mark.index, feeds.end_mark.index
         return f"{text[:start].rstrip()} [{{{entry}}}]{text[end:]}"
     raise NewswatchError(f"{path}:{feeds.start_mark.line + 1}: feeds: expected a list")
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace a file atomically (a crash leaves the old or the new one, never half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def describe(result: ImportResult) -> list[str]:

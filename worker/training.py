@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import files
 from .classify import Classifier, embedding_text
 from .classify.language import detect
 from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash
@@ -136,8 +135,9 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
         path = into / f"{topic_id}.json"
     else:
         path = model_path(config, topic_id)
-        _write(path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"), model.to_json())
-    _write(path, model.to_json())
+        files.replace(path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"),
+                      model.to_json().encode())
+    files.replace(path, model.to_json().encode())          # a worker never reads half a model
     return Outcome(topic_id, model, path, tuple(skipped))
 
 
@@ -230,19 +230,6 @@ def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
         elif why := stale(config, topic_id):
             notes.append(f"topic {topic_id!r}: {why}")
     return problems, notes
-
-
-def _write(path: Path, text: str) -> None:
-    """Atomically: a worker never reads half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def report(outcome: Outcome) -> list[str]:
