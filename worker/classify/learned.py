@@ -112,7 +112,7 @@ class TopicModel:
     kernel_weights: tuple[float, ...] = ()     # one per reference; () in format 1
     kernel_bias: float = 0.0
     references: str = ""           # the examples' vectors: float16, row by row, base64
-    _references: Any = field(default=None, repr=False, compare=False)     # decoded, once
+    _arrays: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def reference_vectors(self) -> np.ndarray[Any, Any]:
         """The labelled examples' vectors the kernel model compares an item with."""
@@ -126,23 +126,25 @@ class TopicModel:
         """Probabilities for n vectors and their (n, len(SIGNALS)) signals."""
         import numpy
 
-        first = [vectors @ numpy.asarray(self.vector_weights, dtype=numpy.float32) +
-                 self.vector_bias]
-        if self.kernel_weights:
-            if self._references is None:
-                object.__setattr__(self, "_references", self.reference_vectors())
-            first.append(likeness(vectors, self._references) @
-                         numpy.asarray(self.kernel_weights, dtype=numpy.float32) +
-                         self.kernel_bias)
+        a = self._arrays
+        if not a:                  # made once: a model scores every item a worker embeds
+            made = {"vector": numpy.asarray(self.vector_weights, dtype=numpy.float32),
+                    "stack": numpy.asarray(self.stack_weights)}
+            if self.kernel_weights:
+                made["kernel"] = numpy.asarray(self.kernel_weights, dtype=numpy.float32)
+                made["references"] = self.reference_vectors()
+            a.update(made)         # at once: another thread sees all of it or none
+        first = [vectors @ a["vector"] + self.vector_bias]
+        if "kernel" in a:
+            first.append(likeness(vectors, a["references"]) @ a["kernel"] + self.kernel_bias)
         verdicts = numpy.clip(numpy.column_stack(first), -40, 40)
-        z = numpy.hstack([verdicts, signals]) @ numpy.asarray(self.stack_weights) + \
-            self.stack_bias
+        z = numpy.hstack([verdicts, signals]) @ a["stack"] + self.stack_bias
         return vetoed(_probability(z), signals)
 
     def to_json(self) -> str:
         """One key a line (the weights on theirs), numbers rounded: a readable, diffable file."""
         data = {"format": FORMAT, "signals": list(SIGNALS), **asdict(self)}
-        del data["_references"]
+        del data["_arrays"]
         for name in ("vector_weights", "stack_weights", "kernel_weights"):
             data[name] = [round(w, 6) for w in data[name]]
         for name in ("vector_bias", "stack_bias", "kernel_bias"):
