@@ -333,3 +333,41 @@ def test_train_refuses_a_missing_training_file_unless_told(tmp_path: Path) -> No
                   cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "skipped" in out.stdout and (tmp_path / "var" / "models" / "strikes.json").is_file()
+
+
+def test_like_names_the_labelled_items_the_model_was_fitted_on(tmp_path: Path) -> None:
+    """An alert's "like:" comes from the headlines the model learned from, matched to the
+    vectors its file keeps (nothing embedded again); once the training file changes, or where
+    it cannot be read, from the topic's own examples."""
+    needs_model()
+    from worker.classify.semantic import shared
+    from worker.runtime import make_classifier
+    from worker.training import train_topic
+
+    headlines = [("Bus drivers' union walks out over unpaid wages", True),
+                 ("Refinery workers begin indefinite strike", True),
+                 ("Union calls off strike after pay offer", True),
+                 ("Airstrike hits fuel depot near the border", False),
+                 ("Striker signs four-year contract", False),
+                 ("Strike on a convoy kills three soldiers", False)]
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"id": n, "title": t, "labels": ["strikes"] if r else []})
+                            + "\n" for n, (t, r) in enumerate(headlines)))
+    config = load_config(write_topic_config(tmp_path, "    training: [labelled.jsonl]"))
+    train_topic(config, "strikes", shared())
+    classifier = make_classifier(config, True)
+    [kept] = classifier.semantic                 # the model file's vectors, not embedded again
+    assert kept.model is not None and len(kept.references) == len(headlines) + 8
+    assert np.array_equal(kept.reference_vectors, kept.model.reference_vectors()[:14])
+    [match] = classifier.classify("Hospital workers' union announces strike", "")
+    named = {text for text, _ in match.like}
+    assert len(match.like) == 2 and named <= {t for t, _ in headlines} | set(
+        config.topics["strikes"].examples) | set(config.topics["strikes"].counterexamples)
+    assert all(relevant for _, relevant in match.like)
+    assert {text for text, _ in match.like} & {t for t, _ in headlines}   # the file's own
+
+    data.write_text(data.read_text().replace("indefinite", "a two-day"))   # changed since
+    [match] = make_classifier(config, True).classify(
+        "Hospital workers' union announces strike", "")
+    mine = set(config.topics["strikes"].examples) | set(config.topics["strikes"].counterexamples)
+    assert len(match.like) == 2 and {text for text, _ in match.like} <= mine

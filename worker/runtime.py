@@ -124,9 +124,10 @@ def make_classifier(config: Config, semantic: bool | str | None = None, *,
         wanted = model.available()
     if not wanted:
         return Classifier(config.topics)
-    from .training import load_models
+    from .training import labelled, load_models
 
-    return Classifier(config.topics, model.shared(), load_models(config) if models else {})
+    found = load_models(config) if models else {}
+    return Classifier(config.topics, model.shared(), found, labelled(config, found))
 
 
 _lock = threading.Lock()

@@ -24,7 +24,7 @@ from . import files
 from .classify import Classifier, embedding_text
 from .classify.language import detect
 from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash
-from .classify.scoring import EmbedderLike, signals
+from .classify.scoring import EmbedderLike, Reference, signals
 from .config import Config
 from .errors import NewswatchError
 from .parse import item_text
@@ -67,6 +67,21 @@ def load_models(config: Config) -> dict[str, TopicModel]:
         elif path is not None:
             raise NewswatchError(f"topic {topic_id!r}: model file {path} not found (run "
                                  f"`newswatch train --topic {topic_id}`, or fix `model:`)")
+    return out
+
+
+def labelled(config: Config, models: dict[str, TopicModel]) -> dict[str, tuple[Reference, ...]]:
+    """Per topic, the labelled examples its model was fitted on (headlines and verdicts), in the
+    order of the vectors its file keeps: what "like:" picks from. Only where they can all be
+    read here and are still what the model was fitted on (the training hash; readers' feedback,
+    fitted last, is left out); other topics' "like:" picks from their own examples."""
+    out = {}
+    for topic_id, model in models.items():
+        if not model.kernel_weights or not config.topics[topic_id].training:
+            continue
+        found, skipped = examples(config, topic_id)
+        if not skipped and training_hash(found, model.embedding) == model.trained_on:
+            out[topic_id] = tuple(Reference(e.title, e.relevant) for e in found)
     return out
 
 

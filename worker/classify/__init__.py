@@ -82,7 +82,8 @@ class Classifier:
     similarity to its description or examples. Lexical matches carry their similarity too."""
 
     def __init__(self, topics: Mapping[str, TopicLike], embedder: EmbedderLike | None = None,
-                 models: Mapping[str, TopicModel] | None = None) -> None:
+                 models: Mapping[str, TopicModel] | None = None,
+                 labelled: Mapping[str, tuple[Reference, ...]] | None = None) -> None:
         self.topics = tuple(compile_topic(tid, t) for tid, t in topics.items())
         self.index = TopicIndex(t.query for t in self.topics)
         self.lexicon = Lexicon(
@@ -100,12 +101,20 @@ class Classifier:
                 settings = cast(SemanticLike, topic).semantic
                 gate = parse_query(settings.gate) if settings.gate else \
                     Or(tuple(_all_leaves(self.topics[number].query)))
-                references = tuple(Reference(text, True) for text in
-                                   getattr(topic, "examples", ())) + \
-                    tuple(Reference(text, False) for text in
-                          getattr(topic, "counterexamples", ()))
+                # "like:" picks from the examples the model was fitted on, when they are
+                # known (`labelled`: in the order of the vectors its file keeps), else from
+                # the topic's own examples and counterexamples
+                references = (labelled or {}).get(topic_id, ())
+                vectors = None
+                if references and model is not None and model.kernel_weights:
+                    vectors = model.reference_vectors()[:len(references)]
+                else:
+                    references = tuple(Reference(text, True) for text in
+                                       getattr(topic, "examples", ())) + \
+                        tuple(Reference(text, False) for text in
+                              getattr(topic, "counterexamples", ()))
                 semantic.append(SemanticTopic(number, texts, settings.threshold,
-                                              compile_holds(gate), model, references))
+                                              compile_holds(gate), model, references, vectors))
             self.scorer = Scorer(embedder, semantic)
 
     @property

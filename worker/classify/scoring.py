@@ -63,7 +63,8 @@ class SemanticTopic:
     threshold: float                  # similarity for a match without a model
     gate: Test                        # which English items are worth embedding for it
     model: TopicModel | None = None
-    references: tuple[Reference, ...] = ()
+    references: tuple[Reference, ...] = ()      # what "like:" picks from
+    reference_vectors: Any = None               # theirs, when known (else embedded)
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,10 @@ class Scorer:
         self.embedder = embedder
         self.topics = list(topics)
         self.vectors = [embedder.embed(list(t.texts)) if t.texts else None for t in topics]
-        self.reference_vectors = [embedder.embed([r.text for r in t.references])
-                                  if t.references else None for t in topics]
+        self.reference_vectors = [
+            t.reference_vectors if t.reference_vectors is not None
+            else embedder.embed([r.text for r in t.references]) if t.references else None
+            for t in topics]
 
     def worth(self, doc: Doc, topics: Sequence[TopicLike]) -> list[int]:
         """The semantic topics (indexes into self.topics) worth embedding this item for."""
