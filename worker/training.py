@@ -77,12 +77,18 @@ def labelled(config: Config, models: dict[str, TopicModel]) -> dict[str, tuple[R
     fitted last, is left out); other topics' "like:" picks from their own examples."""
     out = {}
     for topic_id, model in models.items():
-        if not model.kernel_weights or not config.topics[topic_id].training:
-            continue
-        found, skipped = examples(config, topic_id)
-        if not skipped and training_hash(found, model.embedding) == model.trained_on:
+        if model.kernel_weights and (found := fitted_on(config, topic_id, model)) is not None:
             out[topic_id] = tuple(Reference(e.title, e.relevant) for e in found)
     return out
+
+
+def fitted_on(config: Config, topic_id: str, model: TopicModel) -> list[Example] | None:
+    """A topic's examples as its files and config give them now, if the model was fitted on
+    them (readers' feedback aside); None where they differ or a training file is unreadable."""
+    found, skipped = examples(config, topic_id)
+    if skipped or training_hash(found, model.embedding) != model.trained_on:
+        return None
+    return found
 
 
 def examples(config: Config, topic_id: str, feedback: Iterable[Example] = ()

@@ -116,24 +116,31 @@ class TopicModel:
 
     def reference_vectors(self) -> np.ndarray[Any, Any]:
         """The labelled examples' vectors the kernel model compares an item with."""
+        return cast("np.ndarray[Any, Any]", self._made()["references"])
+
+    def _made(self) -> dict[str, Any]:
+        """The numbers as arrays, made once (the vectors decoded once): a model scores every
+        item a worker embeds, and "like:" reads the same vectors."""
         import numpy
 
-        flat = numpy.frombuffer(base64.b64decode(self.references), dtype="<f2")
-        return flat.reshape(len(self.kernel_weights), -1).astype(numpy.float32)
+        a = self._arrays
+        if not a:
+            made = {"vector": numpy.asarray(self.vector_weights, dtype=numpy.float32),
+                    "stack": numpy.asarray(self.stack_weights)}
+            if self.kernel_weights:
+                flat = numpy.frombuffer(base64.b64decode(self.references), dtype="<f2")
+                made["kernel"] = numpy.asarray(self.kernel_weights, dtype=numpy.float32)
+                made["references"] = flat.reshape(len(self.kernel_weights), -1).astype(
+                    numpy.float32)
+            a.update(made)         # at once: another thread sees all of it or none
+        return a
 
     def score(self, vectors: np.ndarray[Any, Any], signals: np.ndarray[Any, Any]
               ) -> np.ndarray[Any, Any]:
         """Probabilities for n vectors and their (n, len(SIGNALS)) signals."""
         import numpy
 
-        a = self._arrays
-        if not a:                  # made once: a model scores every item a worker embeds
-            made = {"vector": numpy.asarray(self.vector_weights, dtype=numpy.float32),
-                    "stack": numpy.asarray(self.stack_weights)}
-            if self.kernel_weights:
-                made["kernel"] = numpy.asarray(self.kernel_weights, dtype=numpy.float32)
-                made["references"] = self.reference_vectors()
-            a.update(made)         # at once: another thread sees all of it or none
+        a = self._made()
         first = [vectors @ a["vector"] + self.vector_bias]
         if "kernel" in a:
             first.append(likeness(vectors, a["references"]) @ a["kernel"] + self.kernel_bias)
@@ -172,8 +179,7 @@ class TopicModel:
             if len(model.stack_weights) != verdicts + len(SIGNALS):
                 raise ValueError(f"{len(model.stack_weights)} stack weights, expected "
                                  f"{verdicts + len(SIGNALS)}")
-            if model.kernel_weights:
-                model.reference_vectors()           # a broken blob is named now, not later
+            model._made()                  # a broken vector blob is named now, not later
             return model
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise NewswatchError(f"{origin}: not a topic model newswatch can read: {exc}"
@@ -248,9 +254,9 @@ def cross_validated(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
         if y[train].min() == y[train].max():         # one class only: nothing to learn
             out[test] = 40.0 if y[train][0] else -40.0
             continue
-        inputs, seen = (likeness(x, x[train]), x[train]) if kernel else (x, x[train])
-        w, b = fit(likeness(seen, seen) if kernel else seen, y[train], l2)
-        out[test] = inputs[test] @ w + b
+        features = likeness(x, x[train]) if kernel else x
+        w, b = fit(features[train], y[train], l2)
+        out[test] = features[test] @ w + b
     return out
 
 
