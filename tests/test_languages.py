@@ -47,6 +47,15 @@ def test_a_feeds_declaration_counts_only_where_the_text_cannot_tell() -> None:
     assert detect("", "", None) is None
 
 
+def test_chinese_with_no_kana_is_not_japanese() -> None:
+    """Short Chinese headlines read as Japanese to the model (and so were threaded by the model
+    alone with the Chinese news beside them, as if in another language); Japanese is written
+    with kana. A feed that declares Japanese keeps its word."""
+    assert detect("中国面临劳力紧缺") == "zh"                 # the model says ja
+    assert detect("中国面临劳力紧缺", "", "ja") == "ja"
+    assert detect("東京で地震、けが人なし") == "ja"
+    assert detect("東京ディズニーランド") == "ja"             # katakana
+
 def test_entries_carry_their_language(tmp_path: Path) -> None:
     entries = parse_feed((SEEDS / "sahel-depeches.xml").read_bytes(), url="u", feed_id="f",
                          feed_name="")

@@ -10,6 +10,7 @@ model to be sure, because publishers' templates often declare `en-us` whatever t
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ MODEL_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83
 SURE = 0.6           # the model's probability above which a feed's declaration is not needed
 UNSURE = 0.25        # below it, and with no declaration, the language is unknown (None)
 _SAMPLE = 400        # characters read: the title and the start of the summary say enough
+_KANA = re.compile("[\u3040-\u30ff]")       # hiragana and katakana
 
 _model: Any = None
 _lock = threading.Lock()
@@ -64,6 +66,8 @@ def detect(title: str, summary: str = "", hint: str | None = None) -> str | None
         return hint
     (label,), (probability,) = model.predict(text, k=1)
     lang = str(label).removeprefix("__label__")
+    if lang == "ja" and hint != "ja" and not _KANA.search(text):
+        return "zh"     # short Chinese reads as Japanese to the model; Japanese uses kana
     if probability >= SURE or (hint is None and probability >= UNSURE):
         return lang
     return hint if hint else None
