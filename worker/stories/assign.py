@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..errors import NewswatchError
 from ..models import Entry
+from .background import lift
 from .decide import (
     ACROSS_PIVOT,
     MAX_MEMBERS,
@@ -25,7 +26,7 @@ from .decide import (
     Scorer,
     candidates,
 )
-from .fingerprint import DocFreq, Fingerprint, Member, embedding_text, fingerprint, semantic_cosine
+from .fingerprint import DocFreq, Fingerprint, Member, embedding_text, fingerprint
 from .words import Vocabulary
 
 Found = list[tuple[str, list[str]]]       # (story id, its copies' fingerprints as stored)
@@ -121,9 +122,10 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
 
 
 def _across(index: Index, fp: Fingerprint) -> list[str]:
-    """The recent stories in another language the entry's embedding is nearest to."""
+    """The recent stories in another language the entry's embedding is nearest to, more alike
+    than either usually is (`background.lift`)."""
     assert fp.vector is not None
-    scored = [(semantic_cosine(fp.vector, vector), story_id)
+    scored = [(lift(fp.vector, vector), story_id)
               for story_id, (lang, vector) in index.sketches(SKETCHES)
               if lang and lang != fp.lang]
     return [story_id for cosine, story_id in sorted(scored, reverse=True)[:ACROSS_CANDIDATES]
