@@ -249,12 +249,16 @@ def test_the_worker_takes_up_a_new_model_between_batches(
 
 
 def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
-    """Retraining on the lent labelled sets gives the committed models again (the same
-    examples, threshold, figures; weights within rounding and float noise)."""
+    """Retraining on the lent labelled sets gives the committed models again. Where this
+    machine embeds as the one that trained them (the model file keeps the examples' vectors),
+    the very same model: examples, ridge, threshold, figures, weights within rounding. On
+    another CPU the vectors differ by float noise (cosine ~0.998: other integer kernels, other
+    sums), and so do the numbers fitted on them; what must hold there is that the shipped
+    model decides as training here does, and scores as well."""
     needs_model()
     shared_dir("eval")
     from worker.classify.semantic import shared
-    from worker.training import examples, train_topic
+    from worker.training import examples, inputs, train_topic
 
     config = load_config(CONFIG)
     for topic_id in config.topics:
@@ -264,11 +268,25 @@ def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
         assert learned.training_hash(found, shipped.embedding) == shipped.trained_on, \
             f"{topic_id}: the shipped model is stale: newswatch train --into config/models"
         fresh = train_topic(config, topic_id, shared(), into=tmp_path).model
-        assert fresh.examples == shipped.examples and fresh.vector_l2 == shipped.vector_l2
-        assert fresh.threshold == pytest.approx(shipped.threshold, abs=1e-3)
-        assert fresh.cv == shipped.cv
-        assert np.allclose(fresh.vector_weights, shipped.vector_weights, atol=1e-3)
-        assert np.allclose(fresh.stack_weights, shipped.stack_weights, atol=1e-3)
+        assert fresh.examples == shipped.examples
+        rows, vectors = inputs(config, topic_id, found, shared())
+        same_vectors = np.allclose(vectors, shipped.reference_vectors(), atol=2e-3)
+        if same_vectors:
+            assert fresh.vector_l2 == shipped.vector_l2
+            assert fresh.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+            assert fresh.cv == shipped.cv
+            assert np.allclose(fresh.vector_weights, shipped.vector_weights, atol=1e-3)
+            assert np.allclose(fresh.stack_weights, shipped.stack_weights, atol=1e-3)
+        else:
+            said = shipped.score(vectors, rows) >= shipped.threshold
+            agree = float(np.mean(said == (fresh.score(vectors, rows) >= fresh.threshold)))
+            assert agree >= 0.98, f"{topic_id}: decides as training here on {agree:.1%}"
+            # Models fitted on a VNNI machine's vectors and on an AVX2 one's (then saturating,
+            # cosine 0.996 apart) agreed on 99.9% of these items; F1 moved by up to 0.028 on a
+            # labelled set, 0.04 on the topic's five config examples.
+            for name, figures in shipped.cv.items():
+                if name.endswith(".jsonl") or name == "all":
+                    assert abs(fresh.cv[name]["f1"] - figures["f1"]) <= 0.04, (topic_id, name)
         found_dev_ml = shipped.cv["dev_ml.jsonl"]
         assert found_dev_ml["f1"] >= 0.85, found_dev_ml       # issue 20's goal, other languages
 
