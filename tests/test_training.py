@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,6 +99,19 @@ def test_the_kernel_model_learns_what_no_single_direction_separates() -> None:
     assert learned.Figures.of(list(gold > 0), list(kernel > 0)).f1 > 0.95
 
 
+def test_likeness_is_read_from_lift_not_from_how_alike_an_item_is_to_everything() -> None:
+    """An item whose cosines to every example are higher by the same amount (its language's
+    dense corner of the model's space) gains half as much lift; an example alike to everything
+    (a hub) counts less than another at the same cosine; an item's own copy among the examples
+    is not one of its neighbours."""
+    sims = np.array([[0.80, 0.75, 0.70, 0.70], [0.85, 0.80, 0.75, 0.75]])
+    usual_refs = np.array([0.72, 0.70, 0.71, 0.79])
+    lift = learned.lifted(sims, usual_refs, 2)
+    assert np.allclose(lift[1] - lift[0], 0.025)
+    assert lift[0, 3] < lift[0, 2]                    # same cosine, the hub less
+    assert learned.usual(np.array([[1.0, 0.8, 0.6, 0.5]]), 2) == pytest.approx(0.7)
+
+
 def test_a_model_compares_with_the_vectors_it_was_fitted_on(tmp_path: Path) -> None:
     """The examples' vectors travel in the file (float16) and a model read back scores as the
     one trained; a file of the first format (no kernel) still loads and scores; a damaged
@@ -119,6 +133,18 @@ def test_a_model_compares_with_the_vectors_it_was_fitted_on(tmp_path: Path) -> N
         del first_format[key]
     old = TopicModel.from_json(json.dumps(first_format))
     assert old.score(np.array([[6.0, 0.0]]), np.array([[1.0, 1.0, 0.0, 1.0]]))[0] > 0.99
+    # The second format's kernel read raw likeness: its files are scored as they were fitted.
+    second_format = json.loads(trained.to_json())
+    second_format["format"] = 2
+    del second_format["kernel_neighbours"]
+    raw = TopicModel.from_json(json.dumps(second_format))
+    assert raw.kernel_neighbours == 0
+    kernel = learned.likeness(vectors, raw.reference_vectors(), 0) @ np.asarray(
+        raw.kernel_weights) + raw.kernel_bias
+    stacked = np.column_stack([vectors @ np.asarray(raw.vector_weights) + raw.vector_bias,
+                               kernel, signals]) @ np.asarray(raw.stack_weights)
+    assert np.allclose(raw.score(vectors, signals),
+                       1 / (1 + np.exp(-(stacked + raw.stack_bias))), atol=1e-4)
     broken = json.loads(trained.to_json())
     broken["references"] = broken["references"][:-8]
     with pytest.raises(NewswatchError, match="not a topic model newswatch can read"):
@@ -248,6 +274,20 @@ def test_the_worker_takes_up_a_new_model_between_batches(
     assert rt.current_classifier() is second              # a bad file: the old one decides
 
 
+class Stored:
+    """An embedder that answers with vectors already made, in order."""
+
+    name = "stored"
+
+    def __init__(self, vectors: Any) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts: list[str], prefix: str = "query: ") -> Any:
+        assert len(texts) == len(self.vectors)
+        return self.vectors
+
+
+@pytest.mark.timeout(600)       # two topics trained from scratch, on two cores
 def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
     """Retraining on the lent labelled sets gives the committed models again. Where this
     machine embeds as the one that trained them (the model file keeps the examples' vectors),
@@ -269,7 +309,8 @@ def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
             f"{topic_id}: the shipped model is stale: newswatch train --into config/models"
         fresh = train_topic(config, topic_id, shared(), into=tmp_path).model
         assert fresh.examples == shipped.examples
-        rows, vectors = inputs(config, topic_id, found, shared())
+        # This machine's vectors of the examples, as training here just embedded them.
+        rows, vectors = inputs(config, topic_id, found, Stored(fresh.reference_vectors()))
         same_vectors = np.allclose(vectors, shipped.reference_vectors(), atol=2e-3)
         if same_vectors:
             assert fresh.vector_l2 == shipped.vector_l2
