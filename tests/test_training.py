@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, shared_dir
-from worker.classify import learned
+from worker.classify import kernel, learned
 from worker.classify.learned import Example, TopicModel
 from worker.config import load_config
 from worker.errors import NewswatchError
@@ -94,9 +94,9 @@ def test_the_kernel_model_learns_what_no_single_direction_separates() -> None:
     x, gold = np.array(rows), np.array(y, dtype=float)
     groups = [str(n) for n in range(len(y))]
     linear = learned.cross_validated(x, gold, groups, 0.03)
-    kernel = learned.cross_validated(x, gold, groups, learned.KERNEL_L2, kernel=True)
+    by_kernel = learned.cross_validated(x, gold, groups, kernel.KERNEL_L2, kernel=True)
     assert learned.Figures.of(list(gold > 0), list(linear > 0)).f1 < 0.7
-    assert learned.Figures.of(list(gold > 0), list(kernel > 0)).f1 > 0.95
+    assert learned.Figures.of(list(gold > 0), list(by_kernel > 0)).f1 > 0.95
 
 
 def test_likeness_is_read_from_lift_not_from_how_alike_an_item_is_to_everything() -> None:
@@ -106,10 +106,10 @@ def test_likeness_is_read_from_lift_not_from_how_alike_an_item_is_to_everything(
     is not one of its neighbours."""
     sims = np.array([[0.80, 0.75, 0.70, 0.70], [0.85, 0.80, 0.75, 0.75]])
     usual_refs = np.array([0.72, 0.70, 0.71, 0.79])
-    lift = learned.lifted(sims, usual_refs, 2)
+    lift = kernel.lifted(sims, usual_refs, 2)
     assert np.allclose(lift[1] - lift[0], 0.025)
     assert lift[0, 3] < lift[0, 2]                    # same cosine, the hub less
-    assert learned.usual(np.array([[1.0, 0.8, 0.6, 0.5]]), 2) == pytest.approx(0.7)
+    assert kernel.usual(np.array([[1.0, 0.8, 0.6, 0.5]]), 2) == pytest.approx(0.7)
 
 
 def test_a_model_compares_with_the_vectors_it_was_fitted_on(tmp_path: Path) -> None:
@@ -139,10 +139,10 @@ def test_a_model_compares_with_the_vectors_it_was_fitted_on(tmp_path: Path) -> N
     del second_format["kernel_neighbours"]
     raw = TopicModel.from_json(json.dumps(second_format))
     assert raw.kernel_neighbours == 0
-    kernel = learned.likeness(vectors, raw.reference_vectors(), 0) @ np.asarray(
+    by_kernel = kernel.likeness(vectors, raw.reference_vectors(), 0) @ np.asarray(
         raw.kernel_weights) + raw.kernel_bias
     stacked = np.column_stack([vectors @ np.asarray(raw.vector_weights) + raw.vector_bias,
-                               kernel, signals]) @ np.asarray(raw.stack_weights)
+                               by_kernel, signals]) @ np.asarray(raw.stack_weights)
     assert np.allclose(raw.score(vectors, signals),
                        1 / (1 + np.exp(-(stacked + raw.stack_bias))), atol=1e-4)
     broken = json.loads(trained.to_json())

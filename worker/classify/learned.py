@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import NewswatchError
+from .kernel import KERNEL_L2, KERNEL_NEIGHBOURS, likeness, usual
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,25 +52,6 @@ VECTOR_L2 = 0.03       # ridge on the first stage's weights (not its bias), when
 # other languages; the figures reported are those of the chosen one, so slightly flattering).
 VECTOR_L2_CHOICES = (0.003, 0.01, 0.03, 0.1, 0.3)
 STACK_L2 = 0.01        # the second stage has six weights and plenty of examples per weight
-KERNEL_WIDTH = 0.1     # likeness exp((cosine - 1) / width): 0.9 counts e^-1 of an identical one
-KERNEL_L2 = 0.03       # ridge on the kernel model's weights (one per example)
-# Likeness is read from a pair's lift, not its raw cosine: the cosine less the mean of how alike
-# each of the two usually is to the labelled examples (its KERNEL_NEIGHBOURS nearest, itself
-# left out), as cross-lingual retrieval does against hubs (CSLS). e5 puts each language, and
-# each kind of news, in its own dense corner: an Arabic report is ~0.83 alike to most Arabic
-# examples, whatever it says, so raw likeness to them says more about its language than its
-# news. Measured (`bench/eval.py`): a model fitted on the items we wrote alone and scored on the
-# lent sets it never saw went from F1 .943/.952/.591 to .982/.953/.836 (ceasefire-talks, dev/
-# dev2/dev_ml) and from 1.0/.876/.809 to 1.0/.917/.902 (hostage-releases); cross-validated on
-# everything, within -.016..+.003 (dev2 and dev_ml of hostage-releases lost the most).
-KERNEL_NEIGHBOURS = 20
-LIFT_FULL = 0.15       # the lift of an item to itself, about: likeness 1
-SELF = 0.9999          # a cosine this high is the item itself (or its copy): not a neighbour
-# Measured on the shipped topics (`newswatch train`'s cross-validation, lent sets): the kernel
-# beside the probe moved F1 from .951/.979/.909 to .963/.982/.918 (ceasefire-talks, dev/dev2/
-# dev_ml) and from 1.0/.902/.866 to 1.0/.926/.936 (hostage-releases); alone, without the
-# probe, it lost .02-.07 on dev_ml. Widths .05-.1 and ridges .01-.03 were within .01 of each
-# other (3 deals).
 FOLDS = 10
 REPEATS = 5            # cross-validations, each with its own deal of stories into folds
 
@@ -245,41 +227,6 @@ def folds(groups: Sequence[str], k: int = FOLDS, deal: int = 0) -> list[int]:
     """A fold number per example; every example of one group in the same fold, groups dealt
     by a hash of their name and the deal's number (stable across runs and machines)."""
     return [int(hashlib.sha256(f"{deal}:{g}".encode()).hexdigest(), 16) % k for g in groups]
-
-
-def likeness(vectors: np.ndarray[Any, Any], references: np.ndarray[Any, Any],
-             neighbours: int = KERNEL_NEIGHBOURS, usual_references: Any = None
-             ) -> np.ndarray[Any, Any]:
-    """The kernel model's inputs: each vector's likeness to each reference, from their lift
-    (`lifted`; with `neighbours` 0, the raw cosine, as format 2 read it). `usual_references`:
-    the references' own `usual`, when already known."""
-    import numpy
-
-    sims = vectors @ references.T
-    if not neighbours:
-        return cast("np.ndarray[Any, Any]", numpy.exp((sims - 1.0) / KERNEL_WIDTH))
-    if usual_references is None:
-        usual_references = usual(references @ references.T, neighbours)
-    return cast("np.ndarray[Any, Any]", numpy.exp(
-        (lifted(sims, usual_references, neighbours) - LIFT_FULL) / KERNEL_WIDTH))
-
-
-def usual(sims: np.ndarray[Any, Any], neighbours: int) -> np.ndarray[Any, Any]:
-    """How alike each row's item usually is to the references: the mean of its `neighbours`
-    highest cosines, itself (or a copy, cosine >= SELF) left out."""
-    import numpy
-
-    others = numpy.where(sims >= SELF, -1.0, sims)
-    k = max(1, min(neighbours, others.shape[1]))
-    return cast("np.ndarray[Any, Any]", numpy.partition(
-        others, others.shape[1] - k, axis=1)[:, -k:].mean(axis=1))
-
-
-def lifted(sims: np.ndarray[Any, Any], usual_references: np.ndarray[Any, Any],
-           neighbours: int) -> np.ndarray[Any, Any]:
-    """Each pair's cosine less the mean of how alike its two usually are (half of CSLS)."""
-    return cast("np.ndarray[Any, Any]",
-                sims - (usual(sims, neighbours)[:, None] + usual_references[None, :]) / 2)
 
 
 def cross_validated(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any],
