@@ -91,3 +91,26 @@ def test_the_benches_import_what_exists() -> None:
                             if a.name.startswith("worker")
                             and importlib.util.find_spec(a.name) is None]
     assert missing == []
+
+
+def test_the_run_once_bench_runs_the_shipped_config_elsewhere(tmp_path: Path) -> None:
+    """bench/run_once.py copies the shipped config into a throwaway folder: every path it
+    names (seeds, models, training files) must still reach the same files, and only the data
+    and the outbox move (a relative `model:` left behind made the bench fail on start)."""
+    import importlib.util
+
+    from worker.config import load_config
+
+    spec = importlib.util.spec_from_file_location("run_once", ROOT.parent / "bench" /
+                                                  "run_once.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    copied = load_config(bench.config_in(tmp_path))
+    shipped = load_config(ROOT.parent / "config" / "newswatch.yaml")
+    assert [f.url for f in copied.feeds] == [f.url for f in shipped.feeds]
+    for topic_id, topic in copied.topics.items():
+        assert copied.resolve_path(topic.model) == shipped.resolve_path(
+            shipped.topics[topic_id].model)
+        assert copied.resolve_path(topic.model).is_file()
+    assert copied.data_dir == tmp_path / "var"
