@@ -226,6 +226,16 @@ def test_train_writes_a_model_classify_uses_and_check_watches(tmp_path: Path) ->
         f"note: topic 'strikes': its model ({tmp_path / 'var' / 'models' / 'strikes.json'}) "
         "was trained on other examples than it has now: run `newswatch train --topic "
         "strikes`")
+    # A model of the second format (likeness by raw cosine), on the examples it has now.
+    config.write_text(text.replace("Nurses vote to strike over pay",
+                                   "Nurses vote to strike over staffing"))
+    older = json.loads(Path(topic["path"]).read_text())
+    older["format"] = 2
+    del older["kernel_neighbours"]
+    Path(topic["path"]).write_text(json.dumps(older))
+    check = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert check.returncode == 0
+    assert "was fitted by an older newswatch" in check.stderr, check.stderr
 
 
 def test_check_names_a_model_file_that_is_missing_or_unreadable(tmp_path: Path) -> None:

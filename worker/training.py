@@ -217,6 +217,10 @@ def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> st
     if training_hash(found, model.embedding) != model.trained_on:
         return f"its model ({path}) was trained on other examples than it has now: run " \
                f"`newswatch train --topic {topic_id}`"
+    if not model.kernel_neighbours:       # formats 1 and 2: still scored as they were fitted
+        return f"its model ({path}) was fitted by an older newswatch (likeness to the " \
+               f"examples by raw cosine, or none): `newswatch train --topic {topic_id}` " \
+               "refits it"
     return None
 
 
