@@ -234,3 +234,35 @@ def test_one_dead_subscriber_does_not_stop_the_others(
                                                  "retrying"]
     assert all("127.0.0.1:9" in (r.error or "") for r in results if r.status == "retrying")
     assert len(receiver.received) == 2
+
+
+def test_an_entry_another_worker_is_processing_is_left_to_it(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep re-enqueues entries left pending too long, which is also what a slow batch
+    looks like: the second task leaves what the first is processing (its matches were
+    counted twice, by `run --once` whenever a batch outlasted its 2 s sweep). A batch that
+    fails gives its claims up, so a retry takes the entries at once."""
+    rt = seeds_runtime(tmp_path, feed_server, redis_url, OUTBOX_SUB)
+    outcome = pipeline.poll_feed(rt.poller, rt.config.feeds[0].id)
+    keys = list(outcome.new_entries)
+    assert keys
+    assert rt.store.entries.claim(keys, 60) == keys           # another worker has them
+    assert pipeline.process_entries(rt.processor, keys) == []
+    assert rt.store.stats.totals().matches == {}
+    assert rt.store.entries.pending() == set(keys)
+
+    rt.store.entries.release(*keys)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("model file vanished")
+    monkeypatch.setattr(rt.processor.classifier(), "classify_many", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.process_entries(rt.processor, keys)
+    monkeypatch.undo()
+    alerts = pipeline.process_entries(rt.processor, keys)     # claims were given up
+    assert alerts and rt.store.entries.pending() == set()
+    counted = rt.store.stats.totals().matches
+    assert pipeline.process_entries(rt.processor, keys) == []      # done: a late repeat
+    assert rt.store.stats.totals().matches == counted
+    assert not any(rt.store.r.exists(rt.store.k("working", k)) for k in keys)

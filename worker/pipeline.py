@@ -5,6 +5,7 @@ that finds work a dead worker left. Each stage is one call; Celery tasks wrap th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -45,15 +46,22 @@ class Processor:
 def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
     """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
     to_deliver: list[str] = []
-    loaded = zip(entry_keys, proc.store.entries.load_many(entry_keys), strict=True)
-    entries = [(key, entry) for key, entry in loaded if entry is not None]
-    classifier = proc.classifier()
-    found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
-    for (key, entry), matches in zip(entries, found, strict=True):
-        for m in matches:
-            proc.store.stats.add("matches", m.topic_id)
-        if matches:
-            to_deliver += fan_out(proc, key, entry, matches)
+    # Only what no other worker is processing: a sweep re-enqueues a slow batch's entries.
+    entry_keys = proc.store.entries.claim(entry_keys, proc.config.settings.redeliver_after)
+    try:
+        loaded = zip(entry_keys, proc.store.entries.load_many(entry_keys), strict=True)
+        entries = [(key, entry) for key, entry in loaded if entry is not None]
+        classifier = proc.classifier()
+        found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
+        for (key, entry), matches in zip(entries, found, strict=True):
+            for m in matches:
+                proc.store.stats.add("matches", m.topic_id)
+            if matches:
+                to_deliver += fan_out(proc, key, entry, matches)
+    except BaseException:
+        with contextlib.suppress(Exception):       # a retry takes them up at once
+            proc.store.entries.release(*entry_keys)
+        raise
     proc.store.entries.done(*entry_keys)
     return to_deliver
 

@@ -16,6 +16,7 @@ Keys (P = settings.key_prefix):
                                   expires)
   P:entry:{feed}:{h}       string entry JSON until processed (then deleted)
   P:pending:entries        zset   entry keys taken in but not yet processed, by time
+  P:working:{feed}:{h}     string a worker is processing the entry (TTL redeliver_after)
   P:recent                 stream entry keys and JSON taken in, by time (capped by count and
                                   age), for `newswatch backtest`
   P:url:{h}                string canonical URL -> story id (TTL story window)

@@ -47,7 +47,8 @@ SEEN_TRIM = 2000      # a feed's seen marks past this many are swept of those ol
 
 class Entries(Part):
     """P:seenby:{feed} (hash: entry hash -> day), P:entry:{feed}:{h} (until processed),
-    P:pending:entries (zset), P:recent (stream of entry keys and data)."""
+    P:working:{feed}:{h} (while a worker processes it), P:pending:entries (zset), P:recent
+    (stream of entry keys and data)."""
 
     def __init__(self, db: Db) -> None:
         super().__init__(db)
@@ -112,13 +113,32 @@ class Entries(Part):
         raws = cast(list[str | None], self.r.mget([self.k("entry", k) for k in entry_keys]))
         return [Entry.from_dict(json.loads(raw)) if raw else None for raw in raws]
 
+    def claim(self, entry_keys: Sequence[str], ttl: float) -> list[str]:
+        """The entries this worker may process now: those no other is processing. A sweep
+        re-enqueues an entry left pending too long (`stale`), which is also what a slow batch
+        looks like; without the claim both would classify it (its matches counted twice, its
+        page recorded as a copy of its own story). A claim lapses after `ttl` seconds, so a
+        dead worker's entries are taken up again."""
+        if not entry_keys:
+            return []
+        pipe = self.r.pipeline()
+        for key in entry_keys:
+            pipe.set(self.k("working", key), "1", nx=True, px=max(1, int(ttl * 1000)))
+        return [key for key, took in zip(entry_keys, pipe.execute(), strict=True) if took]
+
+    def release(self, *entry_keys: str) -> None:
+        """Give the claims up (processing failed: a retry may take the entries at once)."""
+        if entry_keys:
+            self.r.delete(*(self.k("working", k) for k in entry_keys))
+
     def done(self, *entry_keys: str) -> None:
-        """Processed: out of the queue, and its data let go (the stream keeps a copy for
-        backtests, a story its own)."""
+        """Processed: out of the queue, and its data and claim let go (the stream keeps a copy
+        for backtests, a story its own)."""
         if entry_keys:
             pipe = self.r.pipeline()
             pipe.zrem(self.k("pending", "entries"), *entry_keys)
-            pipe.delete(*(self.k("entry", k) for k in entry_keys))
+            pipe.delete(*(self.k("entry", k) for k in entry_keys),
+                        *(self.k("working", k) for k in entry_keys))
             pipe.execute()
 
     def pending(self) -> set[str]:
