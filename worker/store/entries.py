@@ -116,9 +116,8 @@ class Entries(Part):
     def claim(self, entry_keys: Sequence[str], ttl: float) -> list[str]:
         """The entries this worker may process now: those no other is processing. A sweep
         re-enqueues an entry left pending too long (`stale`), which is also what a slow batch
-        looks like; without the claim both would classify it (its matches counted twice, its
-        page recorded as a copy of its own story). A claim lapses after `ttl` seconds, so a
-        dead worker's entries are taken up again."""
+        looks like; without the claim both would classify it (its matches counted twice). A
+        claim lapses after `ttl` seconds, so a dead worker's entries are taken up again."""
         if not entry_keys:
             return []
         pipe = self.r.pipeline()
