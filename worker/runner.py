@@ -90,6 +90,7 @@ def run_forever(config: Config, *, concurrency: int = 4, loglevel: str = "INFO")
                                  queues=list(QUEUES), loglevel=loglevel, quiet=True,
                                  schedule_filename=str(schedule), without_mingle=True,
                                  without_gossip=True)
+        rt.current_classifier()          # the models loaded now: no batch waits for them
         log.info("%s", "\n".join(startup_summary(rt, concurrency)))
         try:
             worker.start()

@@ -30,13 +30,14 @@ from .store import Store
 class Runtime:
     config: Config
     store: Store
-    classifier: Classifier
     http: httpx.Client               # webhooks (feeds are fetched by `fetcher`)
     fetcher: Fetcher
     parser: Parser
     redis_label: str = ""           # where its Redis is, for people (embedded or a URL)
+    _classifier: Classifier | None = None      # made on first use (`classifier`)
     _models_seen: tuple[tuple[str, float], ...] = ()
     _models_checked: float = 0.0
+    _making: threading.Lock = field(default_factory=threading.Lock, repr=False)
     poller: Poller = field(init=False)
     processor: Processor = field(init=False)
     deliverer: Deliverer = field(init=False)
@@ -45,6 +46,18 @@ class Runtime:
         self.poller = Poller(self.store, self.fetcher, self.parser, self.config)
         self.processor = Processor(self.store, self.config, self.current_classifier)
         self.deliverer = Deliverer(self.store, self.http, self.config)
+
+    @property
+    def classifier(self) -> Classifier:
+        """The topics' classifier, made on first use rather than at start: a run that finds
+        nothing new (`run --once` on unchanged feeds) never loads the multilingual model and
+        the topics' models (~2 s). What making it could refuse was checked at start
+        (`check_classifier`)."""
+        if self._classifier is None:
+            with self._making:
+                if self._classifier is None:
+                    self._classifier = make_classifier(self.config)
+        return self._classifier
 
     def current_classifier(self) -> Classifier:
         """The classifier, made again when a topic's model file changed (`newswatch train`
@@ -58,7 +71,7 @@ class Runtime:
         if seen != self._models_seen:
             self._models_seen = seen
             try:
-                self.classifier = make_classifier(self.config)
+                self._classifier = make_classifier(self.config)
                 log.info("topic models reloaded: %s", ", ".join(
                     sorted(st.model.topic for st in self.classifier.semantic if st.model)))
             except NewswatchError as exc:      # the old models keep deciding meanwhile
@@ -75,10 +88,10 @@ class Runtime:
         spec = StoreSpec(s.redis_url, s.key_prefix, (
             ("seen_ttl_days", s.seen_ttl_days), ("story_window_hours", s.story_window_hours),
             ("recent_max", s.backtest_max_entries), ("recent_days", s.backtest_days)))
+        check_classifier(config)
         store = spec.connect()
         stamps = _model_stamps(config)
-        return cls(config, store, make_classifier(config),
-                   make_client(user_agent=s.user_agent, timeout=s.fetch_timeout),
+        return cls(config, store, make_client(user_agent=s.user_agent, timeout=s.fetch_timeout),
                    Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes),
                    _models_seen=stamps)
 
@@ -128,6 +141,25 @@ def make_classifier(config: Config, semantic: bool | str | None = None, *,
 
     found = load_models(config) if models else {}
     return Classifier(config.topics, model.shared(), found, labelled(config, found))
+
+
+def check_classifier(config: Config) -> None:
+    """What making the config's classifier would refuse, found without making it: the model
+    insisted on (`semantic: true`) but not installed, a topic's model file missing or
+    unreadable. One line naming the culprit at start, not an error in the first batch."""
+    from .classify import semantic as model
+
+    wanted = config.settings.semantic
+    if wanted == "auto":
+        wanted = model.available()
+    if wanted:
+        from .training import load_models
+
+        weights = model.model_file()
+        if not weights.is_file():
+            raise model.SemanticUnavailable(f"{weights}: the model's weights are not there; "
+                                            "reinstall 'newswatch[semantic]'")
+        load_models(config)
 
 
 _lock = threading.Lock()
