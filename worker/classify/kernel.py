@@ -53,10 +53,16 @@ def usual(sims: np.ndarray[Any, Any], neighbours: int) -> np.ndarray[Any, Any]:
     highest cosines, itself (or a copy, cosine >= SELF) left out."""
     import numpy
 
-    others = numpy.where(sims >= SELF, -1.0, sims)
-    k = max(1, min(neighbours, others.shape[1]))
-    return cast("np.ndarray[Any, Any]", numpy.partition(
-        others, others.shape[1] - k, axis=1)[:, -k:].mean(axis=1))
+    return nearest_mean(numpy.where(sims >= SELF, -1.0, sims), neighbours)
+
+
+def nearest_mean(sims: np.ndarray[Any, Any], neighbours: int) -> np.ndarray[Any, Any]:
+    """The mean of each row's `neighbours` highest values (all of them, if fewer)."""
+    import numpy
+
+    k = max(1, min(neighbours, sims.shape[1]))
+    return cast("np.ndarray[Any, Any]",
+                numpy.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1))
 
 
 def lifted(sims: np.ndarray[Any, Any], usual_references: np.ndarray[Any, Any],

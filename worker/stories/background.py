@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..classify.kernel import nearest_mean
 from ..errors import NewswatchError
 
 if TYPE_CHECKING:
@@ -92,9 +93,7 @@ def usual(vector: bytes) -> float:
         raise BackgroundError(f"{BANK}: vectors of {rows.shape[1]} dimensions, the model "
                               f"gives {x.shape[0]}")
     x /= float(np.linalg.norm(x)) or 1.0
-    sims = rows @ x
-    k = min(K, len(sims))
-    return float(np.partition(sims, len(sims) - k)[-k:].mean()) if k else 0.0
+    return float(nearest_mean((rows @ x)[None, :], K)[0]) if len(rows) else 0.0
 
 
 def lift(a: bytes, b: bytes) -> float:
