@@ -271,3 +271,48 @@ def test_data_an_older_redis_wrote_is_read_by_the_bundled_server(tmp_path: Path)
     assert second.returncode == 0 and "alerts: 0 new" in second.stdout, second.stderr
     record = json.loads((tmp_path / "var" / "redis" / "written-by.json").read_text())
     assert record["server"] == "valkey"
+
+
+@pytest.mark.parametrize("shutdown_command", [True, False], ids=["SHUTDOWN", "signal"])
+def test_the_embedded_server_keeps_every_write_when_it_stops(tmp_path: Path,
+                                                            shutdown_command: bool) -> None:
+    """Stopped by the SHUTDOWN command (at once; SIGTERM waits for the server's next timer
+    tick), or by the signal where the command is refused: either way it saves and exits
+    cleanly, and the next server on the folder reads everything written just before."""
+    import redis
+
+    from worker.embedded import SERVER_FILE, RedisServer, free_port, redis_binary
+
+    folder = tmp_path / "redis"
+    if shutdown_command:
+        server = start_redis(folder)
+    else:                      # a server that refuses SHUTDOWN: renamed away, as some harden it
+        first = start_redis(folder)
+        first.stop()
+        (folder / SERVER_FILE).unlink(missing_ok=True)
+        port = free_port()
+        process = subprocess.Popen(
+            [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+             "--appendonly", "yes", "--rename-command", "SHUTDOWN", '""'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = RedisServer(process, port, folder)
+        assert wait_for(lambda: _answers(port), timeout=15)
+    client = redis.Redis.from_url(server.url)
+    client.set("last", "written")              # appendfsync everysec: not yet on disk
+    client.close()
+    server.stop()
+    assert server.process is not None and server.process.returncode == 0
+    again = start_redis(folder)
+    try:
+        assert redis.Redis.from_url(again.url).get("last") == b"written"
+    finally:
+        again.stop()
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False

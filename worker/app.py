@@ -29,7 +29,14 @@ LEARN_EVERY = 300.0       # seconds between looks for readers' feedback not yet 
 
 
 def _settings() -> Settings:
-    """The validated settings; nothing starts on an invalid config (exit 2, every problem)."""
+    """The validated settings; nothing starts on an invalid config (exit 2, every problem).
+    Those of the runtime this process runs on, where `newswatch run` installed one: its
+    config was read and checked already."""
+    from . import runtime
+
+    rt = runtime.installed()
+    if rt is not None:
+        return rt.config.settings
     try:
         return load_config().settings
     except ConfigError as exc:

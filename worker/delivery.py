@@ -11,9 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import partial
-from typing import Any, cast
-
-import httpx
+from typing import TYPE_CHECKING, Any, cast
 
 from . import feedback
 from .bodies import Body, RecordStatus
@@ -29,6 +27,9 @@ from .errors import DeliveryError
 from .logs import alert_fields
 from .store import Records, Store
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger("worker.pipeline")
 WAITING = (RecordStatus.PENDING, RecordStatus.RETRYING)     # a record a delivery can take
 
@@ -39,7 +40,7 @@ class Deliverer:
     subscribers and settings."""
 
     store: Store
-    http: httpx.Client
+    http: Callable[[], httpx.Client]     # the webhook client, made when first needed
     config: Config
 
 
@@ -155,7 +156,7 @@ def _send(d: Deliverer, sub: SubscriberConfig, record_id: str, kind: str) -> Non
     send: Callable[[], object]
     if sub.webhook:
         assert sub.secret is not None
-        send = partial(send_webhook, d.http, sub.webhook, sub.secret, body)
+        send = partial(send_webhook, d.http(), sub.webhook, sub.secret, body)
     elif sub.email:
         assert s.smtp_url is not None
         send = partial(send_email, s.smtp_url, make(body, to=to, from_address=s.from_address,

@@ -203,7 +203,7 @@ def run_once(config: Config, *, timeout: float = 300.0, concurrency: int = 4) ->
         # A short blocking pop on Redis lets the worker notice the stop at once (the default
         # second is fine for a long-running worker, but it would double this command's time).
         app.conf.broker_transport_options = {**app.conf.broker_transport_options,
-                                             "polling_interval": 0.1}
+                                             "polling_interval": 0.05}
         worker: Any = app.WorkController(
             app=app, pool="threads", concurrency=concurrency, queues=list(QUEUES),
             loglevel="WARNING", without_heartbeat=True, without_mingle=True,
@@ -261,7 +261,7 @@ def _wait_idle(rt: Runtime, start: float, timeout: float) -> bool:
             tries = rt.store.records.next_tries(rt.store.records.pending())
             if all(at is not None and at > wall_deadline for at in tries.values()):
                 return True
-        time.sleep(0.05)
+        time.sleep(0.02)
     return False
 
 

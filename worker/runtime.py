@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
-
 from .classify import Classifier
 from .config import Config, Settings, load_config
 from .deliver.webhook import make_client
@@ -27,6 +25,8 @@ from .polling import Poller
 from .store import Store
 
 if TYPE_CHECKING:
+    import httpx
+
     from .classify.learned import TopicModel
 
 
@@ -34,15 +34,16 @@ if TYPE_CHECKING:
 class Runtime:
     config: Config
     store: Store
-    http: httpx.Client               # webhooks (feeds are fetched by `fetcher`)
     fetcher: Fetcher
     parser: Parser
     redis_label: str = ""           # where its Redis is, for people (embedded or a URL)
     _classifier: Classifier | None = None      # made on first use (`classifier`)
+    _http: httpx.Client | None = None          # made on first use (`http`)
     _checked: dict[str, TopicModel] | None = None   # the models read at start, for it
     _models_seen: tuple[tuple[str, float], ...] = ()
     _models_checked: float = 0.0
     _making: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _making_http: threading.Lock = field(default_factory=threading.Lock, repr=False)
     poller: Poller = field(init=False)
     processor: Processor = field(init=False)
     deliverer: Deliverer = field(init=False)
@@ -50,7 +51,18 @@ class Runtime:
     def __post_init__(self) -> None:
         self.poller = Poller(self.store, self.fetcher, self.parser, self.config)
         self.processor = Processor(self.store, self.config, self.current_classifier)
-        self.deliverer = Deliverer(self.store, self.http, self.config)
+        self.deliverer = Deliverer(self.store, lambda: self.http, self.config)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client for webhooks and WebSub hubs (feeds are fetched by `fetcher`), made on
+        first use: its TLS context takes 0.1 s that a run sending nothing never needs."""
+        if self._http is None:
+            with self._making_http:
+                if self._http is None:
+                    s = self.config.settings
+                    self._http = make_client(user_agent=s.user_agent, timeout=s.fetch_timeout)
+        return self._http
 
     @property
     def classifier(self) -> Classifier:
@@ -97,12 +109,12 @@ class Runtime:
         checked = check_classifier(config)
         store = spec.connect()
         stamps = _model_stamps(config)
-        return cls(config, store, make_client(user_agent=s.user_agent, timeout=s.fetch_timeout),
-                   Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes),
+        return cls(config, store, Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes),
                    _checked=checked, _models_seen=stamps)
 
     def close(self) -> None:
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
         self.fetcher.close()
         self.parser.close()
 

@@ -35,13 +35,12 @@ from html import unescape
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-import httpx
-
 from . import netguard
 from .logs import feed_fields
 from .store import Store, WebSubState
 
 if TYPE_CHECKING:                  # the server side loads aiohttp's web module when it starts
+    import httpx
     from aiohttp import web
 
     from .config import Config, Settings
@@ -154,6 +153,8 @@ def subscribe(store: Store, http: httpx.Client, settings: Settings, feed_id: str
             "hub.callback": callback_url(s.websub_callback, feed_id),
             "hub.lease_seconds": str(s.websub_lease_seconds), "hub.secret": secret}
     guarded = not s.allow_private_networks      # the hub's URL comes from a feed: untrusted
+    import httpx
+
     if guarded and (problem := netguard.url_problem(hub.hub)):
         return _failed(store, feed_id, hub, problem)
     try:
