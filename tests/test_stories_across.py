@@ -98,7 +98,7 @@ def tiny_bank(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                       sparse + 0.8 * rng.standard_normal((10, 8))])
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     monkeypatch.setattr(background, "bank", lambda: rows)
-    monkeypatch.setattr(background, "K", 5)
+    monkeypatch.setattr(background, "SHARE", 1 / 8)          # 5 of the 40
     background.usual.cache_clear()
     yield
     background.usual.cache_clear()
