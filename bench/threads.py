@@ -125,6 +125,31 @@ def score(items: Sequence[Item], placed: Sequence[stories.Assignment]) -> dict[s
             "counts": {"merge": m, "thread": t, "together": together}}
 
 
+def list_errors(name: str, items: Sequence[Item], placed: Sequence[stories.Assignment]) -> None:
+    """The thread errors of one run, on stderr: a report in a thread another event started
+    (a wrong thread), and an event whose reports sit in several threads (split)."""
+    by_id = {i.id: i for i in items}
+
+    def said(i: Item) -> str:
+        when = i.entry.published.date().isoformat() if i.entry.published else "undated"
+        return f"[{i.id} {when} {i.entry.lang or '?'}] {i.entry.title[:90]}"
+
+    threads: dict[str, list[Item]] = {}
+    for i, p in zip(items, placed, strict=True):
+        threads.setdefault(p.thread, []).append(i)
+        head = by_id[p.thread]
+        if p.thread != i.id and head.event != i.event and p.thread not in i.unsure:
+            print(f"{name} wrong thread: {said(i)}\n    under {said(head)}", file=sys.stderr)
+    events: dict[str, set[str]] = {}
+    for thread, members in threads.items():
+        for i in members:
+            events.setdefault(i.event, set()).add(thread)
+    for event, split in events.items():
+        if len(split) > 1 and not event.startswith("b "):
+            heads = "; ".join(said(by_id[t]) for t in sorted(split))
+            print(f"{name} split {event}: {heads}", file=sys.stderr)
+
+
 def _ratio(a: int, b: int) -> float:
     return round(a / b, 3) if b else 1.0
 
@@ -286,12 +311,20 @@ def main() -> None:
     parser.add_argument("--cv", action="store_true",
                         help="also choose the policy by folds grouped by event (slow)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--errors", action="store_true",
+                        help="list, on stderr, the reports threaded under another event and "
+                             "the events split over threads (publication order, with the "
+                             "model)")
     args = parser.parse_args()
     sets = datasets()
     if not sets:
         raise SystemExit(f"no labelled sets under {EVAL}")
     embed = cached_embedder(sets)
     figures = evaluate(sets, embed, shipped_vocabulary(), args.orders)
+    if args.errors:
+        for name, items in sets.items():
+            first = publication_order(items)
+            list_errors(name, first, run(first, embed, shipped_vocabulary()))
     if args.cv:
         labelled = {k: v for k, v in sets.items() if k in ("dev", "dev2", "dev_ml")}
         figures["cv"] = cross_validated(labelled, embed, shipped_vocabulary())

@@ -449,6 +449,24 @@ def test_the_model_speaks_for_the_same_story_only_within_a_day_or_so(
     assert threads(apart(48), embed=embed) == ["0", "0"]
 
 
+def test_the_model_says_nothing_for_an_undated_report_offline() -> None:
+    """An undated report could be of any day: the model cannot tell this week's talks from
+    last year's, so offline its resemblance does not thread it (in dev2 an undated report of
+    an attack on soldiers was threaded under another attack in that country four years
+    before). Dated, the same two paraphrases are one thread: the model carries them."""
+    embed = stories.embedder_of(model_or_skip())
+    (t0, s0), (t1, s1) = (
+        ("Gunmen storm army post in northern Mali, killing nine troops",
+         "The attack on the outpost near Gao began before dawn, officials said."),
+        ("Nine soldiers dead after militants raid Malian base",
+         "Insurgents overran the camp close to Gao early in the morning, the defence ministry "
+         "said."))
+    dated = [("0", entry(0, t0, s0, T0)), ("1", entry(1, t1, s1, T0 + timedelta(hours=3)))]
+    undated = [dated[0], ("1", entry(1, t1, s1, None))]
+    assert threads(dated, embed=embed) == ["0", "0"]
+    assert threads(undated, embed=embed) == ["0", "1"]
+
+
 def test_the_worker_uses_the_model_when_semantic_scoring_is_on(store: Store) -> None:
     model = model_or_skip()
     config = load_config(CONFIG)

@@ -142,7 +142,11 @@ def assign_story(proc: Processor, entry_key: str, entry: Entry) -> stories.Assig
     vector = None
     if embedder is not None:
         vector = stories.embedder_of(embedder)([stories.embedding_text(entry)])[0]
-    fp = stories.fingerprint(entry, vector, stories.Vocabulary(*classifier.vocabulary))
+    # An undated report is dated, for its story, when it is placed (seconds after it was
+    # seen): it is today's news, and is weighed as such. Offline (`newswatch stories`) an
+    # undated item stays undated, and needs more (decide.RULE.undated).
+    dated = entry if entry.published else replace(entry, published=datetime.now(UTC))
+    fp = stories.fingerprint(dated, vector, stories.Vocabulary(*classifier.vocabulary))
     return stories.assign(proc.store.stories, entry_key, entry, fp,
                           window_hours=proc.config.settings.story_window_hours,
                           new_id=stories.new_story_id(entry_key))

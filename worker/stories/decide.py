@@ -109,18 +109,22 @@ class Scorer:
 
     def similarity(self, other: Member) -> float:
         """TF-IDF cosine, plus the semantic evidence when both carry an embedding (for the same
-        story: fading over `SEMANTIC_DAYS`); 0 when the two share no word but the topics' (two
-        releases of hostages in two countries share "kidnapped", "freed", "released": nothing
-        that makes them one event)."""
+        story: fading over `SEMANTIC_DAYS`, none when either is undated: it could be of any
+        year, and the model cannot tell this year's talks from another's); 0 when the two
+        share no word but the topics' (two releases of hostages in two countries share
+        "kidnapped", "freed", "released": nothing that makes them one event)."""
         if self.specific.isdisjoint(other.weights):
             return 0.0
         score = _cosine(self.member.weights, other.weights)
         if self.fp.vector is not None and other.vector is not None:
             cosine = semantic_cosine(self.fp.vector, other.vector)
             evidence = SEMANTIC_WEIGHT * (cosine - SEMANTIC_PIVOT)
-            if evidence > 0 and self.fp.published is not None and other.published is not None:
-                days = abs(self.fp.published - other.published) / 86400
-                evidence *= max(0.0, 1 - days / SEMANTIC_DAYS)
+            if evidence > 0:
+                if self.fp.published is None or other.published is None:
+                    evidence = 0.0
+                else:
+                    days = abs(self.fp.published - other.published) / 86400
+                    evidence *= max(0.0, 1 - days / SEMANTIC_DAYS)
             score += evidence
         return score
 
