@@ -264,11 +264,11 @@ class Tokenizer:
         model.normalizer_spec.remove_extra_whitespaces = False
         model.normalizer_spec.escape_whitespaces = True
         kinds = proto.ModelProto.SentencePiece
-        for n, (piece, score) in enumerate(zip(w.pieces, w.scores, strict=True)):
-            entry = model.pieces.add()
-            entry.piece, entry.score = piece, float(score)
-            entry.type = kinds.UNKNOWN if n == w.unk else kinds.CONTROL if n in (
-                w.bos, w.eos, w.pad) else kinds.NORMAL
+        kind = dict.fromkeys((w.bos, w.eos, w.pad), kinds.CONTROL) | {w.unk: kinds.UNKNOWN}
+        add, normal = model.pieces.add, kinds.NORMAL          # 250,000 pieces: kept tight
+        for n, (piece, score) in enumerate(zip(w.pieces, list(map(float, w.scores)),
+                                               strict=True)):
+            add(piece=piece, score=score, type=kind.get(n, normal))
         self.processor = sentencepiece.SentencePieceProcessor(
             model_proto=model.SerializeToString())
         self.table = dict(w.normalisation)
