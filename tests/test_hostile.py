@@ -348,17 +348,19 @@ def test_a_slow_webhook_receiver_is_cut_and_never_sent_twice_at_once(
                 time.sleep(0.1)
 
         sweeper = threading.Thread(target=sweep)
-        start = time.monotonic()
         sweeper.start()
+        started_at = time.time()
         first = pipeline.deliver_alert(rt.deliverer, alert_id)
-        took = time.monotonic() - start
+        took = time.time() - started_at
         stop.set()
         sweeper.join()
-        assert first.status == "retrying" and took < 2.5
+        # Cut before the receiver answered, whatever the machine's speed.
+        assert first.status == "retrying" and took < receiver.delay
         assert first.error and "no complete answer within 1 s (delivery_timeout)" in first.error
         failed_at = rt.store.records.history(alert_id)[0]["at"]      # the attempt's end
-        assert len(swept) >= 5
-        assert all(when >= failed_at for when, alerts in swept if alert_id in alerts)
+        during = [alerts for when, alerts in swept if started_at <= when < failed_at]
+        assert during                                   # the sweep looked while it ran...
+        assert all(when >= failed_at for when, alerts in swept if alert_id in alerts)  # ...in vain
         receiver.delay = 0
         assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     finally:
