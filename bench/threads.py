@@ -145,7 +145,7 @@ def list_errors(name: str, items: Sequence[Item], placed: Sequence[stories.Assig
         for i in members:
             events.setdefault(i.event, set()).add(thread)
     for event, split in events.items():
-        if len(split) > 1 and not event.startswith("b "):
+        if len(split) > 1:
             heads = "; ".join(said(by_id[t]) for t in sorted(split))
             print(f"{name} split {event}: {heads}", file=sys.stderr)
 

