@@ -14,7 +14,10 @@ Three decisions, on ../shared/eval/dev.jsonl, dev2.jsonl and dev_ml.jsonl (per l
 - written only: a model fitted the same way on the items we wrote (config/labelled) and the
   topic's examples alone, scored on every lent item (none of which it saw): how far what we
   wrote carries to real news.
-`--errors` lists the trained decision's false positives and negatives.
+The two scored decisions also print AP: the average precision of their scores on each set,
+which judges the ranking apart from where the threshold fell (a change of training data can
+move one without the other). `--errors` lists the trained decision's false positives and
+negatives.
 """
 
 from __future__ import annotations
@@ -100,17 +103,22 @@ def trained(config_path: Path, topics: list[str], items: list[dict[str, Any]],
 
 def pooled(items: list[dict[str, Any]], topic: str, found: list[Any], runs: list[Any],
            threshold: float, errors: bool) -> dict[str, dict[str, Any]]:
-    """Figures per set over every run's scores of the lent items (counts per run)."""
+    """Figures per set over every run's scores of the lent items (counts per run), and the
+    average precision of the scores (their ranking, whatever the threshold), mean over runs."""
     sums: dict[str, dict[str, int]] = {}
+    ranked: dict[str, list[float]] = {}
     for run in runs:
         score = {(e.source, e.title, e.summary): s for e, s in zip(found, run.tolist(),
                                                                      strict=True)}
-        said = [score.get((i["_set"], i["_title"], i["_summary"]), 0.0) >= threshold
-                for i in items]
+        scores = [score.get((i["_set"], i["_title"], i["_summary"]), 0.0) for i in items]
+        said = [s >= threshold for s in scores]
         for group, f in by_group(items, topic, said).items():
             counts = sums.setdefault(group, {"tp": 0, "fp": 0, "fn": 0})
             for key in counts:
                 counts[key] += f[key]
+        for group, members in groups_of(items).items():
+            ranked.setdefault(group, []).append(average_precision(
+                [topic in items[n]["labels"] for n in members], [scores[n] for n in members]))
     if errors:
         for i, s in zip(items, said, strict=True):
             if s != (topic in i["labels"]):
@@ -118,7 +126,30 @@ def pooled(items: list[dict[str, Any]], topic: str, found: list[Any], runs: list
                 print(f"trained {'FP' if s else 'FN'} {topic} {p:.2f}: [{i['_set']} "
                       f"{i['id']}] {i['title']} | {(i.get('summary') or '')[:140]}",
                       file=sys.stderr)
-    return {group: _from_counts(c, len(runs)) for group, c in sums.items()}
+    return {group: {**_from_counts(c, len(runs)),
+                    "ap": round(sum(ranked[group]) / len(ranked[group]), 3)}
+            for group, c in sums.items()}
+
+
+def groups_of(items: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The items of each set, and of each language of dev_ml (as `by_group` groups them)."""
+    out: dict[str, list[int]] = {}
+    for n, i in enumerate(items):
+        out.setdefault(i["_set"], []).append(n)
+        if i["_set"] == "dev_ml.jsonl":
+            out.setdefault(f"dev_ml:{i['lang']}", []).append(n)
+    return out
+
+
+def average_precision(gold: list[bool], scores: list[float]) -> float:
+    """Precision at each relevant item, ranked by score, averaged (1.0 with none relevant)."""
+    hits, total = 0, 0.0
+    for rank, (_, relevant) in enumerate(sorted(zip(scores, gold, strict=True),
+                                                key=lambda p: -p[0]), 1):
+        if relevant:
+            hits += 1
+            total += hits / rank
+    return total / hits if hits else 1.0
 
 
 def _from_counts(counts: dict[str, int], runs: int) -> dict[str, Any]:
@@ -170,7 +201,7 @@ def main() -> None:
     print(f"{len(items)} labelled items: " + ", ".join(
         f"{name} {sum(1 for i in items if i['_set'] == name)}" for name in SETS))
     print(f"{'decision':14}{'topic':18}{'set':16}{'P':>7}{'R':>7}{'F1':>7}{'tp':>5}{'fp':>5}"
-          f"{'fn':>5}")
+          f"{'fn':>5}{'AP':>7}")
     for mode, per_topic in results.items():
         for topic, groups in per_topic.items():
             for group, f in groups.items():
@@ -178,7 +209,7 @@ def main() -> None:
                     continue
                 print(f"{mode:14}{topic:18}{group.removesuffix('.jsonl'):16}"
                       f"{f['precision']:>7.3f}{f['recall']:>7.3f}{f['f1']:>7.3f}{f['tp']:>5}"
-                      f"{f['fp']:>5}{f['fn']:>5}")
+                      f"{f['fp']:>5}{f['fn']:>5}" + (f"{f['ap']:>7.3f}" if "ap" in f else ""))
 
 
 if __name__ == "__main__":
