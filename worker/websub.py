@@ -143,6 +143,8 @@ def callback_url(base: str, feed_id: str) -> str:
 def subscribe(store: Store, http: httpx.Client, settings: Settings, feed_id: str,
               hub: Hub) -> bool:
     """Ask the hub for a subscription (it verifies with a GET to our callback later)."""
+    import httpx  # here: a run that subscribes to nothing never imports it
+
     s = settings
     if not s.websub_callback:
         return False
@@ -153,8 +155,6 @@ def subscribe(store: Store, http: httpx.Client, settings: Settings, feed_id: str
             "hub.callback": callback_url(s.websub_callback, feed_id),
             "hub.lease_seconds": str(s.websub_lease_seconds), "hub.secret": secret}
     guarded = not s.allow_private_networks      # the hub's URL comes from a feed: untrusted
-    import httpx
-
     if guarded and (problem := netguard.url_problem(hub.hub)):
         return _failed(store, feed_id, hub, problem)
     try:

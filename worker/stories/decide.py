@@ -93,10 +93,16 @@ class Policy:
 POLICY = Policy(same=0.5, related=0.0)
 
 
-def threshold(a: Fingerprint, b: Member, rule: Rule) -> float:
+def days_apart(a: Fingerprint, b: Member) -> float | None:
+    """Days between the two reports; None when either is undated."""
     if a.published is None or b.published is None:
-        return rule.undated
-    return rule.threshold + rule.per_day * abs(a.published - b.published) / 86400
+        return None
+    return abs(a.published - b.published) / 86400
+
+
+def threshold(a: Fingerprint, b: Member, rule: Rule) -> float:
+    days = days_apart(a, b)
+    return rule.undated if days is None else rule.threshold + rule.per_day * days
 
 
 def in_window(a: Fingerprint, b: Member, window_hours: float) -> bool:
@@ -125,11 +131,8 @@ class Scorer:
             cosine = semantic_cosine(self.fp.vector, other.vector)
             evidence = SEMANTIC_WEIGHT * (cosine - SEMANTIC_PIVOT)
             if evidence > 0:
-                if self.fp.published is None or other.published is None:
-                    evidence = 0.0
-                else:
-                    days = abs(self.fp.published - other.published) / 86400
-                    evidence *= max(0.0, 1 - days / SEMANTIC_DAYS)
+                days = days_apart(self.fp, other)
+                evidence *= 0.0 if days is None else max(0.0, 1 - days / SEMANTIC_DAYS)
             score += evidence
         return score
 
