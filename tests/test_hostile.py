@@ -150,14 +150,14 @@ def test_unforeseen_parser_failure_is_recorded_for_that_feed_only(
           - url: {feed_server.url('/evil.xml')}
           - url: {feed_server.url('/good.xml')}
         """, redis_url)
-    real = parsepool.parse_feed
+    real = parsepool.read_feed
 
     def exploding(body: bytes, **kw: object):  # type: ignore[no-untyped-def]
         if b"EVIL" in body:
             raise RecursionError("maximum recursion depth exceeded")  # a parser bug
         return real(body, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(parsepool, "parse_feed", exploding)
+    monkeypatch.setattr(parsepool, "read_feed", exploding)
     evil, good = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds])     # one batch
     assert evil.status == "error"
     assert evil.error == (f"{feed_server.url('/evil.xml')}: internal error: RecursionError: "

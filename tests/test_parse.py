@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA, SEEDS, shared_dir
+from worker import parse as parse_module
 from worker.errors import ParseError
-from worker.parse import canonical_url, parse_feed
+from worker.parse import canonical_url, parse_feed, read_feed
+from worker.parsepool import Body, Taken, take_in_body
+from worker.store import Store
 
 
 def parse(path: Path, **kw: object) -> list:  # type: ignore[type-arg]
@@ -190,3 +193,36 @@ def test_whitespace_is_folded_as_a_regular_expression_would() -> None:
         text = "".join(rng.choice(spaces) if rng.random() < 0.4 else rng.choice("ab é,")
                        for _ in range(rng.randint(0, 30)))
         assert _clean_text(text) == re.sub(r"\s+", " ", text).strip(), repr(text)
+
+
+def test_a_changed_feed_makes_only_its_entries_not_taken_in_before(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cleaning an entry's text and detecting its language costs more than feedparser spends
+    on it; a feed that changed lists mostly entries taken in before, asked of Redis by guid or
+    link before they are made. Entries with neither are still made and told apart by Redis."""
+    made: list[str] = []
+    real = parse_module._from_feedparser
+    monkeypatch.setattr(parse_module, "_from_feedparser",
+                        lambda e, *a: made.append(e.get("title", "")) or real(e, *a))
+    noguid = (DATA / "noguid.xml").read_bytes()
+    body: Body = (noguid, "https://noguid.example/feed", "f", "", {})
+    first = take_in_body(body, 100, store)
+    assert isinstance(first, Taken) and first.entries == len(first.new) == len(made) == 3
+    assert [e.entry_id for e in parse(DATA / "noguid.xml")] == [
+        e.entry_id for e in read_feed(noguid, url="https://noguid.example/feed", feed_id="f",
+                                      feed_name="").entries()[1]]
+    seenby = store.entries.k("seenby", "f")
+    store.r.expire(seenby, 60)
+    made.clear()
+    again = take_in_body(body, 100, store)
+    # The entry with a link is not made again; those with neither guid nor link are (their
+    # id is their text's hash) and Redis finds them seen. All are counted; the marks live on.
+    assert isinstance(again, Taken) and again.entries == 3 and again.new == []
+    assert len(made) == 2 and "Link but no guid" not in made
+    assert store.r.ttl(seenby) > 60
+    newer = noguid.replace(b"<item>", b"<item><title>Talks resume</title>"
+                           b"<link>https://noguid.example/story-9</link></item><item>", 1)
+    made.clear()
+    third = take_in_body((newer, *body[1:]), 100, store)
+    assert isinstance(third, Taken) and third.entries == 4 and len(third.new) == 1
+    assert "Talks resume" in made and "Link but no guid" not in made and len(made) == 3

@@ -86,8 +86,8 @@ def test_unchanged_body_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
     assert pipeline.poll_feed(rt.poller, feed.id).status == "ok"
     assert 890 < next_poll_in(rt, feed.id) <= 900          # the server's max-age, in bounds
     parsed = []
-    real = parsepool.parse_feed
-    monkeypatch.setattr(parsepool, "parse_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    real = parsepool.read_feed
+    monkeypatch.setattr(parsepool, "read_feed", lambda *a, **k: parsed.append(1) or real(*a, **k))
     assert pipeline.poll_feed(rt.poller, feed.id).status == "unchanged" and parsed == []
 
 

@@ -13,7 +13,8 @@ import io
 import json
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -52,20 +53,75 @@ def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     Only the first `max_entries` entries are read (feeds list the newest first): the document
     is cut before the parser sees more items than that, and whatever the parser still yields
     (unclosed items nest, a cut can land anywhere) is cut again."""
+    return read_feed(body, url=url, feed_id=feed_id, feed_name=feed_name, headers=headers,
+                     max_entries=max_entries).entries()[1]
+
+
+def read_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
+              headers: Mapping[str, str] | None = None,
+              max_entries: int = MAX_ENTRIES) -> Read:
+    """`parse_feed` in two steps: the body parsed, then (`Read.entries`) its entries made,
+    all of them or only those not known already."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if _looks_like_json(body, headers.get("content-type", "")):
-        entries = _parse_json_feed(body, url=url, feed_id=feed_id, feed_name=feed_name)
-        return entries[:max_entries]
+        made = _parse_json_feed(body, url=url, feed_id=feed_id, feed_name=feed_name)
+        return Read(url, feed_id, url, None, [], [], max_entries, made[:max_entries])
     body = _first_items(body, max_entries)
     parsed = _feedparser(body, headers, url)
     source = feed_name or _clean_text(parsed.feed.get("title", "")) or url
     feed_lang = parsed.feed.get("language") or headers.get("content-language")
-    entries = list(islice(_dedup(_from_feedparser(e, url, feed_id, source, feed_lang)
-                                 for e in parsed.entries), max_entries))
-    if not entries and (parsed.get("bozo") or not parsed.get("version")):
-        reason = parsed.get("bozo_exception") or "no feed found"
-        raise ParseError(url, f"not a readable feed: {reason}")
-    return entries
+    items = parsed.entries
+    unreadable = None
+    if parsed.get("bozo") or not parsed.get("version"):
+        unreadable = str(parsed.get("bozo_exception") or "no feed found")
+    return Read(url, feed_id, source, feed_lang, items, [_given_id(e, url) for e in items],
+                max_entries, unreadable=unreadable)
+
+
+@dataclass
+class Read:
+    """A parsed feed whose entries are not made yet. Making one (its text cleaned, its
+    language detected) costs more than feedparser spent on it, and a feed that changed
+    mostly lists entries taken in before: those need not be made again."""
+
+    url: str
+    feed_id: str
+    source: str
+    lang: str | None
+    items: list[Any]                      # feedparser's entries
+    ids: list[tuple[str, str | None]]     # each one's guid and canonical link
+    max_entries: int
+    made: list[Entry] | None = None       # a JSON Feed's, made as read
+    unreadable: str | None = None         # feedparser's complaint, if it had one
+
+    @property
+    def given_ids(self) -> list[str]:
+        """The entry ids told without making the entries: their guid, else their link."""
+        return [given for guid, link in self.ids if (given := guid or link)]
+
+    def entries(self, known: Collection[str] = ()) -> tuple[int, list[Entry]]:
+        """How many distinct entries the feed lists (up to max_entries), and those whose id
+        is not in `known`, made; an entry with neither guid nor link is always made (its id
+        is its text's hash). Entries with no title nor text are not counted. Raises
+        ParseError when there is none and the document is no feed."""
+        if self.made is not None:
+            return len(self.made), [e for e in self.made if e.entry_id not in known]
+        taken: set[str] = set()
+        out: list[Entry] = []
+        for e, (guid, link) in zip(self.items, self.ids, strict=True):
+            if len(taken) >= self.max_entries:
+                break
+            given = guid or link
+            if given is not None and given in known:
+                taken.add(given)
+                continue
+            entry = _from_feedparser(e, guid, link, self.feed_id, self.source, self.lang)
+            if entry.entry_id not in taken and (entry.title or entry.summary):
+                taken.add(entry.entry_id)
+                out.append(entry)
+        if not taken and self.unreadable is not None:
+            raise ParseError(self.url, f"not a readable feed: {self.unreadable}")
+        return len(taken), out
 
 
 _XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
@@ -123,9 +179,13 @@ def item_text(title: str, summary: str | None, content: str | None) -> tuple[str
     return _clean_text(title)[:MAX_TITLE], text[:MAX_SUMMARY]
 
 
-def _from_feedparser(e: Any, url: str, feed_id: str, source: str,
+def _given_id(e: Any, url: str) -> tuple[str, str | None]:
+    """An entry's guid ("" if none) and canonical absolute link."""
+    return (e.get("id") or "").strip(), _first_link(e, url)
+
+
+def _from_feedparser(e: Any, guid: str, link: str | None, feed_id: str, source: str,
                      feed_lang: str | None) -> Entry:
-    link = _first_link(e, url)
     content = " ".join(c.get("value", "") for c in e.get("content") or () if c.get("value"))
     title, summary = item_text(e.get("title", ""), e.get("summary"), content)
     hint = (e.get("title_detail") or {}).get("language") or \
@@ -136,7 +196,6 @@ def _from_feedparser(e: Any, url: str, feed_id: str, source: str,
         if value := dict.get(e, key):
             published = datetime.fromtimestamp(calendar.timegm(value), UTC)
             break
-    guid = (e.get("id") or "").strip()
     return Entry(feed_id, guid or link or _content_id(title, summary), title, summary, link,
                  published, source, detect(title, summary, hint))
 

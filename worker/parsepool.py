@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import NewswatchError, ParseError
-from .parse import parse_feed
+from .parse import read_feed
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -155,18 +155,40 @@ def _out_of_time(signum: int, frame: object) -> None:
     raise ParseTimeout
 
 
+class _Timer:
+    """`max_seconds` of parsing over one span or several (SIGALRM: pool processes only; the
+    clock stops between spans, so that it never interrupts a Redis call)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.left = seconds
+
+    def __enter__(self) -> None:
+        if self.left:      # and again every quarter second, should anything swallow the first
+            signal.setitimer(signal.ITIMER_REAL, self.left, 0.25)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.left:
+            left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+            self.left = max(left, 0.001)
+
+
 def take_in_body(body: Body, max_entries: int, store: Store | None,
                  max_seconds: float | None = None) -> Intake:
     """Parse a body and store its new entries: in a pool process (store None: the
     process's own connection; parsing is cut after `max_seconds`), a thread of the parent,
-    or for a WebSub push."""
+    or for a WebSub push. The entries taken in before are asked of Redis between parsing and
+    making the entries, and not made again (most of a changed feed's are such)."""
     data, url, feed_id, name, headers = body
-    timed = store is None and max_seconds is not None
+    timer = _Timer(max_seconds if store is None else None)
+    store = store or _store
+    assert store is not None
     try:
-        if timed and max_seconds:   # and again every quarter second, should anything
-            signal.setitimer(signal.ITIMER_REAL, max_seconds, 0.25)   # swallow the first
-        entries = parse_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
+        with timer:
+            read = read_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
                              max_entries=max_entries)
+        known = store.entries.known(feed_id, read.given_ids)     # a round trip: not timed
+        with timer:
+            count, entries = read.entries(known)
     except ParseTimeout:
         return ParseError(url, f"parsing took longer than {max_seconds:g} s "
                                "(max_parse_seconds)")
@@ -174,9 +196,4 @@ def take_in_body(body: Body, max_entries: int, store: Store | None,
         return exc
     except Exception as exc:               # recorded for this feed alone by the pipeline
         return ParserCrash(f"{type(exc).__name__}: {exc}")
-    finally:
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    store = store or _store
-    assert store is not None
-    return Taken(len(entries), store.entries.add_new(entries))
+    return Taken(count, store.entries.add_new(entries))

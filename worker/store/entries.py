@@ -58,6 +58,20 @@ class Entries(Part):
     def key(entry: Entry) -> str:
         return f"{entry.feed_id}:{short_hash(entry.entry_id)}"
 
+    def known(self, feed_id: str, entry_ids: Sequence[str]) -> set[str]:
+        """Which of a feed's entry ids were taken in already (by their seen marks; the few
+        older marks are left to `add_new`, which checks them too); and the marks' lifetime
+        renewed, as `add_new` does for every feed it is given, since a feed whose entries are
+        all known reaches no `add_new`. One round trip."""
+        if not entry_ids:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        key = self.k("seenby", feed_id)
+        pipe.hmget(key, [short_hash(i) for i in entry_ids])
+        pipe.expire(key, self.db.seen_ttl)
+        marks, _ = pipe.execute()
+        return {i for i, mark in zip(entry_ids, marks, strict=True) if mark is not None}
+
     def add_new(self, entries: Iterable[Entry]) -> list[str]:
         """Take in entries never seen before (one script per feed: atomic for the feed);
         return their keys, queued for processing and remembered for backtests. What stays
