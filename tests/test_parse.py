@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import DATA, SEEDS, shared_dir
 from worker import parse as parse_module
@@ -226,3 +228,15 @@ def test_a_changed_feed_makes_only_its_entries_not_taken_in_before(
     third = take_in_body((newer, *body[1:]), 100, store)
     assert isinstance(third, Taken) and third.entries == 4 and len(third.new) == 1
     assert "Talks resume" in made and "Link but no guid" not in made and len(made) == 3
+
+
+def test_redis_failing_between_parsing_and_making_is_raised_not_blamed_on_the_feed() -> None:
+    """The feed parsed fine: a dead Redis is the batch's failure (retried as a whole), not a
+    parse error recorded against this feed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                   # closed once the block ends: nobody there
+    dead = Store.from_url(f"redis://127.0.0.1:{port}/0", prefix="t")
+    body: Body = ((DATA / "noguid.xml").read_bytes(), "https://noguid.example/feed", "f", "", {})
+    with pytest.raises(redis.ConnectionError):
+        take_in_body(body, 100, dead)

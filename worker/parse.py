@@ -102,8 +102,9 @@ class Read:
     def entries(self, known: Collection[str] = ()) -> tuple[int, list[Entry]]:
         """How many distinct entries the feed lists (up to max_entries), and those whose id
         is not in `known`, made; an entry with neither guid nor link is always made (its id
-        is its text's hash). Entries with no title nor text are not counted. Raises
-        ParseError when there is none and the document is no feed."""
+        is its text's hash). Entries with no title nor text are not counted (a known one was
+        not empty when taken in, and is). Raises ParseError when there is none and the
+        document is no feed."""
         if self.made is not None:
             return len(self.made), [e for e in self.made if e.entry_id not in known]
         taken: set[str] = set()

@@ -19,11 +19,11 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import NewswatchError, ParseError
 from .parse import read_feed
@@ -160,6 +160,7 @@ class _Timer:
     clock stops between spans, so that it never interrupts a Redis call)."""
 
     def __init__(self, seconds: float | None) -> None:
+        self.limit = seconds or 0.0
         self.left = seconds
 
     def __enter__(self) -> None:
@@ -177,23 +178,37 @@ def take_in_body(body: Body, max_entries: int, store: Store | None,
     """Parse a body and store its new entries: in a pool process (store None: the
     process's own connection; parsing is cut after `max_seconds`), a thread of the parent,
     or for a WebSub push. The entries taken in before are asked of Redis between parsing and
-    making the entries, and not made again (most of a changed feed's are such)."""
+    making the entries, and not made again (most of a changed feed's are such). A Redis
+    failure is raised, not recorded as the feed's: it is the whole batch's."""
     data, url, feed_id, name, headers = body
     timer = _Timer(max_seconds if store is None else None)
     store = store or _store
     assert store is not None
+    read = _parsing(url, timer, lambda: read_feed(
+        data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
+        max_entries=max_entries))
+    if isinstance(read, Exception):
+        return read
+    known = store.entries.known(feed_id, read.given_ids)     # a round trip: not timed
+    made = _parsing(url, timer, lambda: read.entries(known))
+    if isinstance(made, Exception):
+        return made
+    count, entries = made
+    return Taken(count, store.entries.add_new(entries))
+
+
+T = TypeVar("T")
+
+
+def _parsing(url: str, timer: _Timer, step: Callable[[], T]) -> T | Exception:
+    """A step of parsing, timed; its failure as this feed's error."""
     try:
         with timer:
-            read = read_feed(data, url=url, feed_id=feed_id, feed_name=name, headers=headers,
-                             max_entries=max_entries)
-        known = store.entries.known(feed_id, read.given_ids)     # a round trip: not timed
-        with timer:
-            count, entries = read.entries(known)
+            return step()
     except ParseTimeout:
-        return ParseError(url, f"parsing took longer than {max_seconds:g} s "
+        return ParseError(url, f"parsing took longer than {timer.limit:g} s "
                                "(max_parse_seconds)")
     except ParseError as exc:
         return exc
     except Exception as exc:               # recorded for this feed alone by the pipeline
         return ParserCrash(f"{type(exc).__name__}: {exc}")
-    return Taken(count, store.entries.add_new(entries))
