@@ -65,7 +65,8 @@ def read_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if _looks_like_json(body, headers.get("content-type", "")):
         made = _parse_json_feed(body, url=url, feed_id=feed_id, feed_name=feed_name)
-        return Read(url, feed_id, url, None, [], [], max_entries, made[:max_entries])
+        return Read(url, feed_id, source=url, lang=None, items=[], ids=[],
+                    max_entries=max_entries, made=made[:max_entries])
     body = _first_items(body, max_entries)
     parsed = _feedparser(body, headers, url)
     source = feed_name or _clean_text(parsed.feed.get("title", "")) or url
