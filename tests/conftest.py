@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import signal
@@ -203,10 +204,13 @@ _RUNTIMES: list[Runtime] = []
 
 @pytest.fixture(autouse=True)
 def _close_runtimes() -> Iterator[None]:
-    """Runtimes made by a test are closed after it (HTTP sessions, fetch loop, parser pool)."""
+    """Runtimes made by a test are closed after it (HTTP sessions, fetch loop, parser pool),
+    and the heap a runtime froze (`runtime.settle_heap`) is the collector's again: one test's
+    objects are not kept from another's collections."""
     yield
     while _RUNTIMES:
         _RUNTIMES.pop().close()
+    gc.unfreeze()
 
 
 def make_runtime(config: Config, redis_url: str) -> Runtime:

@@ -6,6 +6,7 @@ import random
 
 from tests.conftest import DATA, SEEDS
 from worker.classify import Classifier
+from worker.classify.text import Lexicon, words_of
 from worker.config import TopicConfig
 from worker.parse import parse_feed
 
@@ -57,6 +58,26 @@ def test_index_and_compiled_tests_match_checking_every_topic() -> None:
             assert fast == slow, (title, summary)
             matched += len(fast)
         assert matched > 100          # the comparison is not vacuous
+
+
+def test_words_learned_together_have_the_facts_of_words_learned_one_by_one() -> None:
+    """A Doc works out its new words in one batch (one call to the stemmer): each word's
+    stem, keys, tracked prefixes and admitted topics are what it gets alone, in every
+    language a lexicon stems and with every prefix tracked."""
+    classifier = Classifier(topics(300, 1))
+    words = sorted({w for t, s in texts() for w in words_of(f"{t} {s}")})
+    words += words_of("الرهائن والأسرى otages libérés Geiseln freigelassen заложники "
+                      "החטופים שוחררו rehenes liberados")
+    known = classifier.lexicon.known
+    assert known                                   # the topics track some prefixes
+    for lang in (None, "fr", "ar", "de", "ru", "he", "es"):
+        for prefixes in (known, None):
+            together = Lexicon(prefixes, classifier.index, lang).learn(words)
+            alone = [Lexicon(prefixes, classifier.index, lang).learn([w])[0] for w in words]
+            assert together == alone, lang
+    held = [f for f in together if f[2] or f[3]]
+    assert 0 < len(held) < len(words)              # the comparison is not vacuous
+    assert any(k.endswith("*") for f in together for k in f[1])
 
 
 def test_compiled_tests_agree_with_the_query_tree() -> None:

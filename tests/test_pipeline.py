@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from tests.conftest import SECRET, SEEDS, runtime_for, serve_seeds
 from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver
 from worker import pipeline
-from worker.runtime import Runtime
+from worker.runtime import Runtime, settle_heap
 
 
 def seeds_runtime(tmp_path: Path, server: FeedServer, redis_url: str, subscribers: str,
@@ -266,3 +268,27 @@ def test_an_entry_another_worker_is_processing_is_left_to_it(
     assert pipeline.process_entries(rt.processor, keys) == []      # done: a late repeat
     assert rt.store.stats.totals().matches == counted
     assert not any(rt.store.r.exists(rt.store.k("working", k)) for k in keys)
+
+
+def test_a_runtime_settles_its_heap_once_its_classifier_is_made(
+        tmp_path: Path, redis_url: str) -> None:
+    """The classifier lives as long as the process: made, it is put out of the garbage
+    collector's sight (each full collection walked it: bench/classify.py unseen items), and
+    settling again, as a reload does, frees the cycles that died meanwhile."""
+    rt = runtime_for(tmp_path, "feeds: []\nsettings:\n  semantic: false\n", redis_url)
+    classifier = rt.classifier
+    assert not any(o is classifier.index for o in gc.get_objects())     # frozen
+
+    class Cycle:
+        me: object
+
+    dead = Cycle()
+    dead.me = dead
+    gone = weakref.ref(dead)
+    settle_heap()                      # frozen with the rest, then dropped
+    del dead
+    gc.collect()
+    assert gone() is not None          # out of sight: not collected
+    settle_heap()
+    assert gone() is None              # seen again and collected
+    assert rt.classifier is classifier

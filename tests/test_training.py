@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -295,6 +296,8 @@ def test_a_runtime_makes_its_classifier_on_first_use_but_checks_it_at_start(
     assert rt._classifier is None
     made = rt.classifier
     assert made is rt.classifier and made.scorer is not None
+    # made for good: out of the garbage collector's sight (runtime.settle_heap)
+    assert not any(o is made.index for o in gc.get_objects())
     (tmp_path / "missing").mkdir()
     config = load_config(write_topic_config(tmp_path / "missing",
                                             "    model: models/strikes.json"))

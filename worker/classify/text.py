@@ -70,6 +70,19 @@ def stem(word: str) -> str:
     return found
 
 
+def stems(words: list[str]) -> list[str]:
+    """`stem` of each word; those not remembered stemmed in one call."""
+    found = list(map(_stems.get, words))
+    if None in found:
+        new = [w for w, f in zip(words, found, strict=True) if f is None]
+        if len(_stems) > _CACHE_LIMIT:
+            _stems.clear()
+        made = dict(zip(new, _stemmer.stemWords(new), strict=True))
+        _stems.update(made)
+        found = [f if f is not None else made[w] for w, f in zip(words, found, strict=True)]
+    return found  # type: ignore[return-value]
+
+
 class Lexicon:
     """What the topics need to know of each word, remembered per word: its stem, the wildcard
     prefixes some query uses that it starts with, and (with a presearch index) the topics whose
@@ -106,21 +119,31 @@ class Lexicon:
         """(stem, keys, topics admitted, topics whose second terms it meets) of a word. Its
         keys are its stem and each tracked prefix it has, marked `prefix*`: one set of a Doc
         answers both bare terms and wildcards."""
+        found = self.words.get(word)
+        return found if found is not None else self.learn([word])[0]
+
+    def learn(self, words: list[str]) -> list[Facts]:
+        """The facts of words not seen before, worked out together and remembered (their
+        English stems in one call to the stemmer)."""
         if len(self.words) > _CACHE_LIMIT:
             self.words.clear()
-        roots = (stem(word), *languages.stemmed(self.lang, word)) if self.lang else \
-            (stem(word),)
-        if self.known is None:
-            prefixes = _all_prefixes(word)
-        else:
-            known = self.known
-            prefixes = tuple(p for n in self.lengths
-                             if n <= len(word) and (p := word[:n]) in known)
-        first, second = self.index.admits(word, roots, prefixes) if self.index else \
-            (_NONE, _NONE)
-        found = self.words[word] = (roots[0], (*roots, *(p + "*" for p in prefixes)), first,
-                                    second)
-        return found
+        lang, known, lengths = self.lang, self.known, self.lengths
+        admits = self.index.admits if self.index else None
+        out = []
+        for word, root in zip(words, stems(words), strict=True):
+            roots = (root, *languages.stemmed(lang, word)) if lang else (root,)
+            if known is None:
+                prefixes = _all_prefixes(word)
+            elif lengths:
+                prefixes = tuple(p for n in lengths
+                                 if n <= len(word) and (p := word[:n]) in known)
+            else:
+                prefixes = ()
+            first, second = admits(word, roots, prefixes) if admits else (_NONE, _NONE)
+            keys = (*roots, *(p + "*" for p in prefixes)) if prefixes else roots
+            out.append(found := (root, keys, first, second))
+            self.words[word] = found
+        return out
 
 
 class Presearch(Protocol):
@@ -213,9 +236,11 @@ class Doc:
         self.lexicon = lexicon = (lexicon or _EVERY_PREFIX).for_lang(lang)
         # One cache entry per word holds all the topics need to know of it.
         found = list(map(lexicon.words.get, self._unique))      # C-level loops
-        self.facts: list[Facts] = found if None not in found else [  # type: ignore[assignment]
-            f if f is not None else lexicon.facts(w)
-            for w, f in zip(self._unique, found, strict=True)]
+        if None in found:                      # new words: worked out together
+            new = iter(lexicon.learn([w for w, f in zip(self._unique, found, strict=True)
+                                      if f is None]))
+            found = [f if f is not None else next(new) for f in found]
+        self.facts: list[Facts] = found  # type: ignore[assignment]
         self.keys: set[str] = set().union(*map(_KEYS, self.facts))
         self.tag = lexicon.tag                 # its stemmer, when not English
 

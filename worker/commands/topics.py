@@ -87,10 +87,11 @@ CLASSIFY_BATCH = 256
 def _classify(args: argparse.Namespace) -> int:
     from itertools import islice
 
-    from ..runtime import make_classifier
+    from ..runtime import make_classifier, settle_heap
 
     config = load_config(args.config)
     classifier = make_classifier(config, args.semantic, models=args.models)
+    settle_heap()                    # it reads every line with this classifier
     failures = 0
     lines = progress(_items(args.file), desc="classify")
     while batch := list(islice(lines, CLASSIFY_BATCH)):
