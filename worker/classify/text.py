@@ -99,6 +99,7 @@ class Lexicon:
         stems besides the English one (languages.py)."""
         self.known = None if prefixes is None else frozenset(prefixes)
         self.lengths = sorted({len(p) for p in self.known or ()})
+        self.starts = frozenset(p[:MIN_PREFIX] for p in self.known or ())   # a quick "none"
         self.index = index
         self.lang = lang if languages.known(lang) else None
         self.tag = languages.tag(self.lang)
@@ -127,14 +128,14 @@ class Lexicon:
         English stems in one call to the stemmer)."""
         if len(self.words) > _CACHE_LIMIT:
             self.words.clear()
-        lang, known, lengths = self.lang, self.known, self.lengths
+        lang, known, lengths, starts = self.lang, self.known, self.lengths, self.starts
         admits = self.index.admits if self.index else None
         out = []
         for word, root in zip(words, stems(words), strict=True):
             roots = (root, *languages.stemmed(lang, word)) if lang else (root,)
             if known is None:
                 prefixes = _all_prefixes(word)
-            elif lengths:
+            elif word[:MIN_PREFIX] in starts:
                 prefixes = tuple(p for n in lengths
                                  if n <= len(word) and (p := word[:n]) in known)
             else:
