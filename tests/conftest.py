@@ -200,17 +200,19 @@ def shipped_config(folder: Path, name: str = "newswatch.yaml") -> Path:
 
 
 _RUNTIMES: list[Runtime] = []
+_COLLECTOR = gc.get_threshold()
 
 
 @pytest.fixture(autouse=True)
 def _close_runtimes() -> Iterator[None]:
     """Runtimes made by a test are closed after it (HTTP sessions, fetch loop, parser pool),
-    and the heap a runtime froze (`runtime.settle_heap`) is the collector's again: one test's
-    objects are not kept from another's collections."""
+    and the heap a runtime froze (`runtime.settle_heap`) is the collector's again, at its
+    usual pace: one test's objects are not kept from another's collections."""
     yield
     while _RUNTIMES:
         _RUNTIMES.pop().close()
     gc.unfreeze()
+    gc.set_threshold(*_COLLECTOR)
 
 
 def make_runtime(config: Config, redis_url: str) -> Runtime:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import SECRET, SEEDS, runtime_for, serve_seeds
 from tests.servers import FeedServer, Served, SMTPServer, WebhookReceiver
 from worker import pipeline
-from worker.runtime import Runtime, settle_heap
+from worker.runtime import YOUNG_COLLECTION, Runtime, settle_heap
 
 
 def seeds_runtime(tmp_path: Path, server: FeedServer, redis_url: str, subscribers: str,
@@ -273,11 +273,13 @@ def test_an_entry_another_worker_is_processing_is_left_to_it(
 def test_a_runtime_settles_its_heap_once_its_classifier_is_made(
         tmp_path: Path, redis_url: str) -> None:
     """The classifier lives as long as the process: made, it is put out of the garbage
-    collector's sight (each full collection walked it: bench/classify.py unseen items), and
-    settling again, as a reload does, frees the cycles that died meanwhile."""
+    collector's sight (each full collection walked it: bench/classify.py unseen items), the
+    young are collected less often (bench/poll.py warm cycles), and settling again, as a
+    reload does, frees the cycles that died meanwhile."""
     rt = runtime_for(tmp_path, "feeds: []\nsettings:\n  semantic: false\n", redis_url)
     classifier = rt.classifier
     assert not any(o is classifier.index for o in gc.get_objects())     # frozen
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION
 
     class Cycle:
         me: object
