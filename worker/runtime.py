@@ -166,8 +166,8 @@ def make_classifier(config: Config, semantic: bool | str | None = None, *,
 
 # Allocations between two collections of the youngest objects (CPython's default: 700). A warm
 # poll cycle of 300 feeds keeps its requests in flight together, and at 700 the collector ran 39
-# young and 3.5 middle collections a cycle, rescanning them: 11 ms of a ~100 ms cycle; at 20,000,
-# 2-4 ms. Cyclic garbage waits a little longer to be freed (a few MB at most).
+# young and 3.5 middle collections a cycle, rescanning them: 17 ms of a ~140 ms cycle; at 20,000,
+# 5 ms. Cyclic garbage waits a little longer to be freed (a few MB at most).
 YOUNG_COLLECTION = 20_000
 
 
