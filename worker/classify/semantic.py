@@ -113,9 +113,9 @@ class Weights:
         at += 4 * (n + 1)
         self.scores = numpy.frombuffer(view, dtype="<f4", count=n, offset=at)
         at += 4 * n
-        blob = bytes(view[at:at + blob_len])
+        self.piece_bytes = numpy.frombuffer(view, dtype=numpy.uint8, count=blob_len, offset=at)
+        self.piece_offsets = offsets               # piece i: piece_bytes[offsets[i]:offsets[i+1]]
         at += blob_len
-        self.pieces = [blob[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(n)]
         n_norm, norm_bytes = read("<iI")
         table, raw, pos = {}, bytes(view[at:at + norm_bytes]), 0
         at += norm_bytes
@@ -242,6 +242,34 @@ def _graph(w: Weights) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def _plain_pieces(blob: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any],
+                  scores: np.ndarray[Any, Any]) -> bytes | None:
+    """SentencePiece ModelProto's `pieces` (field 1) as protobuf wire bytes, for pieces of
+    type NORMAL (the default, left out): each a length-delimited message of the piece (field 1,
+    UTF-8) and its score (field 2, float32); `blob[offsets[i]:offsets[i + 1]]` is piece i.
+    None when a piece is too long for one-byte lengths (varints under 128)."""
+    import numpy
+
+    lengths = numpy.diff(offsets.astype(numpy.int64))
+    if not len(lengths) or lengths.max() > 120:
+        return None
+    size = lengths + 9                # 0a len | 0a len piece | 15 score(4)
+    starts = numpy.cumsum(size) - size
+    out = numpy.empty(int(size.sum()), numpy.uint8)
+    out[starts] = 0x0A
+    out[starts + 1] = lengths + 7
+    out[starts + 2] = 0x0A
+    out[starts + 3] = lengths
+    base = int(offsets[0])
+    text = numpy.repeat(starts + 4 - (offsets[:-1].astype(numpy.int64) - base), lengths)
+    out[text + numpy.arange(len(text))] = blob[base:int(offsets[-1])]
+    out[starts + 4 + lengths] = 0x15
+    score = numpy.ascontiguousarray(scores, dtype="<f4").view(numpy.uint8).reshape(-1, 4)
+    for k in range(4):
+        out[starts + 5 + lengths + k] = score[:, k]
+    return out.tobytes()
+
+
 class Tokenizer:
     """XLM-RoBERTa's SentencePiece unigram model, built from the vocabulary and scores in the
     model file and run by Google's `sentencepiece` (C++), after the file's own character
@@ -265,12 +293,21 @@ class Tokenizer:
         model.normalizer_spec.escape_whitespaces = True
         kinds = proto.ModelProto.SentencePiece
         kind = dict.fromkeys((w.bos, w.eos, w.pad), kinds.CONTROL) | {w.unk: kinds.UNKNOWN}
-        add, normal = model.pieces.add, kinds.NORMAL          # 250,000 pieces: kept tight
-        for n, (piece, score) in enumerate(zip(w.pieces, list(map(float, w.scores)),
-                                               strict=True)):
-            add(piece=piece, score=score, type=kind.get(n, normal))
+        # The special pieces lead (ids 0-3); they, and any piece a one-byte length cannot
+        # hold, are added one by one; the 250,000 plain ones after them are written as wire
+        # bytes at once (0.5 s -> 0.03 s a process start).
+        first = max(kind) + 1
+        plain = _plain_pieces(w.piece_bytes, w.piece_offsets[first:], w.scores[first:])
+        last = first if plain is not None else len(w.scores)
+        texts = w.piece_bytes[w.piece_offsets[0]:w.piece_offsets[last]].tobytes()
+        for n in range(last):
+            piece = texts[w.piece_offsets[n] - w.piece_offsets[0]:
+                          w.piece_offsets[n + 1] - w.piece_offsets[0]].decode("utf-8")
+            model.pieces.add(piece=piece, score=float(w.scores[n]),
+                             type=kind.get(n, kinds.NORMAL))
+        # Repeated fields may come in several runs: these pieces follow the specs' fields.
         self.processor = sentencepiece.SentencePieceProcessor(
-            model_proto=model.SerializeToString())
+            model_proto=model.SerializeToString() + (plain or b""))
         self.table = dict(w.normalisation)
 
     def normalise(self, text: str) -> str:
