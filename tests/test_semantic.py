@@ -113,7 +113,7 @@ def test_the_tokenizers_pieces_are_written_as_protobuf_writes_them() -> None:
     import numpy
     from sentencepiece import sentencepiece_model_pb2
 
-    from worker.classify.semantic import _plain_pieces
+    from worker.classify.tokenizer import plain_pieces
 
     pieces = ["\u2581the", "s", "\u2581\u0627\u0644\u0631\u0647\u0627\u0626\u0646", "\U0001f600",
               "\u2581otages", "\u00e9"]
@@ -123,23 +123,23 @@ def test_the_tokenizers_pieces_are_written_as_protobuf_writes_them() -> None:
     model: Any = sentencepiece_model_pb2.ModelProto()
     for piece, score in zip(pieces, scores.tolist(), strict=True):
         model.pieces.add(piece=piece, score=score)
-    assert _plain_pieces(blob, offsets, scores) == model.SerializeToString()
+    assert plain_pieces(blob, offsets, scores) == model.SerializeToString()
     later: Any = sentencepiece_model_pb2.ModelProto()      # pieces after the first two
     for piece, score in zip(pieces[2:], scores[2:].tolist(), strict=True):
         later.pieces.add(piece=piece, score=score)
-    assert _plain_pieces(blob, offsets[2:], scores[2:]) == later.SerializeToString()
+    assert plain_pieces(blob, offsets[2:], scores[2:]) == later.SerializeToString()
     long = numpy.frombuffer(b"x" * 121, numpy.uint8)
-    assert _plain_pieces(long, numpy.array([0, 121], "<u4"), scores[:1]) is None
+    assert plain_pieces(long, numpy.array([0, 121], "<u4"), scores[:1]) is None
 
 
 def test_the_tokenizer_built_piece_by_piece_gives_the_same_ids(
         embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the pieces cannot be written at once (a piece too long), protobuf builds them one
     by one: the same tokenizer."""
-    from worker.classify import semantic
+    from worker.classify import tokenizer
 
-    monkeypatch.setattr(semantic, "_plain_pieces", lambda *_: None)
-    slow = semantic.Tokenizer(embedder.weights)
+    monkeypatch.setattr(tokenizer, "plain_pieces", lambda *_: None)
+    slow = tokenizer.Tokenizer(embedder.weights)
     texts = [*DOHA.values(), FOOTBALL, *PARAPHRASE.values()]
     texts = [t if isinstance(t, str) else " ".join(t) for t in texts]
     assert slow.ids(texts) == embedder.tokenizer.ids(texts)
