@@ -140,3 +140,35 @@ def test_no_child_processes_means_threads(redis_url: str,
                                max_entries=10)
     assert all(isinstance(t, Taken) and len(t.new) == 3 for t in taken)
     assert intake.processes == 0
+
+
+def test_a_poll_writes_only_what_changed_of_the_feeds_state(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    """A 304 rewrites the poll's time and status, not the eleven fields it read unchanged
+    (fields removed behind its back, which read the same absent, stay absent); what did
+    change is written: an error and its count, then their clearing."""
+    feed_server.files["/f.xml"] = Served(rss(1))
+    rt = runtime_for(tmp_path, f"feeds:\n  - url: {feed_server.url('/f.xml')}\n", redis_url)
+    [feed] = rt.config.feeds
+    feeds, key = rt.store.feeds, rt.store.feeds.k("feed", feed.id)
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "ok"
+    first = feeds.state(feed.id)
+    assert first.validators.etag and first.last_error is None
+    feeds.r.hdel(key, "skipped", "last_error", "error_count")
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "not_modified"
+    second = feeds.state(feed.id)
+    assert not any(feeds.r.hexists(key, f) for f in ("skipped", "last_error", "error_count"))
+    assert second.validators == first.validators
+    assert (second.interval or 0) > (first.interval or 0)      # nothing new: it backs off
+    assert second.last_status == "not_modified" and second.error_count == 0
+    assert (second.last_poll_at or 0) > (first.last_poll_at or 0)
+
+    feed_server.files["/f.xml"] = Served(b"<html>not a feed</html>", "text/html")
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "error"
+    failed = feeds.state(feed.id)
+    assert failed.error_count == 1 and "not a readable feed" in (failed.last_error or "")
+    feed_server.files["/f.xml"] = Served(rss(2))
+    assert pipeline.poll_feed(rt.poller, feed.id).status == "ok"
+    healed = feeds.state(feed.id)
+    assert healed.error_count == 0 and healed.last_error is None
+    assert healed.validators.etag != first.validators.etag

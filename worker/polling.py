@@ -188,7 +188,7 @@ def _finish(poller: Poller, w: Writes, plan: _Plan, result: FetchResult | FetchE
                       validators=result.validators if isinstance(result, FetchResult) else None,
                       error=decision.error,
                       new_entries=got.new_entries if isinstance(got, schedule.Fetched) else 0,
-                      more=decision.fields)
+                      more=decision.fields, before=state)
     if decision.adopted:
         log.warning("feed %s moved permanently to %s", feed_id, decision.adopted,
                     extra=feed_fields(feed_id, decision.adopted, outcome="moved"))

@@ -83,6 +83,15 @@ def _feed_state(h: dict[str, str]) -> FeedState:
     )
 
 
+def _stored(state: FeedState) -> dict[str, str | float | int | None]:
+    """The fields `record_poll` writes, as `state` read them (absent and empty read alike)."""
+    return {"skipped": state.skipped or "", "last_status": state.last_status,
+            "last_error": state.last_error or "", "error_count": state.error_count,
+            "etag": state.validators.etag or "",
+            "last_modified": state.validators.last_modified or "",
+            "interval": state.interval, "body_hash": state.body_hash}
+
+
 class Feeds(Part):
     """P:feed:{feed} (hash), P:schedule (zset: feed -> next poll), P:hostpause:{host}."""
 
@@ -158,8 +167,10 @@ class Feeds(Part):
     def record_poll(self, feed_id: str, status: str, *, validators: Validators | None = None,
                     error: str | None = None, new_entries: int = 0,
                     more: Mapping[str, str | float] | None = None,
-                    writes: Writes | None = None) -> None:
-        """A poll's outcome (and `more` feed-state fields, such as the new interval)."""
+                    before: FeedState | None = None, writes: Writes | None = None) -> None:
+        """A poll's outcome (and `more` feed-state fields, such as the new interval).
+        `before`: the state this poll read (under its claim): fields that still hold what it
+        says are not written again (a 304 changes two or three of eleven)."""
         key = self.k("feed", feed_id)
         now = time.time()
         values: dict[Any, Any] = {"last_poll_at": now, "checked_at": now, "skipped": "",
@@ -173,6 +184,9 @@ class Feeds(Part):
             w.pipe.hincrby(key, "error_count", 1)
         else:
             values["error_count"] = 0
+        if before is not None:
+            held = _stored(before)
+            values = {k: v for k, v in values.items() if k not in held or held[k] != v}
         w.pipe.hset(key, mapping=values)
         w.count(status, key=self.k("stats", "polls"))
         if new_entries:
