@@ -74,10 +74,15 @@ class Runtime:
         if self._classifier is None:
             with self._making:
                 if self._classifier is None:
-                    self._classifier = make_classifier(self.config, found=self._checked)
+                    self._classifier = self._make_classifier(self._checked)
                     self._checked = None
-                    settle_heap()
         return self._classifier
+
+    def _make_classifier(self, found: dict[str, TopicModel] | None = None) -> Classifier:
+        """The config's classifier, made for the life of the process (its heap settled)."""
+        made = make_classifier(self.config, found=found)
+        settle_heap()
+        return made
 
     def current_classifier(self) -> Classifier:
         """The classifier, made again when a topic's model file changed (`newswatch train`
@@ -91,8 +96,7 @@ class Runtime:
         if seen != self._models_seen:
             self._models_seen = seen
             try:
-                self._classifier = make_classifier(self.config)
-                settle_heap()
+                self._classifier = self._make_classifier()
                 log.info("topic models reloaded: %s", ", ".join(
                     sorted(st.model.topic for st in self.classifier.semantic if st.model)))
             except NewswatchError as exc:      # the old models keep deciding meanwhile

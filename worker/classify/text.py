@@ -63,11 +63,7 @@ _stems: dict[str, str] = {}
 def stem(word: str) -> str:
     """The Snowball English stem of a folded word."""
     found = _stems.get(word)
-    if found is None:
-        if len(_stems) > _CACHE_LIMIT:
-            _stems.clear()
-        found = _stems[word] = str(_stemmer.stemWord(word))
-    return found
+    return found if found is not None else stems([word])[0]
 
 
 def stems(words: list[str]) -> list[str]:

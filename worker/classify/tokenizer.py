@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 _SPACES = re.compile(" {2,}")
 
 
-class Vocabulary(Protocol):
+class PieceTable(Protocol):
     """What the model file (semantic.Weights) holds of its tokenizer."""
 
     bos: int
@@ -61,7 +61,7 @@ class Tokenizer:
     tests). ~80 MB less than the same model in HF `tokenizers`, whose trie of 250,000 pieces
     took 280 MB."""
 
-    def __init__(self, w: Vocabulary) -> None:
+    def __init__(self, w: PieceTable) -> None:
         import sentencepiece
         from sentencepiece import sentencepiece_model_pb2
 
