@@ -12,7 +12,7 @@ from tests.conftest import SEEDS, runtime_for
 from tests.servers import FeedServer, Served
 from worker import pipeline
 from worker.fetch import Limits, Validators, fetch_many
-from worker.parsepool import Parser, StoreSpec, Taken
+from worker.parsepool import POOL_FROM_FEEDS, Parser, StoreSpec, Taken
 from worker.store.base import short_hash as _h
 
 LEVANT = (SEEDS / "levant-wire.xml").read_bytes()
@@ -89,6 +89,25 @@ def test_one_batch_polls_every_feed_and_isolates_failures(
     assert "ConnectError" in (outcomes[13].error or "")
     again = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds[:12]])
     assert {o.status for o in again} == {"not_modified"}
+
+
+def test_a_config_of_few_feeds_never_waits_for_the_parser_pool(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    """Starting the pool costs more than parsing a few feeds: a config of fewer than
+    POOL_FROM_FEEDS feeds parses its batches in threads; one of as many uses the pool."""
+    for n in range(POOL_FROM_FEEDS):
+        feed_server.files[f"/f{n}.xml"] = Served(rss(n))
+
+    def polled(feeds: int) -> tuple[list[str], bool]:
+        listed = "".join(f"  - url: {feed_server.url(f'/f{n}.xml')}\n" for n in range(feeds))
+        (tmp_path / str(feeds)).mkdir()
+        rt = runtime_for(tmp_path / str(feeds), f"feeds:\n{listed}", redis_url)
+        assert rt.parser.processes > 1                     # a pool, by default
+        outcomes = pipeline.poll_feeds(rt.poller, [f.id for f in rt.config.feeds])
+        return [o.status for o in outcomes], rt.parser._pool is not None
+
+    assert polled(POOL_FROM_FEEDS - 1) == (["ok"] * (POOL_FROM_FEEDS - 1), False)
+    assert polled(POOL_FROM_FEEDS) == (["ok"] * POOL_FROM_FEEDS, True)
 
 
 def parser(redis_url: str, processes: int) -> Parser:

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this process ...
 INLINE_MAX_BYTES = 128_000    # ... unless the body is larger: only a pool process can be cut
                               # short when parsing outlasts max_parse_seconds
+# A config of fewer feeds never starts the pool for its batches (bodies over INLINE_MAX_BYTES
+# still go to it): starting it (forkserver, a process per core importing the parser) costs
+# ~0.4 s, more than parsing a few feeds takes (~6 ms each), and `run --once` on the four seeds
+# waited for it (polled in 0.04 s with threads, 0.35-0.5 s with the pool). Workers with at
+# least as many feeds start it in the background when they are ready (tasks.py).
+POOL_FROM_FEEDS = 20
 
 Body = tuple[bytes, str, str, str, Mapping[str, str]]   # body, url, feed id, name, headers
 

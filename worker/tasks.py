@@ -19,13 +19,13 @@ from celery.signals import worker_ready, worker_shutdown
 
 from . import pipeline, runtime, websub
 from .app import app
+from .parsepool import POOL_FROM_FEEDS
 from .store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH = 50
-WARM_UP_FEEDS = 20        # with fewer feeds, batches are parsed in-process: no pool to start
 
 
 @worker_ready.connect
@@ -34,7 +34,7 @@ def _serve_metrics(**_: object) -> None:
     needs its own port; the figures are the whole deployment's, read from Redis); and starts
     its parser processes in the background, ready for the first batch."""
     rt = runtime.current()
-    if len(rt.config.feeds) >= WARM_UP_FEEDS:
+    if len(rt.config.feeds) >= POOL_FROM_FEEDS:     # fewer: parsed in threads
         threading.Thread(target=rt.parser.warm_up, name="parser-warm-up", daemon=True).start()
     if rt.config.settings.metrics_port:
         from .metrics import serve
