@@ -203,6 +203,25 @@ def test_prisoners_of_war_exchanged_are_no_hostage_release_unless_called_hostage
                   "The captives were handed to the Red Cross.") == ["hostage-releases"]
 
 
+def test_violation_reports_are_vetoed_in_any_language_talks_about_them_are_not() -> None:
+    """The exclude's "violations with no talks" reads the twelve languages the query reads:
+    a French report of talks after violations is ceasefire news (the English-only rule vetoed
+    it: "négociations" is no negotiat*), a French violation report alone is not."""
+    from worker.runtime import make_classifier
+
+    classifier = make_classifier(load_config(CONFIG), True)
+
+    def topics(title: str, summary: str) -> list[str]:
+        return [m.topic_id for m in classifier.classify(title, summary, "fr")]
+
+    assert topics("Les médiateurs relancent les négociations après des violations du "
+                  "cessez-le-feu", "Les délégations se retrouvent lundi pour discuter d'un "
+                  "mécanisme de surveillance.") == ["ceasefire-talks"]
+    assert topics("L'armée accuse les rebelles d'avoir violé le cessez-le-feu",
+                  "Les combats ont repris dans la région malgré la trêve conclue la semaine "
+                  "dernière.") == []
+
+
 def test_classify_cli_uses_the_model_when_installed() -> None:
     line = json.dumps({"id": "p", "title": PARAPHRASE["ar"][0]}, ensure_ascii=False)
     out = subprocess.run([sys.executable, "-m", "worker.cli", "classify", "--config",
