@@ -43,6 +43,14 @@ def embedder() -> Embedder:
     return shared()
 
 
+@pytest.fixture(scope="module")
+def shipped() -> Classifier:
+    """The shipped config's classifier, with the model and the topics' trained models."""
+    from worker.runtime import make_classifier
+
+    return make_classifier(load_config(CONFIG), True)
+
+
 class Recording:
     """The real embedder, remembering what it was asked to embed."""
 
@@ -151,10 +159,8 @@ def test_one_event_in_three_languages_is_close_and_unlike_sport(embedder: Embedd
     assert float(en @ sport) < float(en @ ar) - 0.08
 
 
-def test_a_french_report_matches_the_english_topic_by_its_model(embedder: Embedder) -> None:
-    from worker.runtime import make_classifier
-
-    classifier = make_classifier(load_config(CONFIG), True)
+def test_a_french_report_matches_the_english_topic_by_its_model(shipped: Classifier) -> None:
+    classifier = shipped
     lexical = Classifier(load_config(CONFIG).topics)
     item = (*PARAPHRASE["fr"], "fr")
     assert lexical.classify(*item) == []                    # no word of the query
@@ -183,15 +189,12 @@ def test_what_reaches_the_model(embedder: Embedder) -> None:
                               "Fuertes nevadas cierran las escuelas del norte"]
 
 
-def test_prisoners_of_war_exchanged_are_no_hostage_release_unless_called_hostages() -> None:
+def test_prisoners_of_war_exchanged_are_no_hostage_release_unless_called_hostages(
+        shipped: Classifier) -> None:
     """The labels' definition, kept by the shipped exclude as a veto on the model: an exchange
     of prisoners of war is not a hostage release; hostages swapped for them are."""
-    from worker.runtime import make_classifier
-
-    classifier = make_classifier(load_config(CONFIG), True)
-
     def topics(title: str, summary: str = "") -> list[str]:
-        return [m.topic_id for m in classifier.classify(title, summary, "en")]
+        return [m.topic_id for m in shipped.classify(title, summary, "en")]
 
     assert topics("Two armies swap 120 prisoners of war at the border",
                   "The exchange was brokered by mediators after weeks of talks.") == []
@@ -203,16 +206,13 @@ def test_prisoners_of_war_exchanged_are_no_hostage_release_unless_called_hostage
                   "The captives were handed to the Red Cross.") == ["hostage-releases"]
 
 
-def test_violation_reports_are_vetoed_in_any_language_talks_about_them_are_not() -> None:
+def test_violation_reports_are_vetoed_in_any_language_talks_about_them_are_not(
+        shipped: Classifier) -> None:
     """The exclude's "violations with no talks" reads the twelve languages the query reads:
     a French report of talks after violations is ceasefire news (the English-only rule vetoed
     it: "négociations" is no negotiat*), a French violation report alone is not."""
-    from worker.runtime import make_classifier
-
-    classifier = make_classifier(load_config(CONFIG), True)
-
     def topics(title: str, summary: str) -> list[str]:
-        return [m.topic_id for m in classifier.classify(title, summary, "fr")]
+        return [m.topic_id for m in shipped.classify(title, summary, "fr")]
 
     assert topics("Les médiateurs relancent les négociations après des violations du "
                   "cessez-le-feu", "Les délégations se retrouvent lundi pour discuter d'un "
