@@ -34,10 +34,9 @@ INLINE_BELOW = 4          # batches of fewer feeds than this: parse in this proc
 INLINE_MAX_BYTES = 128_000    # ... unless the body is larger: only a pool process can be cut
                               # short when parsing outlasts max_parse_seconds
 # A config of fewer feeds never starts the pool for its batches (bodies over INLINE_MAX_BYTES
-# still go to it): starting it (forkserver, a process per core importing the parser) costs
-# ~0.4 s, more than parsing a few feeds takes (~6 ms each), and `run --once` on the four seeds
-# waited for it (polled in 0.04 s with threads, 0.35-0.5 s with the pool). Workers with at
-# least as many feeds start it in the background when they are ready (tasks.py).
+# still go to it) nor warms it up: starting it (forkserver, a process per core importing the
+# parser) costs ~0.4 s, more than parsing a few feeds takes (~6 ms each), and `run --once` on
+# the four seeds waited for it (polled in 0.04 s with threads, 0.35-0.5 s with the pool).
 POOL_FROM_FEEDS = 20
 
 Body = tuple[bytes, str, str, str, Mapping[str, str]]   # body, url, feed id, name, headers
@@ -65,8 +64,12 @@ Intake = Taken | Exception
 
 
 class Parser:
-    def __init__(self, store: Store, spec: StoreSpec, processes: int | None = None) -> None:
+    def __init__(self, store: Store, spec: StoreSpec, processes: int | None = None, *,
+                 feeds: int | None = None) -> None:
+        """`feeds`: how many the config polls (None: unknown); fewer than POOL_FROM_FEEDS,
+        and batches are parsed in threads."""
         self.store, self.spec = store, spec
+        self.pools_batches = feeds is None or feeds >= POOL_FROM_FEEDS
         # One more process than cores: each also waits on Redis, and the spare fills that gap.
         self.processes = (os.cpu_count() or 1) + 1 if processes is None else processes
         self._pool: ProcessPoolExecutor | None = None
@@ -89,7 +92,7 @@ class Parser:
         over INLINE_MAX_BYTES, and more than one process configured), where parsing is cut
         after `max_seconds`; else in a thread, so the event loop goes on with its requests
         meanwhile. Failures come back as values, naming the feed."""
-        pool = pool or len(body[0]) > INLINE_MAX_BYTES
+        pool = (pool and self.pools_batches) or len(body[0]) > INLINE_MAX_BYTES
         if not pool or self.processes <= 1:
             return await asyncio.to_thread(take_in_body, body, max_entries, self.store)
         loop = asyncio.get_running_loop()
@@ -111,8 +114,9 @@ class Parser:
             return ParserCrash(f"{type(exc).__name__}: {exc}")
 
     def warm_up(self) -> None:
-        """Start the pool's processes now (a worker does at start), not in the first batch."""
-        if self.processes > 1:
+        """Start the pool's processes now (a worker does at start), not in the first batch;
+        nothing when its batches are parsed in threads."""
+        if self.processes > 1 and self.pools_batches:
             try:
                 pool = self._get_pool()
                 for future in [pool.submit(_ready) for _ in range(self.processes)]:

@@ -19,7 +19,7 @@ from .errors import FetchError, ParseError
 from .fetch import Fetcher, FetchResult
 from .logs import feed_fields
 from .models import iso
-from .parsepool import INLINE_BELOW, POOL_FROM_FEEDS, Intake, Parser, ParserCrash
+from .parsepool import INLINE_BELOW, Intake, Parser, ParserCrash
 from .store import FeedState, Store, Writes
 from .websub import Hub
 
@@ -94,8 +94,7 @@ def poll_feeds(poller: Poller, feed_ids: list[str]) -> list[PollOutcome]:
     planned = [_plan(poller, f, states[f], urls[f], paused) for f in feed_ids]
     todo = [p for p in planned if isinstance(p, _Plan)]
     known = [p.state.body_hash for p in todo]
-    # a handful of feeds: not worth a process hop; a config of few: not worth a pool
-    pool = len(todo) >= INLINE_BELOW and len(poller.config.feeds) >= POOL_FROM_FEEDS
+    pool = len(todo) >= INLINE_BELOW       # a handful of feeds: not worth a process hop
     max_entries = poller.config.settings.max_entries
     push = poller.config.settings.websub_callback is not None
 

@@ -116,8 +116,9 @@ class Runtime:
         checked = check_classifier(config)
         store = spec.connect()
         stamps = _model_stamps(config)
-        return cls(config, store, Fetcher(fetch_limits(s)), Parser(store, spec, s.parse_processes),
-                   _checked=checked, _models_seen=stamps)
+        parser = Parser(store, spec, s.parse_processes, feeds=len(config.feeds))
+        return cls(config, store, Fetcher(fetch_limits(s)), parser, _checked=checked,
+                   _models_seen=stamps)
 
     def close(self) -> None:
         if self._http is not None:

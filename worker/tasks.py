@@ -19,7 +19,6 @@ from celery.signals import worker_ready, worker_shutdown
 
 from . import pipeline, runtime, websub
 from .app import app
-from .parsepool import POOL_FROM_FEEDS
 from .store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -32,10 +31,10 @@ BATCH = 50
 def _serve_metrics(**_: object) -> None:
     """A Celery worker serves /metrics too when settings.metrics_port is set (each worker
     needs its own port; the figures are the whole deployment's, read from Redis); and starts
-    its parser processes in the background, ready for the first batch."""
+    its parser processes in the background, ready for the first batch (when its config polls
+    enough feeds to use them: parsepool.POOL_FROM_FEEDS)."""
     rt = runtime.current()
-    if len(rt.config.feeds) >= POOL_FROM_FEEDS:     # fewer: parsed in threads
-        threading.Thread(target=rt.parser.warm_up, name="parser-warm-up", daemon=True).start()
+    threading.Thread(target=rt.parser.warm_up, name="parser-warm-up", daemon=True).start()
     if rt.config.settings.metrics_port:
         from .metrics import serve
 

