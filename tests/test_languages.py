@@ -168,3 +168,31 @@ def test_detecting_a_language_imports_no_downloader() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=ROOT)
     assert done.stdout.split() == ["en"]
+
+
+@pytest.mark.parametrize(("title", "lang"), [
+    ("Les pourparlers de paix reprennent à Genève", "fr"),
+    ("El Gobierno y la guerrilla retoman los diálogos de paz", "es"),
+    ("Novo plano de paz é apresentado aos dois lados", "pt"),
+    ("Colloqui di pace rinviati alla prossima settimana", "it"),
+    ("Friedensverhandlungen sollen im Mai beginnen", "de"),
+    ("Barış görüşmelerinin ikinci turu başladı", "tr"),
+    ("Мирных переговоров в этом месяце не будет", "ru"),
+    ("Мирні переговори відновляться наступного тижня", "uk"),
+    ("استئناف محادثات السلام في القاهرة", "ar"),
+    ("שיחות השלום יתחדשו בשבוע הבא", "he"),
+    ("مذاکرات صلح هفته آینده از سر گرفته می‌شود", "fa"),
+])
+def test_the_shipped_query_reads_peace_talks_in_its_twelve_languages(title: str, lang: str
+                                                                     ) -> None:
+    """"peace NEAR/2 talks" was English only: peace talks, deals, plans and processes in the
+    eleven other languages the query reads are ceasefire-talks news by its words too, as its
+    ceasefire-and-talks clause already was; "the civilian population" (мирное население) and
+    a peace prize are not."""
+    from worker.config import load_config
+
+    classifier = Classifier(load_config(ROOT / "config" / "newswatch.yaml").topics)
+    assert "ceasefire-talks" in [m.topic_id for m in classifier.classify(title, "", lang)]
+    for other, other_lang in (("План эвакуации мирного населения утвержден", "ru"),
+                              ("Friedensnobelpreis für eine japanische Gruppe", "de")):
+        assert not classifier.classify(other, "", other_lang)
