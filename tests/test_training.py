@@ -227,9 +227,15 @@ def test_train_writes_a_model_classify_uses_and_check_watches(tmp_path: Path) ->
         f"note: topic 'strikes': its model ({tmp_path / 'var' / 'models' / 'strikes.json'}) "
         "was trained on other examples than it has now: run `newswatch train --topic "
         "strikes`")
+    # The examples as trained, the query not: the signals the model weighs mean other things.
+    text = text.replace("Nurses vote to strike over pay", "Nurses vote to strike over staffing")
+    config.write_text(text.replace("strike* AND (union* OR worker*)", "strike* AND union*"))
+    check = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert check.returncode == 0
+    assert "was fitted with another query or exclude than the topic has now: run `newswatch " \
+           "train --topic strikes`" in check.stderr, check.stderr
     # A model of the second format (likeness by raw cosine), on the examples it has now.
-    config.write_text(text.replace("Nurses vote to strike over pay",
-                                   "Nurses vote to strike over staffing"))
+    config.write_text(text)
     older = json.loads(Path(topic["path"]).read_text())
     older["format"] = 2
     del older["kernel_neighbours"]
@@ -338,6 +344,9 @@ def test_the_shipped_models_are_what_training_gives(tmp_path: Path) -> None:
         shipped = TopicModel.load(ROOT / "config" / "models" / f"{topic_id}.json")
         assert learned.training_hash(found, shipped.embedding) == shipped.trained_on, \
             f"{topic_id}: the shipped model is stale: newswatch train --into config/models"
+        topic = config.topics[topic_id]
+        assert shipped.words == learned.words_hash(topic.query, topic.exclude), \
+            f"{topic_id}: the query changed since training: newswatch train --into config/models"
         fresh = train_topic(config, topic_id, shared(), into=tmp_path).model
         assert fresh.examples == shipped.examples
         # This machine's vectors of the examples, as training here just embedded them.

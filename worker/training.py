@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import files
 from .classify import Classifier, embedding_text
 from .classify.language import detect
-from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash
+from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash, words_hash
 from .classify.scoring import EmbedderLike, Reference, signals
 from .config import Config
 from .errors import NewswatchError
@@ -151,7 +151,9 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
     ship, such as config/models)."""
     found, skipped = examples(config, topic_id, feedback)
     rows, vectors = inputs(config, topic_id, found, embedder)
-    model = train(topic_id, found, rows, vectors, embedder.name)
+    topic = config.topics[topic_id]
+    model = train(topic_id, found, rows, vectors, embedder.name,
+                  words_hash(topic.query, topic.exclude))
     if into is not None:
         path = into / f"{topic_id}.json"
     else:
@@ -217,6 +219,10 @@ def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> st
     if training_hash(found, model.embedding) != model.trained_on:
         return f"its model ({path}) was trained on other examples than it has now: run " \
                f"`newswatch train --topic {topic_id}`"
+    topic = config.topics[topic_id]
+    if model.words and model.words != words_hash(topic.query, topic.exclude):
+        return f"its model ({path}) was fitted with another query or exclude than the " \
+               f"topic has now: run `newswatch train --topic {topic_id}`"
     if not model.kernel_neighbours:       # formats 1 and 2: still scored as they were fitted
         return f"its model ({path}) was fitted by an older newswatch (likeness to the " \
                f"examples by raw cosine, or none): `newswatch train --topic {topic_id}` " \

@@ -108,6 +108,8 @@ class TopicModel:
     kernel_bias: float = 0.0
     references: str = ""           # the examples' vectors: float16, row by row, base64
     kernel_neighbours: int = 0     # likeness by lift over this many neighbours; 0: raw (format 2)
+    words: str = ""                # words_hash of the query and exclude its signals came from;
+                                   # "" in files written before it was kept: not known
     _arrays: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def reference_vectors(self) -> np.ndarray[Any, Any]:
@@ -186,7 +188,7 @@ class TopicModel:
                         dict(data.get("cv", {})), float(data.get("vector_l2", VECTOR_L2)),
                         tuple(map(float, data.get("kernel_weights", ()))),
                         float(data.get("kernel_bias", 0.0)), str(data.get("references", "")),
-                        int(data.get("kernel_neighbours", 0)))
+                        int(data.get("kernel_neighbours", 0)), str(data.get("words", "")))
             verdicts = 2 if model.kernel_weights else 1
             if len(model.stack_weights) != verdicts + len(SIGNALS):
                 raise ValueError(f"{len(model.stack_weights)} stack weights, expected "
@@ -288,10 +290,18 @@ def training_hash(examples: Iterable[Example], embedding: str) -> str:
     return digest.hexdigest()
 
 
+def words_hash(query: str, exclude: str | None) -> str:
+    """What a model's signals were computed with: the topic's query and exclude. The second
+    stage weighs what they said of each example; other words say other things, and the
+    weights no longer fit them."""
+    return hashlib.sha256(f"{query}\n{exclude or ''}".encode()).hexdigest()
+
+
 def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any],
-          vectors: np.ndarray[Any, Any], embedding: str) -> TopicModel:
+          vectors: np.ndarray[Any, Any], embedding: str, words: str = "") -> TopicModel:
     """Fit a topic's two stages on all its examples; report the cross-validated figures per
-    source, at the threshold the cross-validation chose."""
+    source, at the threshold the cross-validation chose. `words`: the words_hash of the query
+    and exclude that gave `signals`."""
     import numpy
 
     if not examples:
@@ -318,7 +328,8 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
                       {"relevant": int(y.sum()), "not relevant": int(len(y) - y.sum()),
                        "feedback": sum(1 for e in examples if e.source == "feedback")}, cv,
                       l2, tuple(map(float, kernel_weights)), kernel_bias,
-                      base64.b64encode(kept.tobytes()).decode("ascii"), KERNEL_NEIGHBOURS)
+                      base64.b64encode(kept.tobytes()).decode("ascii"), KERNEL_NEIGHBOURS,
+                      words)
 
 
 def select(examples: Sequence[Example], signals: np.ndarray[Any, Any],
