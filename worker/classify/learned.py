@@ -298,10 +298,11 @@ def words_hash(query: str, exclude: str | None) -> str:
 
 
 def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any],
-          vectors: np.ndarray[Any, Any], embedding: str, words: str = "") -> TopicModel:
+          vectors: np.ndarray[Any, Any], embedding: str, words: str = "",
+          l2_choices: Sequence[float] = VECTOR_L2_CHOICES) -> TopicModel:
     """Fit a topic's two stages on all its examples; report the cross-validated figures per
     source, at the threshold the cross-validation chose. `words`: the words_hash of the query
-    and exclude that gave `signals`."""
+    and exclude that gave `signals`; `l2_choices`: the first stage's ridges to choose from."""
     import numpy
 
     if not examples:
@@ -315,7 +316,7 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
     kept = numpy.asarray(vectors, dtype="<f2")
     vectors = kept.astype(numpy.float64)
     signals = numpy.asarray(signals, dtype=numpy.float64)
-    l2, threshold, runs = select(examples, signals, vectors)
+    l2, threshold, runs = select(examples, signals, vectors, l2_choices)
     cv = figures(examples, [held_out for held_out, _ in runs], threshold)
     stacked = runs[0][1]
     vector_weights, vector_bias = fit(vectors, y, l2)
@@ -333,14 +334,14 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
 
 
 def select(examples: Sequence[Example], signals: np.ndarray[Any, Any],
-           vectors: np.ndarray[Any, Any]
+           vectors: np.ndarray[Any, Any], l2_choices: Sequence[float] = VECTOR_L2_CHOICES
            ) -> tuple[float, float, list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]]:
-    """The first stage's ridge (of VECTOR_L2_CHOICES) and the threshold with the best
+    """The first stage's ridge (of `l2_choices`) and the threshold with the best
     cross-validated F1 over all examples, and its REPEATS cross-validations (`evaluate`'s)."""
     gold = [e.relevant for e in examples] * REPEATS
     best: tuple[float, float, float, list[Any]] | None = None     # f1, l2, threshold, runs
     kernels = [kernel_verdicts(examples, vectors, deal) for deal in range(REPEATS)]
-    for l2 in VECTOR_L2_CHOICES:
+    for l2 in l2_choices:
         runs = [evaluate(examples, signals, vectors, deal, l2, kernels[deal])
                 for deal in range(REPEATS)]
         held_out = [p for run, _ in runs for p in run.tolist()]
