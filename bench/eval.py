@@ -75,7 +75,8 @@ def by_group(items: list[dict[str, Any]], topic: str, said: list[bool]
 def trained(config_path: Path, topics: list[str], items: list[dict[str, Any]],
             errors: bool, new_languages: bool = False
             ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """Two decisions per topic, scored on the lent items:
+    """Two decisions per topic (four with `new_languages`: see `languages_left_out`), scored
+    on the lent items:
     - "trained (cv)": cross-validated, over every labelled item and the topic's own examples,
       as `newswatch train` fits it;
     - "written only": a model fitted as `newswatch train` fits it on the items we wrote
@@ -130,7 +131,8 @@ def languages_left_out(topic: str, found: list[Any], rows: Any, vectors: Any, l2
     for lang in sorted({lang for e, lang in zip(found, langs, strict=True)
                         if e.source == "dev_ml.jsonl"} - {"en"}):
         kept = [n for n, other in enumerate(langs) if other != lang]
-        scored = [n for n, e in enumerate(found) if langs[n] == lang and e.source == "dev_ml.jsonl"]
+        scored = [n for n, e in enumerate(found)
+                  if langs[n] == lang and e.source == "dev_ml.jsonl"]
         model = train(topic, [found[n] for n in kept], rows[kept], vectors[kept], embedding,
                       l2_choices=(l2,))
         for decision, signals in (("new language", rows[scored]),
