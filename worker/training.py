@@ -207,22 +207,23 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
 
 
 def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> str | None:
-    """Why a topic's model is older than its examples (None: it is not, or cannot be told:
-    no model, or training files absent here)."""
+    """Why a topic's model is older than its query and exclude or its examples (None: it is
+    not, or cannot be told: no model, or training files absent here)."""
     path = model_file(config, topic_id)
     if path is None or not path.is_file():
         return None
     model = TopicModel.load(path)
+    # The query first: it needs no training file (they may be absent here) and no reading.
+    topic = config.topics[topic_id]
+    if model.words and model.words != words_hash(topic.query, topic.exclude):
+        return f"its model ({path}) was fitted with another query or exclude than the " \
+               f"topic has now: run `newswatch train --topic {topic_id}`"
     found, skipped = examples(config, topic_id, feedback)
     if skipped:
         return None
     if training_hash(found, model.embedding) != model.trained_on:
         return f"its model ({path}) was trained on other examples than it has now: run " \
                f"`newswatch train --topic {topic_id}`"
-    topic = config.topics[topic_id]
-    if model.words and model.words != words_hash(topic.query, topic.exclude):
-        return f"its model ({path}) was fitted with another query or exclude than the " \
-               f"topic has now: run `newswatch train --topic {topic_id}`"
     if not model.kernel_neighbours:       # formats 1 and 2: still scored as they were fitted
         return f"its model ({path}) was fitted by an older newswatch (likeness to the " \
                f"examples by raw cosine, or none): `newswatch train --topic {topic_id}` " \
