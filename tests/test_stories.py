@@ -509,3 +509,38 @@ def test_a_related_report_is_alerted_in_the_thread_of_the_first(store: Store) ->
     assert two.alert.related is not None and two.alert.related.title == TRUCE[0][0]
     mirror = replace(first, feed_id="mirror")            # the same page from another feed
     assert pipeline.fan_out(proc, store.entries.key(mirror), mirror, match) == []
+
+
+def test_a_story_decision_takes_few_round_trips(store: Store,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round trip to Redis waits for a core where a busy worker has few to spare: a
+    decision reads what it needs (the candidates' copies and threads) together."""
+    from redis.connection import AbstractConnection
+
+    sent: list[int] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        sent.append(1)
+        send(self, *args, **kwargs)
+
+    proc = processor(store)
+    first, second, third = (entry(n, t, s, T0 + timedelta(hours=n)) for n, (t, s) in
+                            enumerate(TRUCE))
+    for e in (first, second):
+        started = pipeline.assign_story(proc, store.entries.key(e), e)
+    assert started.thread != started.story          # the second is threaded under the first
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+
+    def trips(e: Entry) -> tuple[int, stories.Assignment]:
+        sent.clear()
+        placed = pipeline.assign_story(proc, store.entries.key(e), e)
+        return len(sent), placed
+
+    # the words' counts and the URL; the hold; the stories the words find; their copies and
+    # threads; the copy recorded
+    n, placed = trips(third)
+    assert n == 5 and placed.thread == started.thread != placed.story
+    # a copy of a page seen: the URL's story, then the copy recorded (answering its thread)
+    n, placed = trips(replace(second, feed_id="mirror"))
+    assert n == 2 and (placed.story, placed.thread) == (started.story, started.thread)

@@ -22,7 +22,7 @@ from .delivery import CLAIM_MARGIN, Deliverer, DeliveryOutcome, _claim_kept, del
 from .logs import alert_fields
 from .models import Alert, Entry, Match, Related
 from .polling import CLAIM_LEASE, Poller, PollOutcome, due_feeds, poll_feed, poll_feeds
-from .store import DigestBucket, Store
+from .store import DigestBucket, Store, Writes
 
 __all__ = ["CLAIM_LEASE", "CLAIM_MARGIN", "Deliverer", "DeliveryOutcome", "DueWork",
            "PollOutcome", "Poller", "Processor", "_claim_kept", "alert_id", "assign_story",
@@ -48,6 +48,9 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
     to_deliver: list[str] = []
     # Only what no other worker is processing: a sweep re-enqueues a slow batch's entries.
     entry_keys = proc.store.entries.claim(entry_keys, proc.config.settings.redeliver_after)
+    # The batch's counters go with its entries' release, in one round trip (and, when it
+    # fails, the counts of what it did: the alerts it created stay created).
+    batch = Writes(proc.store.db)
     try:
         loaded = zip(entry_keys, proc.store.entries.load_many(entry_keys), strict=True)
         entries = [(key, entry) for key, entry in loaded if entry is not None]
@@ -55,20 +58,25 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
         found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
         for (key, entry), matches in zip(entries, found, strict=True):
             for m in matches:
-                proc.store.stats.add("matches", m.topic_id)
+                proc.store.stats.add("matches", m.topic_id, writes=batch)
             if matches:
-                to_deliver += fan_out(proc, key, entry, matches)
+                to_deliver += fan_out(proc, key, entry, matches, batch)
+        proc.store.entries.done(*entry_keys, writes=batch)
+        batch.send()
     except BaseException:
         with contextlib.suppress(Exception):       # a retry takes them up at once
             proc.store.entries.release(*entry_keys)
+        with contextlib.suppress(Exception):
+            batch.send()
         raise
-    proc.store.entries.done(*entry_keys)
     return to_deliver
 
 
-def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match]) -> list[str]:
+def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
+            counts: Writes | None = None) -> list[str]:
     """One alert per (subscriber, story), naming every topic of theirs that matched; a story
-    related to an earlier one is alerted in that story's thread."""
+    related to an earlier one is alerted in that story's thread. Counters go in `counts`
+    (sent by the caller), else at once."""
     placed = assign_story(proc, entry_key, entry)
     story_id = placed.story
     related = _related(proc, placed.related_to) if placed.related_to else None
@@ -97,7 +105,7 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match])
         if created == 1:
             if placed.thread == story_id:       # it starts its thread: later ones reply to it
                 proc.store.records.first_in_thread(story_id, sub.id, alert.id)
-            proc.store.stats.add("created", sub.id)
+            proc.store.stats.add("created", sub.id, writes=counts)
             log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
                       extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
                                          feed=entry.feed_id, outcome="created",

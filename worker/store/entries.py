@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from ..models import Entry
-from .base import DAY, Db, Part, short_hash
+from .base import DAY, Db, Part, Writes, short_hash
 
 # Take in a feed's entries once: a compact seen mark (a field of the feed's hash), the data
 # until processed, the pending queue, and the recent stream (with the data, for backtests).
@@ -144,15 +144,15 @@ class Entries(Part):
         if entry_keys:
             self.r.delete(*(self.k("working", k) for k in entry_keys))
 
-    def done(self, *entry_keys: str) -> None:
+    def done(self, *entry_keys: str, writes: Writes | None = None) -> None:
         """Processed: out of the queue, and its data and claim let go (the stream keeps a copy
         for backtests, a story its own)."""
         if entry_keys:
-            pipe = self.r.pipeline()
-            pipe.zrem(self.k("pending", "entries"), *entry_keys)
-            pipe.delete(*(self.k("entry", k) for k in entry_keys),
-                        *(self.k("working", k) for k in entry_keys))
-            pipe.execute()
+            w = self._writes(writes)
+            w.pipe.zrem(self.k("pending", "entries"), *entry_keys)
+            w.pipe.delete(*(self.k("entry", k) for k in entry_keys),
+                          *(self.k("working", k) for k in entry_keys))
+            self._done(w, writes)
 
     def pending(self) -> set[str]:
         return set(cast(list[str], self.r.zrange(self.k("pending", "entries"), 0, -1)))

@@ -19,10 +19,10 @@ from .base import DAY, Db, Part, short_hash
 STORIES_PER_WORD = 500        # P:stok zsets are capped (lookups read the 200 most recent)
 SKETCHES_KEPT = 2000          # P:sketches: the newest stories' embeddings (lookups read 500)
 
-# Record a copy of a story in one step. KEYS: story hash, day's word counts, fingerprints list,
-# URL key, then one key per index word. ARGV: entry key, entry JSON, window, counts TTL,
-# fingerprint ('' for none), max fingerprints, now, story id, stories per index word, whether
-# there is a URL, then the entry's words.
+# Record a copy of a story in one step, and answer the thread the story is in. KEYS: story
+# hash, day's word counts, fingerprints list, URL key, thread key, then one key per index word.
+# ARGV: entry key, entry JSON, window, counts TTL, fingerprint ('' for none), max fingerprints,
+# now, story id, stories per index word, whether there is a URL, then the entry's words.
 _ADD_COPY = """
 local window = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -35,7 +35,7 @@ if ARGV[5] ~= '' and redis.call('LLEN', KEYS[3]) < tonumber(ARGV[6]) then
   redis.call('RPUSH', KEYS[3], ARGV[5])
   redis.call('EXPIRE', KEYS[3], window)
   local now, cap = tonumber(ARGV[7]), tonumber(ARGV[9])
-  for i = 5, #KEYS do
+  for i = 6, #KEYS do
     redis.call('ZADD', KEYS[i], now, ARGV[8])
     if redis.call('ZCARD', KEYS[i]) > cap then
       redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
@@ -44,6 +44,7 @@ if ARGV[5] ~= '' and redis.call('LLEN', KEYS[3]) < tonumber(ARGV[6]) then
     redis.call('EXPIRE', KEYS[i], window)
   end
 end
+return redis.call('GET', KEYS[5])
 """
 
 
@@ -61,11 +62,12 @@ class StoryClaim:
         self.pipe.watch(*watched)  # type: ignore[no-untyped-call]   # untyped in redis-py
 
     def read(self, choose: Callable[[dict[str, int]], list[str]], *, per_word: int = 200,
-             also: Sequence[str] = ()) -> tuple[str | None, list[tuple[str, list[str]]]]:
+             also: Sequence[str] = ()
+             ) -> tuple[str | None, list[tuple[str, list[str], str | None]]]:
         """The story this URL has by now, if any; else (story id, its copies' fingerprints) of
-        the recent stories `choose` picks from how many of the words find each. At most
-        `per_word` most recent stories are read per word, so the work per entry is bounded
-        however full the window is."""
+        the recent stories `choose` picks from how many of the words find each, with the
+        thread each is in. At most `per_word` most recent stories are read per word, so the
+        work per entry is bounded however full the window is."""
         store = self.store
         since = time.time() - store.db.window
         pipe = store.r.pipeline(transaction=False)
@@ -82,7 +84,10 @@ class StoryClaim:
         ids = list(dict.fromkeys([*choose(counts), *also]))
         for story_id in ids:
             pipe.lrange(store.k("storysig", story_id), 0, -1)
-        return None, [(i, sigs) for i, sigs in zip(ids, pipe.execute(), strict=True) if sigs]
+            pipe.get(store.k("thread", story_id))
+        answers = pipe.execute()
+        return None, [(i, sigs, thread) for i, sigs, thread
+                      in zip(ids, answers[::2], answers[1::2], strict=True) if sigs]
 
     def thread_of(self, story_id: str) -> str | None:
         return self.store.thread_of(story_id)
@@ -184,13 +189,14 @@ class Stories(Part):
 
     def add_copy(self, story_id: str, entry: Entry, *, entry_key: str, words: Sequence[str],
                  signature: str | None = None, index: Sequence[str] = (),
-                 max_members: int = 8) -> None:
+                 max_members: int = 8) -> str | None:
         """Record a copy of a story, in one step: its entry, its words in the day's counts,
         and (while the story has fewer than `max_members`) its fingerprint and the words that
-        find it. A word finds at most the `STORIES_PER_WORD` most recent stories."""
+        find it. A word finds at most the `STORIES_PER_WORD` most recent stories. Returns the
+        thread the story is in (`thread_of`)."""
         keys, args = self.copy_args(story_id, entry, entry_key, words, signature, index,
                                     max_members)
-        self._add_copy(keys=keys, args=args)
+        return cast(str | None, self._add_copy(keys=keys, args=args))
 
     def copy_args(self, story_id: str, entry: Entry, entry_key: str, words: Sequence[str],
                   signature: str | None, index: Sequence[str],
@@ -198,7 +204,7 @@ class Stories(Part):
         now = time.time()
         keys = [self.k("story", story_id), self._df_keys(now)[-1],
                 self.k("storysig", story_id), self.url_key(entry.link),
-                *(self.k("stok", w) for w in index)]
+                self.k("thread", story_id), *(self.k("stok", w) for w in index)]
         return keys, [entry_key, json.dumps(entry.to_dict()), self.db.window, self.db.window + DAY,
                       signature or "", max_members, now, story_id, STORIES_PER_WORD,
                       "1" if entry.link else "0", *words]

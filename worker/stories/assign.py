@@ -29,7 +29,9 @@ from .decide import (
 from .fingerprint import DocFreq, Fingerprint, Member, embedding_text, fingerprint
 from .words import Vocabulary
 
-Found = list[tuple[str, list[str]]]       # (story id, its copies' fingerprints as stored)
+# (story id, its copies' fingerprints as stored, the thread it is in: its first story's id,
+# None when it starts its own)
+Found = list[tuple[str, list[str], str | None]]
 Sketch = tuple[str, bytes]                 # a story's language and first copy's embedding
 
 # Reports in another language share no word with a story, so no word finds it: the most
@@ -56,12 +58,10 @@ class Index(Protocol):
     def lookup(self, url: str | None, words: Iterable[str]
                ) -> tuple[str | None, int, dict[str, int]]: ...
 
-    def thread_of(self, story_id: str) -> str | None: ...
-
     def sketches(self, limit: int) -> list[tuple[str, Sketch]]: ...
 
     def add_copy(self, story_id: str, entry: Entry, *, entry_key: str,
-                 words: Sequence[str]) -> None: ...
+                 words: Sequence[str]) -> str | None: ...     # the story's thread
 
     def claim(self, url: str | None, words: Sequence[str]) -> AbstractContextManager[Claim]: ...
 
@@ -93,8 +93,8 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
     for _ in range(ATTEMPTS):
         known, seen, counts = index.lookup(entry.link, fp.words)
         if known is not None:                  # a copy of a page already seen
-            index.add_copy(known, entry, entry_key=entry_key, words=words)
-            return Assignment(known, index.thread_of(known) or known, Outcome.SAME)
+            thread = index.add_copy(known, entry, entry_key=entry_key, words=words)
+            return Assignment(known, thread or known, Outcome.SAME)
         df = DocFreq(seen, counts)
         df.add(fp.words)
         scorer = Scorer(fp, df, window_hours)
@@ -102,14 +102,17 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
         with index.claim(entry.link, lookup) as claim:
             known, found = claim.read(candidates, per_word=STORIES_READ_PER_WORD, also=across)
             decision = Decision(Outcome.SAME, known) if known else scorer.decide(
-                ((sid, [Member.loads(raw) for raw in sigs]) for sid, sigs in found), policy)
+                ((sid, [Member.loads(raw) for raw in sigs]) for sid, sigs, _ in found), policy)
+            threads = {sid: thread for sid, _, thread in found}
             related = decision.story if decision.outcome is Outcome.RELATED else None
-            if decision.outcome is Outcome.SAME and decision.story:
+            if known:                            # its page was placed meanwhile
+                story, thread = known, claim.thread_of(known) or known
+            elif decision.outcome is Outcome.SAME and decision.story:
                 story = decision.story
-                thread = claim.thread_of(story) or story
+                thread = threads.get(story) or story
             else:
                 story = new_id
-                thread = (claim.thread_of(related) or related) if related else story
+                thread = (threads.get(related) or related) if related else story
             if claim.commit(story, entry, entry_key=entry_key, words=words,
                             signature=None if known else scorer.member.dumps(),
                             index=() if known else lookup, max_members=MAX_MEMBERS,
@@ -166,8 +169,9 @@ class MemoryIndex:
                 if at is None or self.now is None or abs(self.now - at) <= window][-limit:]
 
     def add_copy(self, story_id: str, entry: Entry, *, entry_key: str,
-                 words: Sequence[str]) -> None:
+                 words: Sequence[str]) -> str | None:
         self._record(story_id, entry, words, None, (), MAX_MEMBERS, None)
+        return self.thread_of(story_id)
 
     @contextmanager
     def claim(self, url: str | None, words: Sequence[str]) -> Iterator[Claim]:
@@ -209,7 +213,8 @@ class _MemoryClaim:
         for word in self.words:
             hits.update(set(self.index._recent(word, per_word)))
         chosen = list(dict.fromkeys([*choose(dict(hits)), *also]))
-        return None, [(sid, self.index.copies[sid]) for sid in chosen if self.index.copies[sid]]
+        return None, [(sid, self.index.copies[sid], self.index.thread_of(sid))
+                      for sid in chosen if self.index.copies[sid]]
 
     def thread_of(self, story_id: str) -> str | None:
         return self.index.thread_of(story_id)
