@@ -47,13 +47,13 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
     """Classify each new entry; fan matches out to subscribers. Returns alerts to deliver."""
     to_deliver: list[str] = []
     # Only what no other worker is processing: a sweep re-enqueues a slow batch's entries.
-    entry_keys = proc.store.entries.claim(entry_keys, proc.config.settings.redeliver_after)
+    claimed = proc.store.entries.claim(entry_keys, proc.config.settings.redeliver_after)
+    entry_keys = [key for key, _ in claimed]
     # The batch's counters go with its entries' release, in one round trip (and, when it
     # fails, the counts of what it did: the alerts it created stay created).
     batch = Writes(proc.store.db)
     try:
-        loaded = zip(entry_keys, proc.store.entries.load_many(entry_keys), strict=True)
-        entries = [(key, entry) for key, entry in loaded if entry is not None]
+        entries = [(key, entry) for key, entry in claimed if entry is not None]
         classifier = proc.classifier()
         found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
         for (key, entry), matches in zip(entries, found, strict=True):

@@ -120,24 +120,21 @@ class Entries(Part):
         raw = self.r.get(self.k("entry", entry_key))
         return Entry.from_dict(json.loads(cast(str, raw))) if raw else None
 
-    def load_many(self, entry_keys: Sequence[str]) -> list[Entry | None]:
-        """Many entries in one round trip (None: aged out)."""
-        if not entry_keys:
-            return []
-        raws = cast(list[str | None], self.r.mget([self.k("entry", k) for k in entry_keys]))
-        return [Entry.from_dict(json.loads(raw)) if raw else None for raw in raws]
-
-    def claim(self, entry_keys: Sequence[str], ttl: float) -> list[str]:
-        """The entries this worker may process now: those no other is processing. A sweep
-        re-enqueues an entry left pending too long (`stale`), which is also what a slow batch
-        looks like; without the claim both would classify it (its matches counted twice). A
-        claim lapses after `ttl` seconds, so a dead worker's entries are taken up again."""
+    def claim(self, entry_keys: Sequence[str], ttl: float) -> list[tuple[str, Entry | None]]:
+        """The entries this worker may process now, loaded in the same round trip: those no
+        other is processing (None: aged out). A sweep re-enqueues an entry left pending too
+        long (`stale`), which is also what a slow batch looks like; without the claim both
+        would classify it (its matches counted twice). A claim lapses after `ttl` seconds, so
+        a dead worker's entries are taken up again."""
         if not entry_keys:
             return []
         pipe = self.r.pipeline()
         for key in entry_keys:
             pipe.set(self.k("working", key), "1", nx=True, px=max(1, int(ttl * 1000)))
-        return [key for key, took in zip(entry_keys, pipe.execute(), strict=True) if took]
+        pipe.mget([self.k("entry", k) for k in entry_keys])
+        *took, raws = pipe.execute()
+        return [(key, Entry.from_dict(json.loads(raw)) if raw else None)
+                for key, ok, raw in zip(entry_keys, took, raws, strict=True) if ok]
 
     def release(self, *entry_keys: str) -> None:
         """Give the claims up (processing failed: a retry may take the entries at once)."""
