@@ -240,3 +240,43 @@ def test_redis_failing_between_parsing_and_making_is_raised_not_blamed_on_the_fe
     body: Body = ((DATA / "noguid.xml").read_bytes(), "https://noguid.example/feed", "f", "", {})
     with pytest.raises(redis.ConnectionError):
         take_in_body(body, 100, dead)
+
+
+def channel(*items: str) -> bytes:
+    return ('<?xml version="1.0"?><rss version="2.0"><channel><title>Video desk</title>'
+            f'{"".join(items)}</channel></rss>').encode()
+
+
+FOOTER = (" - Subscribe to our channel: https://video.example/subscribe"
+          " - Follow us: https://social.example/videodesk #VideoDesk")
+
+
+def item(n: int, text: str, *, guid: bool = True) -> str:
+    return (f"<item><title>Report {n}</title>"
+            + (f"<guid>https://video.example/{n}</guid>" if guid else "")
+            + f"<description>{text}</description></item>")
+
+
+def test_what_most_of_a_feeds_items_repeat_is_no_items_news() -> None:
+    """A channel's footer under every report: two reports sharing it would read as one story
+    (the words they share are the footer's), and each alert would carry it."""
+    own = ["Rescuers reach the flooded valley. Al Desk reports from Tula.",
+           "The summit opens in Lima. Ministers meet on trade.",
+           "A strike halts the port. Talks resume on Monday.",
+           "The comet is visible tonight. Astronomers explain where to look.",
+           "Flooded valley: the clean-up begins. Al Desk reports from Tula."]
+    body = channel(*(item(n, text + FOOTER) for n, text in enumerate(own)),
+                   item(9, own[1] + FOOTER, guid=False))
+    entries = parse_feed(body, url="https://video.example/feed", feed_id="v", feed_name="")
+    by_title = {e.title: e.summary for e in entries}
+    for n, text in enumerate(own):
+        assert by_title[f"Report {n}"] == text        # the footer's pieces gone, all else kept
+    # An item known by its text's hash keeps its text whole: its id must not depend on what
+    # the feed's other items repeat.
+    assert by_title["Report 9"] == own[1] + FOOTER
+    # A sentence two items share ("Al Desk reports from Tula.") is theirs, not the feed's.
+    assert parse_module.boilerplate([t + FOOTER for t in own]) == {
+        "Subscribe to our channel: https://video.example/subscribe",
+        "Follow us: https://social.example/videodesk #VideoDesk"}
+    # Too few items to tell what a feed repeats: nothing is taken away.
+    assert parse_module.boilerplate([own[0] + FOOTER, own[1] + FOOTER]) == frozenset()
