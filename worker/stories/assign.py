@@ -143,7 +143,10 @@ def new_story_id(entry_key: str) -> str:
 class MemoryIndex:
     """The index in memory, for replaying items offline in order. Its clock is the replayed
     item's date (`now`), as the worker's is the wall clock: a word finds the stories indexed
-    under it within the window of that moment (undated ones always)."""
+    under it within the window of that moment (undated ones always). Words are counted over
+    everything replayed so far, where the worker counts the window's days: a labelled set
+    holds a few items a window, too few to weigh words by (counted by day as the worker does,
+    bench/threads.py thread recall fell on dev .828 -> .793 and dev2 .929 -> .835)."""
 
     window_hours: float = 72
     now: float | None = None
