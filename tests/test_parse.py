@@ -278,5 +278,12 @@ def test_what_most_of_a_feeds_items_repeat_is_no_items_news() -> None:
     assert parse_module.boilerplate([t + FOOTER for t in own]) == {
         "Subscribe to our channel: https://video.example/subscribe",
         "Follow us: https://social.example/videodesk #VideoDesk"}
+    # An untitled item that says nothing else keeps it: it is not dropped for it.
+    bare = ('<item><guid>https://video.example/bare</guid>'
+            f'<description>{FOOTER.removeprefix(" - ")}</description></item>')
+    (kept,) = [e for e in parse_feed(channel(*(item(n, t + FOOTER) for n, t in enumerate(own)),
+                                             bare), url="https://video.example/feed",
+                                     feed_id="v", feed_name="") if not e.title]
+    assert kept.summary.startswith("Subscribe to our channel")
     # Too few items to tell what a feed repeats: nothing is taken away.
     assert parse_module.boilerplate([own[0] + FOOTER, own[1] + FOOTER]) == frozenset()

@@ -84,7 +84,7 @@ def read_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     feed_lang = parsed.feed.get("language") or headers.get("content-language")
     items = parsed.entries
     unreadable = None
-    texts = [" ".join(_raw_texts(e)) for e in items]
+    texts = [" ".join(_raw_texts(e)) for e in items[:BOILERPLATE_SAMPLE]]
     if parsed.get("bozo") or not parsed.get("version"):
         unreadable = str(parsed.get("bozo_exception") or "no feed found")
     return Read(url, feed_id, source, feed_lang, items, [_given_id(e, url) for e in items],
@@ -234,6 +234,12 @@ def item_text(title: str, summary: str | None, content: str | None) -> tuple[str
     return _clean_text(title)[:MAX_TITLE], text[:MAX_SUMMARY]
 
 
+def _texts(title: str, summary: str, contents: Sequence[str],
+           boiler: frozenset[str]) -> tuple[str, str]:
+    content = " ".join(without_boilerplate(c, boiler) for c in contents if c)
+    return item_text(title, without_boilerplate(summary, boiler), content)
+
+
 def _given_id(e: Any, url: str) -> tuple[str, str | None]:
     """An entry's guid ("" if none) and canonical absolute link."""
     return (e.get("id") or "").strip(), _first_link(e, url)
@@ -243,12 +249,12 @@ def _from_feedparser(e: Any, guid: str, link: str | None, feed_id: str, source: 
                      feed_lang: str | None, boiler: frozenset[str] = frozenset()) -> Entry:
     """An item as an Entry; without the feed's boilerplate when it has a guid or link (an
     item with neither is known by its text's hash, which must not change with its feed's
-    other items)."""
+    other items) and something else to say (an untitled item is not dropped for it)."""
     raw, *contents = _raw_texts(e)
-    if not (guid or link):
-        boiler = frozenset()
-    content = " ".join(without_boilerplate(c, boiler) for c in contents if c)
-    title, summary = item_text(e.get("title", ""), without_boilerplate(raw, boiler), content)
+    title, summary = _texts(e.get("title", ""), raw, contents,
+                            boiler if guid or link else frozenset())
+    if boiler and not (title or summary):
+        title, summary = _texts(e.get("title", ""), raw, contents, frozenset())
     hint = (e.get("title_detail") or {}).get("language") or \
         (e.get("summary_detail") or {}).get("language") or feed_lang
     published = None
