@@ -38,6 +38,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import yaml  # noqa: E402
+from run_once import config_in  # noqa: E402
 
 from tests import ssrf_forms as forms  # noqa: E402
 from tests.servers import SMTPServer, WebhookReceiver, free_port, wait_for  # noqa: E402
@@ -198,17 +202,16 @@ def feeds() -> dict[str, dict[str, Any]]:
 def _run_hostile(hostile: str, seed: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        config = folder / "newswatch.yaml"
-        topics = (ROOT / "config" / "newswatch.yaml").read_text().split("topics:", 1)[1]
-        topics = topics.split("\nsubscribers:", 1)[0]
-        config.write_text(f"feeds:\n  - url: {hostile}\n    name: Hostile\n"
-                          f"  - url: {seed}\n    name: Seed\n"
-                          f"topics:{topics}\nsubscribers:\n  - id: desk\n"
-                          f"    outbox: {folder / 'outbox'}\n"
-                          "    topics: [ceasefire-talks, hostage-releases]\n"
-                          f"settings:\n  data_dir: {folder / 'var'}\n"
-                          "  allow_private_networks: true\n  max_fetch_seconds: 10\n"
-                          "  parse_processes: 2\n")
+        # The shipped topics, with the paths they name (models, training files) absolute:
+        # copied as text, their relative paths named nothing and every run refused to start.
+        config = config_in(folder)
+        data = yaml.safe_load(config.read_text())
+        data["feeds"] = [{"url": hostile, "name": "Hostile"}, {"url": seed, "name": "Seed"}]
+        data["subscribers"] = [{"id": "desk", "outbox": str(folder / "outbox"),
+                                "topics": ["ceasefire-talks", "hostage-releases"]}]
+        data["settings"] = {"data_dir": str(folder / "var"), "allow_private_networks": True,
+                            "max_fetch_seconds": 10, "parse_processes": 2}
+        config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
         start = time.monotonic()
         proc = subprocess.Popen([PYTHON, "-m", "worker.cli", "run", "--once", "--config",
