@@ -5,6 +5,7 @@ on every hop. Imported only when a batch has an http(s) URL."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -85,12 +86,22 @@ async def _get(session: aiohttp.ClientSession, gate: HostGate, url: str,
 def _host(current: str, url: str) -> str:
     """The host of one hop as the HTTP client reads it (IDNA/NFKC-mapped by yarl, so that
     `１２７。０。０。１` is 127.0.0.1 here as it is on the wire)."""
+    host, problem = _host_of(current)
+    if problem is not None:
+        raise FetchError(url, problem)
+    return host
+
+
+@functools.lru_cache(maxsize=16_384)
+def _host_of(current: str) -> tuple[str, str | None]:
+    """`_host`'s answer (the host, or what is wrong), remembered: a feed's URL is read again
+    every poll, and reading it was a tenth of the fetch loop's own time in a cycle of 304s."""
     if urlsplit(current).scheme.lower() not in ("http", "https"):
-        raise FetchError(url, f"unsupported URL or redirect target: {current}")
+        return "", f"unsupported URL or redirect target: {current}"
     try:
-        return URL(current).host or ""
+        return URL(current).host or "", None
     except (ValueError, UnicodeError) as exc:
-        raise FetchError(url, f"invalid URL: {current}: {exc}") from None
+        return "", f"invalid URL: {current}: {exc}"
 
 
 async def _hop(session: aiohttp.ClientSession, url: str, current: str, validators: Validators,

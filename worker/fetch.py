@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import hashlib
 import os
 import threading
@@ -128,7 +129,7 @@ def fetch(url: str, validators: Validators, limits: Limits) -> FetchResult:
 async def _one(fetcher: Fetcher, url: str, validators: Validators,
                limits: Limits) -> FetchResult | FetchError:
     started = time.monotonic()
-    if urlsplit(url).scheme == "file":
+    if _is_file(url):
         result = await asyncio.to_thread(_fetch_file_or_error, url, validators,
                                          limits.max_bytes)
     else:
@@ -140,6 +141,12 @@ async def _one(fetcher: Fetcher, url: str, validators: Validators,
         result.elapsed = time.monotonic() - started
         return result
     return replace(result, elapsed=time.monotonic() - started)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _is_file(url: str) -> bool:
+    """Whether the URL is a local file (remembered: a feed's URL is read every poll)."""
+    return urlsplit(url).scheme == "file"
 
 
 def _fetch_file_or_error(url: str, validators: Validators,
