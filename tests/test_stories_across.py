@@ -130,3 +130,17 @@ def test_a_damaged_background_is_named(tmp_path: Path) -> None:
         with pytest.raises(background.BackgroundError, match=said) as e:
             background.read(bad, tmp_path / "background.i8")
         assert "background.i8" in str(e.value)
+
+
+def test_lifts_in_one_product_are_each_pairs_lift() -> None:
+    """A report is compared with the recent stories' sketches in one product: the same
+    figures as one by one, and a sketch of another dimension (another model's) never near."""
+    import math
+
+    rng = np.random.default_rng(7)
+    dims = background.bank().shape[1]
+    a, *others = (rng.integers(-127, 128, dims, dtype=np.int8).tobytes() for _ in range(6))
+    other_model = rng.integers(-127, 128, dims // 2, dtype=np.int8).tobytes()
+    got = background.lifts(a, [*others, other_model])
+    assert got[:-1] == pytest.approx([background.lift(a, b) for b in others], abs=1e-6)
+    assert got[-1] == -math.inf and background.lifts(a, []) == []

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..errors import NewswatchError
 from ..models import Entry
-from .background import lift
+from .background import lifts
 from .decide import (
     ACROSS_PIVOT,
     MAX_MEMBERS,
@@ -126,11 +126,12 @@ def assign(index: Index, entry_key: str, entry: Entry, fp: Fingerprint, *,
 
 def _across(index: Index, fp: Fingerprint) -> list[str]:
     """The recent stories in another language the entry's embedding is nearest to, more alike
-    than either usually is (`background.lift`)."""
+    than either usually is (`background.lifts`)."""
     assert fp.vector is not None
-    scored = [(lift(fp.vector, vector), story_id)
-              for story_id, (lang, vector) in index.sketches(SKETCHES)
+    others = [(story_id, vector) for story_id, (lang, vector) in index.sketches(SKETCHES)
               if lang and lang != fp.lang]
+    scored = list(zip(lifts(fp.vector, [vector for _, vector in others]),
+                      [story_id for story_id, _ in others], strict=True))
     return [story_id for cosine, story_id in sorted(scored, reverse=True)[:ACROSS_CANDIDATES]
             if cosine >= ACROSS_PIVOT]
 

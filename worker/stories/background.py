@@ -20,6 +20,7 @@ pairs within three days, average precision 0.57 by raw cosine, 0.79 by lift.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -100,6 +101,25 @@ def usual(vector: bytes) -> float:
     if not len(rows):
         return 0.0
     return float(nearest_mean((rows @ x)[None, :], max(1, round(len(rows) * SHARE)))[0])
+
+
+def lifts(a: bytes, others: Sequence[bytes]) -> list[float]:
+    """`lift` of `a` with each of `others`, in one product (a report against the recent
+    stories' sketches: 500 one by one took 3.4 ms); minus infinity for one of another
+    dimension (made by another model: nothing to compare)."""
+    import numpy as np
+
+    same = [b for b in others if len(b) == len(a)]
+    if not same:
+        return [-math.inf] * len(others)
+    x = np.frombuffer(a, dtype=np.int8).astype(np.float32)
+    rows = np.frombuffer(b"".join(same), dtype=np.int8).reshape(len(same), -1)
+    rows = rows.astype(np.float32)
+    norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(x))
+    cosines = iter((rows @ x) / np.where(norms == 0, 1.0, norms))
+    mine = usual(a)
+    return [float(next(cosines)) - (mine + usual(b)) / 2 if len(b) == len(a) else -math.inf
+            for b in others]
 
 
 def lift(a: bytes, b: bytes) -> float:
