@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -84,11 +85,10 @@ def read_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
     feed_lang = parsed.feed.get("language") or headers.get("content-language")
     items = parsed.entries
     unreadable = None
-    texts = [" ".join(_raw_texts(e)) for e in items[:BOILERPLATE_SAMPLE]]
     if parsed.get("bozo") or not parsed.get("version"):
         unreadable = str(parsed.get("bozo_exception") or "no feed found")
     return Read(url, feed_id, source, feed_lang, items, [_given_id(e, url) for e in items],
-                max_entries, unreadable=unreadable, boilerplate=boilerplate(texts))
+                max_entries, unreadable=unreadable)
 
 
 def boilerplate(texts: Sequence[str]) -> frozenset[str]:
@@ -145,7 +145,12 @@ class Read:
     max_entries: int
     made: list[Entry] | None = None       # a JSON Feed's, made as read
     unreadable: str | None = None         # feedparser's complaint, if it had one
-    boilerplate: frozenset[str] = frozenset()     # pieces most of its items repeat
+
+    @cached_property
+    def boilerplate(self) -> frozenset[str]:
+        """The pieces most of its items repeat: looked for only when an entry is made (a
+        changed feed lists mostly entries taken in before)."""
+        return boilerplate([" ".join(_raw_texts(e)) for e in self.items[:BOILERPLATE_SAMPLE]])
 
     @property
     def given_ids(self) -> list[str]:

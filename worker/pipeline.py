@@ -73,9 +73,9 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
 
 
 def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
-            counts: Writes | None = None) -> list[str]:
+            writes: Writes | None = None) -> list[str]:
     """One alert per (subscriber, story), naming every topic of theirs that matched; a story
-    related to an earlier one is alerted in that story's thread. Counters go in `counts`
+    related to an earlier one is alerted in that story's thread. Counters go in `writes`
     (sent by the caller), else at once."""
     placed = assign_story(proc, entry_key, entry)
     story_id = placed.story
@@ -105,7 +105,7 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
         if created == 1:
             if placed.thread == story_id:       # it starts its thread: later ones reply to it
                 proc.store.records.first_in_thread(story_id, sub.id, alert.id)
-            proc.store.stats.add("created", sub.id, writes=counts)
+            proc.store.stats.add("created", sub.id, writes=writes)
             log.debug("alert %s for %s (%s): %s", alert.id, sub.id, sub.channel, entry.title,
                       extra=alert_fields(alert.id, sub.id, sub.channel, story=story_id,
                                          feed=entry.feed_id, outcome="created",

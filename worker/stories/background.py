@@ -109,17 +109,19 @@ def lifts(a: bytes, others: Sequence[bytes]) -> list[float]:
     dimension (made by another model: nothing to compare)."""
     import numpy as np
 
-    same = [b for b in others if len(b) == len(a)]
+    out = [-math.inf] * len(others)
+    same = [n for n, b in enumerate(others) if len(b) == len(a)]
     if not same:
-        return [-math.inf] * len(others)
+        return out
     x = np.frombuffer(a, dtype=np.int8).astype(np.float32)
-    rows = np.frombuffer(b"".join(same), dtype=np.int8).reshape(len(same), -1)
-    rows = rows.astype(np.float32)
+    rows = np.frombuffer(b"".join(others[n] for n in same), dtype=np.int8)
+    rows = rows.reshape(len(same), -1).astype(np.float32)
     norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(x))
-    cosines = iter((rows @ x) / np.where(norms == 0, 1.0, norms))
+    cosines = (rows @ x) / np.where(norms == 0, 1.0, norms)
     mine = usual(a)
-    return [float(next(cosines)) - (mine + usual(b)) / 2 if len(b) == len(a) else -math.inf
-            for b in others]
+    for n, cosine in zip(same, cosines.tolist(), strict=True):
+        out[n] = cosine - (mine + usual(others[n])) / 2
+    return out
 
 
 def lift(a: bytes, b: bytes) -> float:
