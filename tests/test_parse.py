@@ -6,12 +6,14 @@ import gzip
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 import redis
 
 from tests.conftest import DATA, SEEDS, shared_dir
 from worker import parse as parse_module
+from worker import stories
 from worker.errors import ParseError
 from worker.parse import canonical_url, parse_feed, read_feed
 from worker.parsepool import Body, Taken, take_in_body
@@ -287,3 +289,51 @@ def test_what_most_of_a_feeds_items_repeat_is_no_items_news() -> None:
     assert kept.summary.startswith("Subscribe to our channel")
     # Too few items to tell what a feed repeats: nothing is taken away.
     assert parse_module.boilerplate([own[0] + FOOTER, own[1] + FOOTER]) == frozenset()
+
+
+def wordpress_item(n: int, title: str, text: str) -> str:
+    """An item as a WordPress site with a popular SEO plugin publishes it: its own text, then a
+    footer naming the item (its link and its title) and the site."""
+    link = f"https://blog.example/2025/01/{n}/report-{n}/"
+    footer = (f'<p>The post <a rel="nofollow" href="{link}">{escape(title)}</a> appeared first'
+              ' on <a rel="nofollow" href="https://blog.example">Blog Example News</a>.</p>')
+    return (f"<item><title>{escape(title)}</title><link>{link}</link><guid>{link}</guid>"
+            f"<pubDate>Sat, 04 Jan 2025 {8 + n:02d}:00:00 GMT</pubDate>"
+            f"<description>{escape(f'<p>{escape(text)}</p>' + footer)}</description></item>")
+
+
+WORDPRESS = [("Floods & landslides cut off mountain villages",
+              "Roads to twelve villages were washed away overnight."),
+             ("Port strike enters third week - shipping delays grow",
+              "Port strike enters third week - shipping delays grow. Dockers want a pay rise."),
+             ("New museum wing opens to the public",
+              "The wing shows textiles from four centuries."),
+             ("City council approves budget for cycle lanes",
+              "The plan adds forty kilometres of lanes by 2027."),
+             ("Comet visible to the naked eye this weekend",
+              "Astronomers say the best view is just after sunset.")]
+
+
+def test_a_footer_that_names_its_item_is_boilerplate_too() -> None:
+    """'The post <a href=LINK>TITLE</a> appeared first on Site.' differs in every item only by
+    the item's own link and title: it is boilerplate all the same, taken out whole (a title
+    with " - " in it, or an ampersand the markup escapes, included), and an item's own text
+    that repeats its title keeps it."""
+    body = channel(*(wordpress_item(n, t, s) for n, (t, s) in enumerate(WORDPRESS)))
+    entries = parse_feed(body, url="https://blog.example/feed/", feed_id="wp", feed_name="")
+    assert [(e.title, e.summary) for e in entries] == WORDPRESS
+    # Left in, the footer was the words every item shares ("appeared first on Blog Example
+    # News"): the stories threaded unrelated posts under one another.
+    placed = stories.cluster([(e.entry_id, e) for e in entries])
+    assert len({p.thread for p in placed}) == len(WORDPRESS)
+    # A newspaper's "Continue reading..." under each summary, linked to the item: gone, and
+    # the sentence before it keeps its full stop.
+    def read_on(n: int, title: str, text: str) -> str:
+        link = f"https://paper.example/{n}"
+        more = f'{text} <a href="{link}">Continue reading...</a>'
+        return (f"<item><title>{escape(title)}</title><link>{link}</link>"
+                f"<description>{escape(more)}</description></item>")
+
+    body = channel(*(read_on(n, t, s) for n, (t, s) in enumerate(WORDPRESS)))
+    assert [e.summary for e in parse_feed(body, url="https://paper.example/rss",
+                                          feed_id="p", feed_name="")] == [s for _, s in WORDPRESS]

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import feedparser
 import nh3
 
+from .boilerplate import BOILERPLATE_SAMPLE, boilerplate, without_boilerplate
 from .classify.language import detect
 from .errors import ParseError
 from .models import Entry, parse_iso
@@ -45,17 +46,6 @@ _TRACKING = re.compile(
     re.IGNORECASE,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# A feed's boilerplate: the pieces of its items' text (paragraphs, lines, " - " parts,
-# sentences) that most of its items repeat word for word ("Subscribe to our channel: ...").
-# Each one is about no item, yet shared words are what makes two reports one story. Found
-# among the first BOILERPLATE_SAMPLE items with str.split (a regular expression over their
-# markup cost a quarter of what parsing the feed did).
-_SEPARATORS = ("</p>", "<br>", "<br/>", "<br />", "\n", " - ", " \u2013 ", " \u2014 ", " | ",
-               ". ")
-BOILERPLATE_SAMPLE = 12
-BOILERPLATE_SHARE = 0.5       # of those items, and at least BOILERPLATE_ITEMS of them
-BOILERPLATE_ITEMS = 3
-BOILERPLATE_MIN_CHARS = 8     # shorter pieces ("Video", "AP") are left alone
 
 
 def parse_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
@@ -91,39 +81,6 @@ def read_feed(body: bytes, *, url: str, feed_id: str, feed_name: str,
                 max_entries, unreadable=unreadable)
 
 
-def boilerplate(texts: Sequence[str]) -> frozenset[str]:
-    """The pieces that at least BOILERPLATE_SHARE of a feed's first BOILERPLATE_SAMPLE items
-    repeat, and at least BOILERPLATE_ITEMS of them: none for a feed of fewer items."""
-    texts = texts[:BOILERPLATE_SAMPLE]
-    need = max(BOILERPLATE_ITEMS, BOILERPLATE_SHARE * len(texts))
-    if len(texts) < need:
-        return frozenset()
-    counts: dict[str, int] = {}
-    for text in texts:
-        for piece in set(_pieces(text)):
-            if len(piece) >= BOILERPLATE_MIN_CHARS:
-                counts[piece] = counts.get(piece, 0) + 1
-    return frozenset(piece for piece, n in counts.items() if n >= need)
-
-
-def _pieces(text: str) -> list[str]:
-    pieces = [text]
-    for sep in _SEPARATORS:
-        pieces = [part for piece in pieces for part in piece.split(sep)]
-    return [piece.strip() for piece in pieces]
-
-
-def without_boilerplate(text: str, pieces: frozenset[str], level: int = 0) -> str:
-    """`text` (markup or not) less the pieces of `boilerplate`, the rest as it was."""
-    if not pieces or not text:
-        return text
-    if level == len(_SEPARATORS):
-        return "" if text.strip() in pieces else text
-    sep = _SEPARATORS[level]
-    return sep.join(kept for part in text.split(sep)
-                    if (kept := without_boilerplate(part, pieces, level + 1)))
-
-
 def _raw_texts(e: Any) -> list[str]:
     """An item's summary and contents as the feed wrote them (markup and all)."""
     return [e.get("summary") or "",
@@ -150,7 +107,8 @@ class Read:
     def boilerplate(self) -> frozenset[str]:
         """The pieces most of its items repeat: looked for only when an entry is made (a
         changed feed lists mostly entries taken in before)."""
-        return boilerplate([" ".join(_raw_texts(e)) for e in self.items[:BOILERPLATE_SAMPLE]])
+        sample = self.items[:BOILERPLATE_SAMPLE]
+        return boilerplate([" ".join(_raw_texts(e)) for e in sample], [_named(e) for e in sample])
 
     @property
     def given_ids(self) -> list[str]:
@@ -240,9 +198,14 @@ def item_text(title: str, summary: str | None, content: str | None) -> tuple[str
 
 
 def _texts(title: str, summary: str, contents: Sequence[str],
-           boiler: frozenset[str]) -> tuple[str, str]:
-    content = " ".join(without_boilerplate(c, boiler) for c in contents if c)
-    return item_text(title, without_boilerplate(summary, boiler), content)
+           boiler: frozenset[str], link: str = "") -> tuple[str, str]:
+    content = " ".join(without_boilerplate(c, boiler, title, link) for c in contents if c)
+    return item_text(title, without_boilerplate(summary, boiler, title, link), content)
+
+
+def _named(e: Any) -> tuple[str, str]:
+    """An item's title and link as its feed wrote them."""
+    return e.get("title") or "", e.get("link") or ""
 
 
 def _given_id(e: Any, url: str) -> tuple[str, str | None]:
@@ -257,7 +220,7 @@ def _from_feedparser(e: Any, guid: str, link: str | None, feed_id: str, source: 
     other items) and something else to say (an untitled item is not dropped for it)."""
     raw, *contents = _raw_texts(e)
     title, summary = _texts(e.get("title", ""), raw, contents,
-                            boiler if guid or link else frozenset())
+                            boiler if guid or link else frozenset(), _named(e)[1])
     if boiler and not (title or summary):
         title, summary = _texts(e.get("title", ""), raw, contents, frozenset())
     hint = (e.get("title_detail") or {}).get("language") or \
