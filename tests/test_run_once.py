@@ -316,3 +316,46 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
+
+
+def test_a_work_task_is_never_given_up_on_while_redis_is_away() -> None:
+    """However many times a work task found Redis away, it is put off again (Celery's Retry),
+    never failed with the outage's traceback: Celery reads a retry's `max_retries=None` as the
+    task's own, 3 unless the task says otherwise, and a few seconds of outage at the shortest
+    backoffs used them up. Run where Redis is not (port 1); each task's work raises as a Redis
+    command would."""
+    script = textwrap.dedent("""
+        import redis
+        from types import SimpleNamespace
+        from celery.exceptions import Retry
+        from worker import tasks
+
+        def away(*_):
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:1.")
+
+        for name in ("deliver_alert", "process_entries", "poll_feeds"):
+            setattr(tasks.pipeline, name, away)
+        tasks.runtime.current = lambda: SimpleNamespace(deliverer=None, processor=None,
+                                                        poller=None)
+        for task, args in ((tasks.deliver, ["a1"]), (tasks.process_entries, [["k1"]]),
+                           (tasks.poll_feeds, [["f1"]])):
+            task.push_request(retries=50, is_eager=True, called_directly=False, id="t1",
+                              args=args, kwargs={})
+            try:
+                task.run(*args)
+                print(task.name, "ran")
+            except Retry:
+                print(task.name, "put off")
+            except Exception as exc:
+                print(task.name, "failed:", type(exc).__name__)
+            finally:
+                task.pop_request()
+    """)
+    env = dict(os.environ, NEWSWATCH_REDIS_URL="redis://127.0.0.1:1/0",
+               NEWSWATCH_CONFIG=str(ROOT / "config" / "newswatch.yaml"))
+    env.pop("NEWSWATCH_BROKER_URL", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:3] == [
+        "newswatch.deliver put off", "newswatch.process_entries put off",
+        "newswatch.poll_feeds put off"], done.stdout + done.stderr

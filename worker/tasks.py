@@ -95,7 +95,8 @@ def _periodic(fn: Callable[[], T]) -> Callable[[], T | None]:
 
 
 def _kept(fn: Callable[..., T]) -> Callable[..., T]:
-    """Work tasks (bound): with Redis away, try again later with backoff (at most a minute)."""
+    """Work tasks (bound, made by `_work_task`): with Redis away, try again later with backoff
+    (at most a minute), for as long as the outage lasts."""
     @functools.wraps(fn)
     def run(self: Any, *args: Any) -> T:
         try:
@@ -103,10 +104,19 @@ def _kept(fn: Callable[..., T]) -> Callable[..., T]:
         except UNAVAILABLE as exc:
             OUTAGE.failed(exc)
             delay = random.uniform(0, min(60.0, 2.0 ** (self.request.retries + 1)))
-            raise self.retry(countdown=delay, max_retries=None, exc=exc) from None
+            raise self.retry(countdown=delay, exc=exc) from None
         OUTAGE.ok()
         return result
     return run
+
+
+def _work_task(name: str) -> Callable[[Callable[..., T]], Any]:
+    """A task that does the work (polls, processes, delivers): bound, and never given up on
+    while Redis is away. Its own `max_retries` must be None: Celery reads a retry's
+    `max_retries=None` as "the task's own", 3 by default, after which the task failed with
+    the outage's traceback (a few seconds of outage at the shortest backoffs)."""
+    task: Callable[[Callable[..., T]], Any] = app.task(name=name, bind=True, max_retries=None)
+    return task
 
 
 @app.task(name="newswatch.schedule_due")
@@ -124,7 +134,7 @@ def enqueue_polls(feed_ids: list[str], batch: int) -> None:
         poll_feeds.delay(feed_ids[i:i + batch])
 
 
-@app.task(name="newswatch.poll_feeds", bind=True)
+@_work_task("newswatch.poll_feeds")
 @_kept
 def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
     outcomes = pipeline.poll_feeds(runtime.current().poller, feed_ids)
@@ -150,7 +160,7 @@ def poll_feed(feed_id: str) -> None:
     poll_feeds.delay([feed_id])
 
 
-@app.task(name="newswatch.process_entries", bind=True)
+@_work_task("newswatch.process_entries")
 @_kept
 def process_entries(entry_keys: list[str]) -> int:
     alerts = pipeline.process_entries(runtime.current().processor, entry_keys)
@@ -159,7 +169,7 @@ def process_entries(entry_keys: list[str]) -> int:
     return len(alerts)
 
 
-@app.task(name="newswatch.deliver", bind=True)
+@_work_task("newswatch.deliver")
 @_kept
 def deliver(alert_id: str) -> str:
     # A failed attempt is scheduled in Redis (P:retry), not with a Celery countdown: Redis
@@ -168,7 +178,7 @@ def deliver(alert_id: str) -> str:
     return pipeline.deliver_alert(runtime.current().deliverer, alert_id).status
 
 
-@app.task(name="newswatch.websub_subscribe", bind=True)
+@_work_task("newswatch.websub_subscribe")
 @_kept
 def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
     rt = runtime.current()
@@ -176,7 +186,7 @@ def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
                             websub.Hub(hub, topic))
 
 
-@app.task(name="newswatch.websub_renew", bind=True)
+@_work_task("newswatch.websub_renew")
 @_kept
 def websub_renew(feed_id: str) -> bool:
     rt = runtime.current()
