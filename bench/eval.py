@@ -124,23 +124,21 @@ def trained(config_path: Path, topics: list[str], items: list[dict[str, Any]],
 def reaches_model(config: Any, topic: str, found: list[Any]) -> Any:
     """1 for each example the shipped classifier lets its model judge, 0 for the rest: an
     English item that neither the topic's `semantic.gate` nor its query holds for is never
-    embedded, whatever the model would say of it (classify.scoring.Scorer.worth)."""
+    embedded, whatever the model would say of it. Asked of the classifier itself
+    (`Scorer.worth`)."""
     import numpy
 
     from worker.classify.language import detect
-    from worker.classify.query import parse_query
-    from worker.classify.text import Doc
+    from worker.runtime import make_classifier
 
-    settings = config.topics[topic].semantic
-    words = [parse_query(config.topics[topic].query)]
-    if settings is not None and settings.gate:
-        words.append(parse_query(settings.gate))
-    out = numpy.ones(len(found))
-    for n, e in enumerate(found):
-        if (e.lang or detect(e.title, e.summary)) in (None, "en"):
-            doc = Doc(e.title, e.summary)
-            out[n] = float(any(node.holds(doc) for node in words))
-    return out
+    classifier = make_classifier(config, semantic=True)
+    scorer = classifier.scorer
+    assert scorer is not None
+    (k,) = [k for k, st in enumerate(scorer.topics)
+            if classifier.topics[st.number].id == topic]
+    return numpy.array([float(k in scorer.worth(
+        classifier.doc(e.title, e.summary, e.lang or detect(e.title, e.summary)),
+        classifier.topics)) for e in found])
 
 
 def languages_left_out(topic: str, found: list[Any], rows: Any, vectors: Any, l2: float,
