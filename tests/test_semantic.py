@@ -189,6 +189,19 @@ def test_what_reaches_the_model(embedder: Embedder) -> None:
                               "Fuertes nevadas cierran las escuelas del norte"]
 
 
+def test_a_gates_own_prefixes_let_items_in(embedder: Embedder) -> None:
+    """A word the gate holds by a prefix of its own (detain* in "detainment", in no query)
+    lets an English item reach the model: the classifier's words know the gate's prefixes."""
+    recording = Recording(embedder)
+    classifier = Classifier(load_config(CONFIG).topics, recording)
+    recording.seen.clear()
+    classifier.classify_many([
+        ("Charity worker returning home after nearly six years of detainment", "", "en"),
+        ("Heavy snow closes schools across the north", "", "en")])
+    assert recording.seen == ["Charity worker returning home after nearly six years of "
+                              "detainment"]
+
+
 def test_prisoners_of_war_exchanged_are_no_hostage_release_unless_called_hostages(
         shipped: Classifier) -> None:
     """The labels' definition, kept by the shipped exclude as a veto on the model: an exchange

@@ -86,8 +86,13 @@ class Classifier:
                  labelled: Mapping[str, tuple[Reference, ...]] | None = None) -> None:
         self.topics = tuple(compile_topic(tid, t) for tid, t in topics.items())
         self.index = TopicIndex(t.query for t in self.topics)
+        # The gates' prefixes are tracked too: a Doc knows only the prefixes its lexicon
+        # tracks, and a gate's own (detain*, releas*) held for no word otherwise.
+        gates = {tid: parse_query(gate) for tid, t in topics.items() if embedder is not None
+                 and (gate := getattr(getattr(t, "semantic", None), "gate", None))}
         self.lexicon = Lexicon(
-            (leaf.prefix for t in self.topics for node in (t.query, t.exclude) if node
+            (leaf.prefix for node in (*(n for t in self.topics for n in (t.query, t.exclude)),
+                                      *gates.values()) if node
              for leaf in _all_leaves(node) if isinstance(leaf, Prefix)), self.index)
         self.embedder = embedder
         self.scorer: Scorer | None = None
@@ -99,8 +104,7 @@ class Classifier:
                 if not texts and model is None:
                     continue
                 settings = cast(SemanticLike, topic).semantic
-                gate = parse_query(settings.gate) if settings.gate else \
-                    Or(tuple(_all_leaves(self.topics[number].query)))
+                gate = gates.get(topic_id) or Or(tuple(_all_leaves(self.topics[number].query)))
                 # "like:" picks from the examples the model was fitted on, when they are
                 # known (`labelled`: in the order of the vectors its file keeps), else from
                 # the topic's own examples and counterexamples
