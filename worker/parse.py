@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -197,10 +197,12 @@ def item_text(title: str, summary: str | None, content: str | None) -> tuple[str
     return _clean_text(title)[:MAX_TITLE], text[:MAX_SUMMARY]
 
 
-def _texts(title: str, summary: str, contents: Sequence[str],
-           boiler: frozenset[str], link: str = "") -> tuple[str, str]:
+def _texts(e: Any, boiler: frozenset[str]) -> tuple[str, str]:
+    """An item's title and text, less the pieces of `boiler`."""
+    title, link = _named(e)
+    raw, *contents = _raw_texts(e)
     content = " ".join(without_boilerplate(c, boiler, title, link) for c in contents if c)
-    return item_text(title, without_boilerplate(summary, boiler, title, link), content)
+    return item_text(title, without_boilerplate(raw, boiler, title, link), content)
 
 
 def _named(e: Any) -> tuple[str, str]:
@@ -218,11 +220,9 @@ def _from_feedparser(e: Any, guid: str, link: str | None, feed_id: str, source: 
     """An item as an Entry; without the feed's boilerplate when it has a guid or link (an
     item with neither is known by its text's hash, which must not change with its feed's
     other items) and something else to say (an untitled item is not dropped for it)."""
-    raw, *contents = _raw_texts(e)
-    title, summary = _texts(e.get("title", ""), raw, contents,
-                            boiler if guid or link else frozenset(), _named(e)[1])
+    title, summary = _texts(e, boiler if guid or link else frozenset())
     if boiler and not (title or summary):
-        title, summary = _texts(e.get("title", ""), raw, contents, frozenset())
+        title, summary = _texts(e, frozenset())
     hint = (e.get("title_detail") or {}).get("language") or \
         (e.get("summary_detail") or {}).get("language") or feed_lang
     published = None

@@ -111,12 +111,13 @@ def _kept(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def _work_task(name: str) -> Callable[[Callable[..., T]], Any]:
-    """A task that does the work (polls, processes, delivers): bound, and never given up on
-    while Redis is away. Its own `max_retries` must be None: Celery reads a retry's
-    `max_retries=None` as "the task's own", 3 by default, after which the task failed with
-    the outage's traceback (a few seconds of outage at the shortest backoffs)."""
-    task: Callable[[Callable[..., T]], Any] = app.task(name=name, bind=True, max_retries=None)
-    return task
+    """A task that does the work (polls, processes, delivers): bound, and `_kept`, never
+    given up on while Redis is away. Its own `max_retries` must be None: Celery reads a
+    retry's `max_retries=None` as "the task's own", 3 by default, after which the task failed
+    with the outage's traceback (a few seconds of outage at the shortest backoffs)."""
+    def make(fn: Callable[..., T]) -> Any:
+        return app.task(name=name, bind=True, max_retries=None)(_kept(fn))
+    return make
 
 
 @app.task(name="newswatch.schedule_due")
@@ -135,7 +136,6 @@ def enqueue_polls(feed_ids: list[str], batch: int) -> None:
 
 
 @_work_task("newswatch.poll_feeds")
-@_kept
 def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
     outcomes = pipeline.poll_feeds(runtime.current().poller, feed_ids)
     keys: list[str] = []
@@ -161,7 +161,6 @@ def poll_feed(feed_id: str) -> None:
 
 
 @_work_task("newswatch.process_entries")
-@_kept
 def process_entries(entry_keys: list[str]) -> int:
     alerts = pipeline.process_entries(runtime.current().processor, entry_keys)
     for alert_id in alerts:
@@ -170,7 +169,6 @@ def process_entries(entry_keys: list[str]) -> int:
 
 
 @_work_task("newswatch.deliver")
-@_kept
 def deliver(alert_id: str) -> str:
     # A failed attempt is scheduled in Redis (P:retry), not with a Celery countdown: Redis
     # redelivers unacked countdown tasks after the visibility timeout, and a 24 h schedule
@@ -179,7 +177,6 @@ def deliver(alert_id: str) -> str:
 
 
 @_work_task("newswatch.websub_subscribe")
-@_kept
 def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
     rt = runtime.current()
     return websub.subscribe(rt.store, rt.http, rt.config.settings, feed_id,
@@ -187,7 +184,6 @@ def websub_subscribe(feed_id: str, hub: str, topic: str) -> bool:
 
 
 @_work_task("newswatch.websub_renew")
-@_kept
 def websub_renew(feed_id: str) -> bool:
     rt = runtime.current()
     hub = websub.known_hub(rt.store.feeds.websub([feed_id])[feed_id])
