@@ -81,7 +81,7 @@ _stemmers: dict[str, Stemmer.Stemmer] = {}
 def _stemmer(algorithm: str) -> Stemmer.Stemmer:
     found = _stemmers.get(algorithm)
     if found is None:
-        found = _stemmers[algorithm] = Stemmer.Stemmer(algorithm)
+        found = _stemmers[algorithm] = Stemmer.Stemmer(algorithm, 0)    # no cache: as text.py
     return found
 
 
