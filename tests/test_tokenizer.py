@@ -127,3 +127,16 @@ def test_the_words_remembered_are_bounded(ours: tokenizer.Tokenizer,
     first = ours.ids([text])
     assert len(ours._words) <= 10
     assert ours.ids([text]) == first
+
+
+def test_a_limit_keeps_the_first_ids_and_searches_no_further(ours: tokenizer.Tokenizer) -> None:
+    """The model reads a text's first 126 pieces: a long text's later words are not searched
+    (nor remembered), so a hostile or very long text costs what its start costs."""
+    words = [f"zqx{n}vy" for n in range(400)]
+    text = " ".join(words)
+    whole = ours.ids([text])[0]
+    ours._words.clear()
+    first = ours.ids([text], limit=20)[0]
+    assert first == whole[:20]
+    assert words[0] in ours._words and words[-1] not in ours._words
+    assert ours.ids(["short text"], limit=20) == ours.ids(["short text"])

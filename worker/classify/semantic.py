@@ -292,7 +292,7 @@ class Embedder:
                 else:
                     todo.append(i)
         if todo:
-            ids = self.tokenizer.ids([prefix + texts[i] for i in todo])
+            ids = self.tokenizer.ids([prefix + texts[i] for i in todo], MAX_TOKENS - 2)
             order = sorted(range(len(todo)), key=lambda j: len(ids[j]))
             for start in range(0, len(order), BATCH):
                 chunk = order[start:start + BATCH]

@@ -80,8 +80,9 @@ class Tokenizer:
             text = _SPACES.sub(" ", text)
         return text[1:] if text.startswith(" ") else text
 
-    def ids(self, texts: list[str]) -> list[list[int]]:
-        """Content token ids (no <s>, </s>) of each text."""
+    def ids(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        """Content token ids (no <s>, </s>) of each text; its first `limit` only, when given
+        (the words after them are not searched: a long text costs what its start costs)."""
         out = []
         for text in texts:
             ids: list[int] = []
@@ -89,6 +90,9 @@ class Tokenizer:
             for word in normal.split(" ") if normal else ():
                 known = self._words.get(word)
                 ids += known if known is not None else self._remember(word)
+                if limit is not None and len(ids) >= limit:
+                    del ids[limit:]
+                    break
             out.append(ids)
         return out
 
