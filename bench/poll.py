@@ -221,14 +221,13 @@ class NewswatchRunner:
 
     def cycle(self) -> dict[str, Any]:
         """As workers run it: `poll_batch` feeds a task, on 4 threads as Celery's; each poll
-        task, when it ends, queues its new entries in batches of 50 behind the tasks already
-        queued (tasks.poll_feeds), so a thread that is free processes one batch's entries
-        while the other batches are still polled. Done when every alert is recorded."""
+        task, when it ends, queues its new entries in tasks (`pipeline.batches`, as
+        tasks.poll_feeds does) behind the tasks already queued, so a thread that is free
+        processes one batch's entries while the other batches are still polled. Done when
+        every alert is recorded."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
         from worker import pipeline
-
-        batch = 50          # worker/tasks.py's BATCH (importing it would load the Celery app)
 
         size = self.rt.config.settings.poll_batch
         batches = [self.ids[i:i + size] for i in range(0, len(self.ids), size)]
@@ -242,8 +241,7 @@ class NewswatchRunner:
                 outcomes.extend(done)
                 new = [key for o in done for key in o.new_entries]
                 processing.extend(threads.submit(pipeline.process_entries, self.rt.processor,
-                                                 new[i:i + batch])
-                                  for i in range(0, len(new), batch))
+                                                 batch) for batch in pipeline.batches(new))
                 polled[0] = time.perf_counter()
 
             for polling in [threads.submit(poll, b) for b in batches]:

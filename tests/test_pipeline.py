@@ -294,3 +294,18 @@ def test_a_runtime_settles_its_heap_once_its_classifier_is_made(
     settle_heap()
     assert gone() is None              # seen again and collected
     assert rt.classifier is classifier
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 17, 50, 199, 200, 201, 1234])
+def test_new_entries_are_cut_into_tasks_the_threads_share(n: int) -> None:
+    """Every entry in exactly one task, in order; none larger than BATCH; a small burst spread
+    over up to SPREAD tasks of at least MIN_BATCH (17 entries: four tasks, not one)."""
+    keys = [f"e{i}" for i in range(n)]
+    cut = pipeline.batches(keys)
+    assert [k for batch in cut for k in batch] == keys
+    assert all(0 < len(batch) <= pipeline.BATCH for batch in cut)
+    if n <= pipeline.SPREAD * pipeline.BATCH:
+        assert len(cut) <= pipeline.SPREAD
+    if n >= pipeline.SPREAD * pipeline.MIN_BATCH:
+        assert len(cut) >= min(pipeline.SPREAD, -(-n // pipeline.BATCH))
+    assert len(pipeline.batches([f"e{i}" for i in range(17)])) == 4

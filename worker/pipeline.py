@@ -26,8 +26,8 @@ from .store import DigestBucket, Store, Writes
 
 __all__ = ["CLAIM_LEASE", "CLAIM_MARGIN", "Deliverer", "DeliveryOutcome", "DueWork",
            "PollOutcome", "Poller", "Processor", "_claim_kept", "alert_id", "assign_story",
-           "close_digests", "deliver_alert", "due_feeds", "due_work", "fan_out", "poll_feed",
-           "poll_feeds", "process_entries"]
+           "batches", "close_digests", "deliver_alert", "due_feeds", "due_work", "fan_out",
+           "poll_feed", "poll_feeds", "process_entries"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,20 @@ class Processor:
     store: Store
     config: Config
     classifier: Callable[[], Classifier]
+
+
+BATCH = 50       # entries one processing task takes at most: one claim, one write round trip
+SPREAD = 4       # a smaller burst is shared by this many tasks (a worker's default threads) ...
+MIN_BATCH = 4    # ... of at least this many entries each
+
+
+def batches(entry_keys: list[str]) -> list[list[str]]:
+    """New entries cut into processing tasks. A large intake goes in tasks of BATCH; a small
+    burst is spread over SPREAD tasks, so that the worker's threads classify it side by side
+    (the model embeds outside the GIL) instead of one thread taking it all: on the seeds,
+    `run --once` cold 1.78 -> 1.66 s median (17 entries: one task of 17, or four of 4-5)."""
+    size = min(BATCH, max(MIN_BATCH, math.ceil(len(entry_keys) / SPREAD)))
+    return [entry_keys[i:i + size] for i in range(0, len(entry_keys), size)]
 
 
 def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:

@@ -62,9 +62,7 @@ def recover(rt: Runtime) -> None:
     """Re-enqueue work a crash left behind: processing and delivery are idempotent."""
     from . import tasks
 
-    pending = sorted(rt.store.entries.pending())
-    for i in range(0, len(pending), tasks.BATCH):
-        tasks.process_entries.delay(pending[i:i + tasks.BATCH])
+    tasks.enqueue_processing(sorted(rt.store.entries.pending()))
     for alert_id in rt.store.records.pending():
         tasks.deliver.delay(alert_id)
 
@@ -162,8 +160,7 @@ def enqueue_entries(keys: list[str]) -> None:
     """Pushed entries go to the process queue at once, like polled ones."""
     from . import tasks
 
-    for i in range(0, len(keys), tasks.BATCH):
-        tasks.process_entries.delay(keys[i:i + tasks.BATCH])
+    tasks.enqueue_processing(keys)
 
 
 def serve_forever(config: Config) -> None:

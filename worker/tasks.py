@@ -24,8 +24,6 @@ from .store import UNAVAILABLE
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BATCH = 50
-
 
 @worker_ready.connect
 def _serve_metrics(**_: object) -> None:
@@ -146,8 +144,7 @@ def poll_feeds(feed_ids: list[str]) -> dict[str, int]:
             websub_subscribe.delay(outcome.feed_id, outcome.subscribe.hub,
                                    outcome.subscribe.topic)
         keys += outcome.new_entries
-    for i in range(0, len(keys), BATCH):
-        process_entries.delay(keys[i:i + BATCH])
+    enqueue_processing(keys)
     statuses: dict[str, int] = {}
     for outcome in outcomes:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
@@ -166,6 +163,12 @@ def process_entries(entry_keys: list[str]) -> int:
     for alert_id in alerts:
         deliver.delay(alert_id)
     return len(alerts)
+
+
+def enqueue_processing(keys: list[str]) -> None:
+    """New entries to the process queue, in tasks of `pipeline.batches`."""
+    for batch in pipeline.batches(keys):
+        process_entries.delay(batch)
 
 
 @_work_task("newswatch.deliver")
@@ -214,8 +217,6 @@ def learn() -> list[str]:
 def enqueue(work: pipeline.DueWork) -> None:
     for alert_id in work.alerts:
         deliver.delay(alert_id)
-    entries = list(work.entries)
-    for i in range(0, len(entries), BATCH):
-        process_entries.delay(entries[i:i + BATCH])
+    enqueue_processing(list(work.entries))
     for feed_id in work.renewals:
         websub_renew.delay(feed_id)
