@@ -52,7 +52,7 @@ def batches(entry_keys: list[str]) -> list[list[str]]:
     """New entries cut into processing tasks. A large intake goes in tasks of BATCH; a small
     burst is spread over SPREAD tasks, so that the worker's threads classify it side by side
     (the model embeds outside the GIL) instead of one thread taking it all: on the seeds,
-    `run --once` cold 1.78 -> 1.66 s median (17 entries: one task of 17, or four of 4-5)."""
+    `run --once` cold 1.66-1.78 -> 1.55-1.58 s median (17 entries: one task, or four of 4-5)."""
     size = min(BATCH, max(MIN_BATCH, math.ceil(len(entry_keys) / SPREAD)))
     return [entry_keys[i:i + size] for i in range(0, len(entry_keys), size)]
 
