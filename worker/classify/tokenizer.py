@@ -9,7 +9,10 @@ Python, less once its words are known). No XLM-R piece holds the word marker "â–
 start, so every piece lies within one word: the search runs word by word, here, on a
 dictionary of the pieces made in ~0.1 s, and a word seen before is not searched again. The ids
 are SentencePiece's own on every labelled item and real feed in the tests (`sentencepiece` is
-the tests' reference, not a dependency of the worker)."""
+the tests' reference, not a dependency of the worker), but where two orders of the same pieces
+score the same ("000" + "000000" or "000000" + "000" in a run of nine zeros): SentencePiece
+adds the scores of the whole text in float32, so which of the two it keeps depends on how the
+sum of the words before rounds; here, the first found. The same pieces either way."""
 
 from __future__ import annotations
 
@@ -107,8 +110,8 @@ class Tokenizer:
 
     def word(self, word: str) -> list[int]:
         """The best-scoring pieces of one word (it starts with the marker): SentencePiece's
-        search, the same ties (the first piece to reach a score keeps it, shorter first), an
-        unknown character where no piece begins with it."""
+        search (the first piece to reach a score keeps it, shorter first), an unknown
+        character where no piece begins with it."""
         ids_of, score, longest = self.ids_of, self.score, self.longest
         n = len(word)
         best: list[float | None] = [0.0] + [None] * n
