@@ -4,6 +4,7 @@ and the edges (runs of unknown characters, spaces, empty texts)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -75,10 +76,20 @@ def test_the_pieces_are_read_as_the_file_holds_them(weights: Weights) -> None:
     every = tokenizer.pieces(weights.piece_bytes, weights.piece_offsets)
     blob, offsets = bytes(weights.piece_bytes), weights.piece_offsets.tolist()
     assert len(every) == len(weights.scores) == 250_002
-    for n in (0, 3, 6, 1000, 123_456, 250_001):
-        assert every[n] == blob[offsets[n]:offsets[n + 1]].decode()
+    assert every == [blob[a:b].decode() for a, b in itertools.pairwise(offsets)]
     assert every[6] == tokenizer.WORD
     assert not any(tokenizer.WORD in p[1:] for p in every)     # what the word search rests on
+
+
+@pytest.mark.parametrize("cuts", [[0, 1, 1, 2, 5, 7, 7], [0, 0, 7], [0, 7], [0, 0], [0]])
+def test_pieces_are_cut_by_characters_empty_ones_included(cuts: list[int]) -> None:
+    import numpy
+
+    blob = "ab€é".encode()                  # 1, 1, 3 and 2 bytes
+    blob = blob[:cuts[-1]]
+    got = tokenizer.pieces(numpy.frombuffer(blob, dtype=numpy.uint8),
+                           numpy.array(cuts, dtype="<u4"))
+    assert got == [blob[a:b].decode() for a, b in itertools.pairwise(cuts)]
 
 
 def test_the_edges_get_sentencepieces_ids(ours: tokenizer.Tokenizer, reference: Any) -> None:

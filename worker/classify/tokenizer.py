@@ -45,12 +45,19 @@ class PieceTable(Protocol):
 
 def pieces(blob: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any]) -> list[str]:
     """Every piece as text, from their UTF-8 one after another and the byte offsets between
-    them: the blob decoded at once and cut where the pieces' first characters are."""
+    them: the blob decoded at once and cut where the pieces' first characters are (a piece's
+    length in characters is the count of its bytes that start one: summed piece by piece, not
+    counted along the 2.5 MB, whose 20 MB of running totals cost more than the rest)."""
     import numpy
 
-    chars = numpy.concatenate(([0], numpy.cumsum((blob & 0xC0) != 0x80)))   # lead bytes
+    starts, ends = offsets[:-1].astype(numpy.int64), offsets[1:].astype(numpy.int64)
+    lead = ((blob[:ends[-1] if len(ends) else 0] & 0xC0) != 0x80).view(numpy.uint8)
+    lengths = numpy.zeros(len(starts), dtype=numpy.int64)
+    full = starts < ends                         # reduceat would count an empty piece as one
+    if full.any():
+        lengths[full] = numpy.add.reduceat(lead, starts[full], dtype=numpy.int64)
     text = bytes(blob).decode()
-    cuts = chars[offsets.astype(numpy.int64)].tolist()
+    cuts = [0, *numpy.cumsum(lengths).tolist()]
     return [text[a:b] for a, b in itertools.pairwise(cuts)]
 
 
