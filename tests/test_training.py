@@ -470,3 +470,34 @@ def test_like_names_the_labelled_items_the_model_was_fitted_on(tmp_path: Path) -
         "Hospital workers' union announces strike", "")
     mine = set(config.topics["strikes"].examples) | set(config.topics["strikes"].counterexamples)
     assert len(match.like) == 2 and {text for text, _ in match.like} <= mine
+
+
+def test_a_training_file_is_read_once_for_all_its_topics_and_again_once_edited(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every topic naming a file reads the same items (each classifier load reads the shipped
+    topics' four files): parsed once, and again when the file changes."""
+    from worker import training
+
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"id": "a", "title": "Truce <b>talks</b> resume",
+                                "labels": ["talks"]}) + "\n\n")
+    parsed: list[str] = []
+    real = training.item_text
+
+    def counted(title: str, summary: str | None, content: str | None) -> tuple[str, str]:
+        parsed.append(title)
+        return real(title, summary, content)
+
+    monkeypatch.setattr(training, "item_text", counted)
+    talks = list(training._read_labelled(path, "talks"))
+    other = list(training._read_labelled(path, "releases"))
+    assert [(e.title, e.relevant, e.group, e.source) for e in talks + other] == [
+        ("Truce talks resume", True, "a", "items.jsonl"),
+        ("Truce talks resume", False, "a", "items.jsonl")]
+    assert len(parsed) == 1
+    path.write_text(json.dumps({"id": "b", "title": "Hostages freed", "labels": []}) + "\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert [e.title for e in training._read_labelled(path, "talks")] == ["Hostages freed"]
+    path.write_text("not json\n")
+    with pytest.raises(ValueError, match="line 1: not a labelled item"):
+        list(training._read_labelled(path, "talks"))

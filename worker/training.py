@@ -114,6 +114,23 @@ def examples(config: Config, topic_id: str, feedback: Iterable[Example] = ()
 
 
 def _read_labelled(path: Path, topic_id: str) -> Iterator[Example]:
+    for title, summary, labels, group, lang in _labelled_items(path):
+        yield Example(title, summary, topic_id in labels, group, path.name, lang)
+
+
+# A training file's items as read, by (path, size, mtime): every topic that names the file reads
+# it once (at each classifier load, the shipped topics read the same four files).
+_ITEMS: dict[tuple[str, int, int], list[tuple[str, str, Any, str, str | None]]] = {}
+_ITEMS_KEPT = 16
+
+
+def _labelled_items(path: Path) -> list[tuple[str, str, Any, str, str | None]]:
+    """(title, summary, labels, story, language) of each item of a JSONL training file."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if (found := _ITEMS.get(key)) is not None:
+        return found
+    out = []
     with path.open(encoding="utf-8") as lines:
         for n, line in enumerate(lines, 1):
             if not line.strip():
@@ -125,9 +142,12 @@ def _read_labelled(path: Path, topic_id: str) -> Iterator[Example]:
                 labels = item.get("labels") or []
             except (ValueError, AttributeError) as exc:
                 raise ValueError(f"line {n}: not a labelled item: {exc}") from None
-            yield Example(title, summary, topic_id in labels,
-                          str(item.get("story") or item.get("id") or n), path.name,
-                          item.get("lang"))
+            out.append((title, summary, labels, str(item.get("story") or item.get("id") or n),
+                        item.get("lang")))
+    if len(_ITEMS) >= _ITEMS_KEPT:
+        _ITEMS.clear()
+    _ITEMS[key] = out
+    return out
 
 
 def inputs(config: Config, topic_id: str, found: list[Example], embedder: EmbedderLike
