@@ -1,6 +1,6 @@
 """Learning from readers: the labelled news replayed in publication order, feedback on alerts.
 
-    python bench/feedback.py [--every N] [--json]
+    python bench/feedback.py [--every N] [--draws K] [--json]
 
 Each shipped topic starts as a new user's topic would: its query, exclude, examples and
 counterexamples, and a model trained on those alone (what `newswatch train` fits with no
@@ -11,7 +11,10 @@ feedback, and the topic is retrained after every N new verdicts (as the worker's
 does). Misses are never told: readers see only what they were sent.
 
 Printed per topic and share: precision and recall of the alerts sent in each quarter of the
-stream (the learning curve), and the verdicts given.
+stream (the learning curve), and the verdicts given. Which alerts get a verdict is drawn at
+random; one draw of a quarter's 10-30 alerts swings by chance alone (precision 0.46 in one
+draw, 1.00 in another), so each share is replayed `--draws` times (the draws differ only in
+which alerts are told) and the counts are pooled; the verdicts are the mean per draw.
 """
 
 from __future__ import annotations
@@ -45,7 +48,26 @@ def stream() -> list[dict[str, Any]]:
 
 
 def replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: Any,
-           share: float, every: int) -> dict[str, Any]:
+           share: float, every: int, draws: int = 1) -> dict[str, Any]:
+    """`draws` replays of the stream (one where no alert is told: nothing is drawn), their
+    counts pooled per quarter."""
+    runs = [_replay(config, topic_id, items, embedder, share, every, draw)
+            for draw in range(draws if share > 0 else 1)]
+    gold = runs[0][0]
+    quarters = []
+    for q in range(4):
+        lo, hi = q * len(items) // 4, (q + 1) * len(items) // 4
+        f = Figures.of([g for _ in runs for g in gold[lo:hi]],
+                       [s for _, said, _ in runs for s in said[lo:hi]])
+        quarters.append({"precision": f.precision, "recall": f.recall, "f1": f.f1,
+                         "alerts": (f.tp + f.fp) / len(runs)})
+    return {"quarters": quarters, "verdicts": sum(told for _, _, told in runs) / len(runs),
+            "draws": len(runs)}
+
+
+def _replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: Any,
+            share: float, every: int, draw: int) -> tuple[list[bool], list[bool], int]:
+    """One replay: the gold labels, what was alerted, and how many verdicts were given."""
     from worker.parse import item_text
 
     seeds, _ = examples(config.__class__(config.path, config.feeds, {
@@ -61,7 +83,7 @@ def replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: An
     item_rows, item_vectors = rows[len(seeds):], vectors[len(seeds):]
     import numpy
 
-    rng = random.Random(f"{topic_id}:{share}")
+    rng = random.Random(f"{topic_id}:{share}" + (f":{draw}" if draw else ""))
     told: list[int] = []
     model = train(topic_id, seeds, seed_rows, seed_vectors, embedder.name)
     pending = 0
@@ -79,19 +101,14 @@ def replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: An
             model = train(topic_id, seeds + chosen,
                           numpy.vstack([seed_rows, item_rows[told]]),
                           numpy.vstack([seed_vectors, item_vectors[told]]), embedder.name)
-    gold = [e.relevant for e in stream_examples]
-    quarters = []
-    for q in range(4):
-        lo, hi = q * len(items) // 4, (q + 1) * len(items) // 4
-        f = Figures.of(gold[lo:hi], said[lo:hi])
-        quarters.append({"precision": f.precision, "recall": f.recall, "f1": f.f1,
-                         "alerts": f.tp + f.fp})
-    return {"quarters": quarters, "verdicts": len(told)}
+    return [e.relevant for e in stream_examples], said, len(told)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=10, help="retrain after N new verdicts")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="replays per share, pooled (they differ in which alerts are told)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not EVAL.is_dir():
@@ -101,23 +118,24 @@ def main() -> None:
     config = load_config(ROOT / "config" / "newswatch.yaml")
     embedder = shared()
     items = stream()
-    out: dict[str, Any] = {"items": len(items), "every": args.every, "topics": {}}
+    out: dict[str, Any] = {"items": len(items), "every": args.every, "draws": args.draws,
+                           "topics": {}}
     for topic_id in config.topics:
-        out["topics"][topic_id] = {f"{int(share * 100)}%": replay(config, topic_id, items,
-                                                                   embedder, share, args.every)
-                                   for share in SHARES}
+        out["topics"][topic_id] = {f"{int(share * 100)}%": replay(
+            config, topic_id, items, embedder, share, args.every, args.draws) for share in SHARES}
     if args.json:
         print(json.dumps(out))
         return
     print(f"{len(items)} labelled items in publication order; retrain after every "
-          f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream")
+          f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream, "
+          f"{args.draws} draws pooled (verdicts: mean per draw)")
     print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
           "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)))
     for topic_id, runs in out["topics"].items():
         for share, run in runs.items():
             cells = "  ".join(f"{q['precision']:.2f} / {q['recall']:.2f}"
                               for q in run["quarters"])
-            print(f"{topic_id:18} {share:>5} {run['verdicts']:>8}  {cells}")
+            print(f"{topic_id:18} {share:>5} {run['verdicts']:>8.0f}  {cells}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ THREADS_ENV = "NEWSWATCH_SEMANTIC_THREADS"
 # engine: cosine 0.9968 (8 bits on a VNNI machine: 0.9971).
 WEIGHT_RANGE = 63
 # Tensors from this size up are handed to the session as arrays, outside the graph's bytes (the
-# 72 weight matrices); onnxruntime wants at least 128 bytes for such a tensor.
+# 72 weight matrices, and the feed-forward biases); onnxruntime wants at least 128 bytes for one.
 EXTERNAL_FROM = 4096
 IR_VERSION = 8            # ONNX IR of opset 17 (onnx 1.12): every onnxruntime >= 1.13 reads it
 QK = 32                   # weights per 4-bit block (Q4_0: an fp16 scale and 16 bytes)
