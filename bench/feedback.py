@@ -23,6 +23,7 @@ import argparse
 import json
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,48 +48,69 @@ def stream() -> list[dict[str, Any]]:
     return sorted(items, key=lambda i: (i.get("published") is None, i.get("published") or ""))
 
 
-def replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: Any,
-           share: float, every: int, draws: int = 1) -> dict[str, Any]:
+@dataclass
+class Topic:
+    """A topic's replay inputs, made once for all its shares and draws: its examples (no
+    training files), the stream as examples, their query signals and vectors, and the model
+    its examples alone fit (where every replay starts)."""
+
+    id: str
+    seeds: list[Example]
+    stream: list[Example]
+    rows: Any
+    vectors: Any
+    start: Any
+
+    @classmethod
+    def of(cls, config: Any, topic_id: str, items: list[dict[str, Any]],
+           embedder: Any) -> Topic:
+        from worker.parse import item_text
+
+        seeds, _ = examples(config.__class__(config.path, config.feeds, {
+            topic_id: config.topics[topic_id].model_copy(update={"training": ()})},
+            config.subscribers, config.settings), topic_id)
+        told = []
+        for item in items:
+            title, summary = item_text(item["title"] or "", item.get("summary"), None)
+            told.append(Example(title, summary, topic_id in (item.get("labels") or []),
+                                item["_story"], "feedback", item.get("lang")))
+        rows, vectors = inputs(config, topic_id, seeds + told, embedder)
+        start = train(topic_id, seeds, rows[:len(seeds)], vectors[:len(seeds)], embedder.name)
+        return cls(topic_id, seeds, told, rows, vectors, start)
+
+
+def replay(topic: Topic, embedding: str, share: float, every: int,
+           draws: int = 1) -> dict[str, Any]:
     """`draws` replays of the stream (one where no alert is told: nothing is drawn), their
     counts pooled per quarter."""
-    runs = [_replay(config, topic_id, items, embedder, share, every, draw)
+    runs = [_replay(topic, embedding, share, every, draw)
             for draw in range(draws if share > 0 else 1)]
-    gold = runs[0][0]
+    gold = [e.relevant for e in topic.stream]
     quarters = []
     for q in range(4):
-        lo, hi = q * len(items) // 4, (q + 1) * len(items) // 4
+        lo, hi = q * len(gold) // 4, (q + 1) * len(gold) // 4
         f = Figures.of([g for _ in runs for g in gold[lo:hi]],
-                       [s for _, said, _ in runs for s in said[lo:hi]])
+                       [s for said, _ in runs for s in said[lo:hi]])
         quarters.append({"precision": f.precision, "recall": f.recall, "f1": f.f1,
                          "alerts": (f.tp + f.fp) / len(runs)})
-    return {"quarters": quarters, "verdicts": sum(told for _, _, told in runs) / len(runs),
+    return {"quarters": quarters, "verdicts": sum(told for _, told in runs) / len(runs),
             "draws": len(runs)}
 
 
-def _replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: Any,
-            share: float, every: int, draw: int) -> tuple[list[bool], list[bool], int]:
-    """One replay: the gold labels, what was alerted, and how many verdicts were given."""
-    from worker.parse import item_text
-
-    seeds, _ = examples(config.__class__(config.path, config.feeds, {
-        topic_id: config.topics[topic_id].model_copy(update={"training": ()})},
-        config.subscribers, config.settings), topic_id)
-    stream_examples = []
-    for item in items:
-        title, summary = item_text(item["title"] or "", item.get("summary"), None)
-        stream_examples.append(Example(title, summary, topic_id in (item.get("labels") or []),
-                                       item["_story"], "feedback", item.get("lang")))
-    rows, vectors = inputs(config, topic_id, seeds + stream_examples, embedder)
-    seed_rows, seed_vectors = rows[:len(seeds)], vectors[:len(seeds)]
-    item_rows, item_vectors = rows[len(seeds):], vectors[len(seeds):]
+def _replay(topic: Topic, embedding: str, share: float, every: int,
+            draw: int) -> tuple[list[bool], int]:
+    """One replay: what was alerted, and how many verdicts were given."""
     import numpy
 
-    rng = random.Random(f"{topic_id}:{share}" + (f":{draw}" if draw else ""))
+    n_seeds = len(topic.seeds)
+    seed_rows, seed_vectors = topic.rows[:n_seeds], topic.vectors[:n_seeds]
+    item_rows, item_vectors = topic.rows[n_seeds:], topic.vectors[n_seeds:]
+    rng = random.Random(f"{topic.id}:{share}" + (f":{draw}" if draw else ""))
     told: list[int] = []
-    model = train(topic_id, seeds, seed_rows, seed_vectors, embedder.name)
+    model = topic.start
     pending = 0
     said = []
-    for n in range(len(items)):
+    for n in range(len(topic.stream)):
         alerted = bool(model.score(item_vectors[n:n + 1], item_rows[n:n + 1])[0] >=
                        model.threshold)
         said.append(alerted)
@@ -97,11 +119,11 @@ def _replay(config: Any, topic_id: str, items: list[dict[str, Any]], embedder: A
             pending += 1
         if pending >= every:
             pending = 0
-            chosen = [stream_examples[i] for i in told]
-            model = train(topic_id, seeds + chosen,
+            chosen = [topic.stream[i] for i in told]
+            model = train(topic.id, topic.seeds + chosen,
                           numpy.vstack([seed_rows, item_rows[told]]),
-                          numpy.vstack([seed_vectors, item_vectors[told]]), embedder.name)
-    return [e.relevant for e in stream_examples], said, len(told)
+                          numpy.vstack([seed_vectors, item_vectors[told]]), embedding)
+    return said, len(told)
 
 
 def main() -> None:
@@ -121,8 +143,9 @@ def main() -> None:
     out: dict[str, Any] = {"items": len(items), "every": args.every, "draws": args.draws,
                            "topics": {}}
     for topic_id in config.topics:
+        topic = Topic.of(config, topic_id, items, embedder)
         out["topics"][topic_id] = {f"{int(share * 100)}%": replay(
-            config, topic_id, items, embedder, share, args.every, args.draws) for share in SHARES}
+            topic, embedder.name, share, args.every, args.draws) for share in SHARES}
     if args.json:
         print(json.dumps(out))
         return
