@@ -8,7 +8,9 @@ labelled files). The items of ../shared/eval (dev, dev2, dev_ml; undated ones la
 arrive in publication order. An item is alerted when the current model says so; for a share
 of the alerts (100%, 30%, 10%, and 0% for the baseline) the reader gives the gold label as
 feedback, and the topic is retrained after every N new verdicts (as the worker's `learn` task
-does). Misses are never told: readers see only what they were sent.
+does), with the latest items seen that no reader judged and the model did not alert beside the
+verdicts (`training.unjudged`; `--verdicts-only` leaves them out, as newswatch did before). Misses
+are never told: readers see only what they were sent.
 
 Printed per topic and share: precision and recall of the alerts sent in each quarter of the
 stream (the learning curve), and the verdicts given. Which alerts get a verdict is drawn at
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from worker.classify.learned import Example, Figures, train  # noqa: E402
 from worker.config import load_config  # noqa: E402
-from worker.training import examples, inputs  # noqa: E402
+from worker.training import UNJUDGED_MAX, examples, inputs, unjudged  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
 SHARES = (1.0, 0.3, 0.1, 0.0)
@@ -80,10 +82,10 @@ class Topic:
 
 
 def replay(topic: Topic, embedding: str, share: float, every: int,
-           draws: int = 1) -> dict[str, Any]:
+           draws: int = 1, stream: bool = True) -> dict[str, Any]:
     """`draws` replays of the stream (one where no alert is told: nothing is drawn), their
     counts pooled per quarter."""
-    runs = [_replay(topic, embedding, share, every, draw)
+    runs = [_replay(topic, embedding, share, every, draw, stream)
             for draw in range(draws if share > 0 else 1)]
     gold = [e.relevant for e in topic.stream]
     quarters = []
@@ -98,7 +100,7 @@ def replay(topic: Topic, embedding: str, share: float, every: int,
 
 
 def _replay(topic: Topic, embedding: str, share: float, every: int,
-            draw: int) -> tuple[list[bool], int]:
+            draw: int, stream: bool) -> tuple[list[bool], int]:
     """One replay: what was alerted, and how many verdicts were given."""
     import numpy
 
@@ -120,9 +122,13 @@ def _replay(topic: Topic, embedding: str, share: float, every: int,
         if pending >= every:
             pending = 0
             chosen = [topic.stream[i] for i in told]
+            judged = set(told)
+            latest = [i for i in range(n + 1) if i not in judged][-UNJUDGED_MAX:]
             model = train(topic.id, topic.seeds + chosen,
                           numpy.vstack([seed_rows, item_rows[told]]),
-                          numpy.vstack([seed_vectors, item_vectors[told]]), embedding)
+                          numpy.vstack([seed_vectors, item_vectors[told]]), embedding,
+                          unjudged=unjudged(model, item_rows[latest], item_vectors[latest],
+                                            len(told), sum(said)) if stream else None)
     return said, len(told)
 
 
@@ -131,6 +137,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="retrain after N new verdicts")
     parser.add_argument("--draws", type=int, default=3,
                         help="replays per share, pooled (they differ in which alerts are told)")
+    parser.add_argument("--verdicts-only", action="store_true",
+                        help="retrain on verdicts without the unjudged stream beside them")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not EVAL.is_dir():
@@ -141,11 +149,12 @@ def main() -> None:
     embedder = shared()
     items = stream()
     out: dict[str, Any] = {"items": len(items), "every": args.every, "draws": args.draws,
-                           "topics": {}}
+                           "unjudged": not args.verdicts_only, "topics": {}}
     for topic_id in config.topics:
         topic = Topic.of(config, topic_id, items, embedder)
         out["topics"][topic_id] = {f"{int(share * 100)}%": replay(
-            topic, embedder.name, share, args.every, args.draws) for share in SHARES}
+            topic, embedder.name, share, args.every, args.draws, not args.verdicts_only)
+            for share in SHARES}
     if args.json:
         print(json.dumps(out))
         return

@@ -280,7 +280,8 @@ def test_feedback_from_the_command_line_and_the_list(rt: Runtime, redis_url: str
 def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """New feedback is learned by the next `learn` tick (once: nothing new, nothing done),
-    and the model says how many verdicts it learned from."""
+    and the model says how many verdicts it learned from and how many unjudged items of the
+    stream stood beside them."""
     from worker.classify import semantic
     from worker.training import learn, model_path
 
@@ -307,12 +308,21 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
         rt.store.records.create_alert(alert(f"al{n}", story=f"s{n}", title=title), origin=f"f:{n}")
         verdict = "relevant" if n < 5 else "not_relevant"
         feedback.record(rt.store, rt.config, claim(verdict, alert=f"al{n}"), via="cli")
+    # The latest items of the stream stand beside the verdicts: those no reader judged (two
+    # of these are) and the topic did not alert (no model yet: its query holds for one).
+    quiet = ["Bakery wins a regional bread award", "Storm closes mountain roads",
+             "Central bank holds interest rates", "Museum reopens after renovation"]
+    rt.store.entries.add_new(
+        Entry("f", f"e{n}", title, "", None, NOW, "Wire")
+        for n, title in enumerate([*quiet, titles[0], titles[6],
+                                   "Mediators say ceasefire talks in Doha made progress"]))
     monkeypatch.setattr("worker.training.MIN_FEEDBACK", 10)
     assert learned() == ["ceasefire-talks"]
     from worker.classify.learned import TopicModel
 
     model = TopicModel.load(model_path(rt.config, "ceasefire-talks"))
-    assert model.examples == {"relevant": 5, "not relevant": 7, "feedback": 12}
+    assert model.examples == {"relevant": 5, "not relevant": 7, "feedback": 12,
+                              "unjudged": len(quiet)}
     assert learned() == []                 # nothing new since
     feedback.record(rt.store, rt.config, claim("relevant", alert="al5"), via="cli")
     assert learned() == ["ceasefire-talks"]

@@ -61,6 +61,59 @@ def model(threshold: float = 0.5) -> TopicModel:
                       "abc", "2026-01-01T00:00:00Z", "e5", {"relevant": 1}, {})
 
 
+def test_a_weighted_item_counts_as_so_many_copies_and_a_weightless_one_not_at_all() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2]
+    gold = [True, True, False, True, True, False, False]
+    weights = [1.0, 2.0, 3.0, 1.0, 1.0, 0.0, 2.0]
+    copied = [(s, g) for s, g, w in zip(scores, gold, weights, strict=True) for _ in range(int(w))]
+    assert learned.choose_threshold(scores, gold, weights) == pytest.approx(
+        learned.choose_threshold(*zip(*copied, strict=True)), abs=0.05)
+    # 0.3 weighs nothing: the cut below 0.4 is placed halfway to it, as if it were absent
+    assert learned.choose_threshold(scores, gold, [1.0] * 5 + [0.0] + [1.0]) > 0.3
+    assert learned.choose_threshold([], []) == 0.5
+
+
+def test_unjudged_items_keep_verdicts_on_alerts_from_pulling_the_cut_down() -> None:
+    """Verdicts on alerts are mostly "relevant": alone, they set the threshold low. The
+    stream's items the topic did not alert, presumed not relevant, stand beside them (the
+    model is not fitted on them) and the cut rises, the more the more they weigh; weighing
+    nothing, they change nothing. The model file counts them."""
+    from worker.training import unjudged
+
+    rng = np.random.default_rng(11)
+
+    def items(n: int, centre: float) -> Any:
+        v = rng.normal(0, 0.6, (n, 6))
+        v[:, 0] += centre
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    vectors = np.vstack([items(24, 1.0), items(6, -0.2)])        # verdicts: 24 relevant of 30
+    found = [Example(f"t{n}", "", n < 24, str(n), "feedback") for n in range(30)]
+    signals = np.zeros((30, len(learned.SIGNALS)))
+    alone = learned.train("t", found, signals, vectors, "e5", l2_choices=(0.03,))
+    stream = items(200, 0.5)
+    rows = np.zeros((200, len(learned.SIGNALS)))
+    cuts = []
+    for told, alerts in ((30, 30), (30, 100), (30, 1000)):
+        beside = unjudged(None, rows, stream, told, alerts)    # no query held: none alerted
+        assert beside.weight == pytest.approx(told / alerts) and len(beside.vectors) == 200
+        model = learned.train("t", found, signals, vectors, "e5", l2_choices=(0.03,),
+                              unjudged=beside)
+        assert model.examples["unjudged"] == len(beside.vectors)
+        assert model.vector_weights == alone.vector_weights      # not fitted on them
+        cuts.append(model.threshold)
+    assert cuts[0] >= cuts[1] >= cuts[2] >= alone.threshold and cuts[0] > alone.threshold
+    weightless = learned.Unjudged(rows, stream, 0.0)
+    same = learned.train("t", found, signals, vectors, "e5", l2_choices=(0.03,),
+                         unjudged=weightless)
+    assert same.threshold == alone.threshold and "unjudged" not in same.examples
+    # what the model in force alerts is left out; with no model, what the query alerts
+    below = int((alone.score(stream, rows) < alone.threshold).sum())
+    assert 0 < below < 200 and len(unjudged(alone, rows, stream, 30, 30).vectors) == below
+    rows[:50, learned.SIGNALS.index("query")] = 1.0
+    assert len(unjudged(None, rows, stream, 30, 10).vectors) == 150
+
+
 def test_the_exclude_vetoes_whatever_the_model_says() -> None:
     vectors = np.array([[6.0, 0.0], [6.0, 0.0]])
     signals = np.array([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])    # second: excluded

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from . import files
 from .classify import Classifier, embedding_text
 from .classify.language import detect
-from .classify.learned import SIGNALS, Example, TopicModel, train, training_hash, words_hash
+from .classify.learned import (
+    SIGNALS,
+    Example,
+    TopicModel,
+    Unjudged,
+    train,
+    training_hash,
+    words_hash,
+)
 from .classify.scoring import EmbedderLike, Reference, signals
 from .config import Config
 from .errors import NewswatchError
@@ -165,15 +173,16 @@ def inputs(config: Config, topic_id: str, found: list[Example], embedder: Embedd
 
 
 def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
-                feedback: Iterable[Example] = (), into: Path | None = None) -> Outcome:
+                feedback: Iterable[Example] = (), into: Path | None = None,
+                stream: Unjudged | None = None) -> Outcome:
     """Fit one topic's model on everything it has and save it: in the data folder, where the
     workers take it up (current and versioned), or as `into`/<topic>.json only (a model to
-    ship, such as config/models)."""
+    ship, such as config/models). `stream`: what readers did not judge (`readers`)."""
     found, skipped = examples(config, topic_id, feedback)
     rows, vectors = inputs(config, topic_id, found, embedder)
     topic = config.topics[topic_id]
     model = train(topic_id, found, rows, vectors, embedder.name,
-                  words_hash(topic.query, topic.exclude))
+                  words_hash(topic.query, topic.exclude), unjudged=stream)
     if into is not None:
         path = into / f"{topic_id}.json"
     else:
@@ -182,6 +191,40 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
                       model.to_json().encode())
     files.replace(path, model.to_json().encode())          # a worker never reads half a model
     return Outcome(topic_id, model, path, tuple(skipped))
+
+
+UNJUDGED_MAX = 500         # the stream's latest items that stand beside readers' verdicts
+
+
+def unjudged(model: TopicModel | None, rows: Any, vectors: Any, told: int, alerts: int
+             ) -> Unjudged:
+    """Of items no reader judged (their signals and vectors), those the topic's decision in
+    force did not alert (its model's, else its query's), each weighing the share of the
+    topic's alerts that got a verdict (`told` of `alerts`, at most one)."""
+    import numpy
+
+    if model is not None:
+        sent = model.score(vectors, rows) >= model.threshold
+    else:
+        sent = (rows[:, SIGNALS.index("query")] > 0) & (rows[:, SIGNALS.index("exclude")] == 0)
+    kept = ~numpy.asarray(sent, dtype=bool)
+    return Unjudged(rows[kept], vectors[kept], min(1.0, told / max(alerts, told, 1)))
+
+
+def stream_beside(store: Store, config: Config, topic_id: str, said: list[Example],
+                  embedder: EmbedderLike) -> Unjudged | None:
+    """The latest items of the stream that readers did not judge, beside their verdicts
+    `said` (`Unjudged`: without them, verdicts on alerts alone pull the threshold down)."""
+    judged = {e.title for e in said}
+    items = [Example(e.title, e.summary, False, f"stream-{n}", "unjudged", e.lang)
+             for n, e in enumerate(store.entries.latest(UNJUDGED_MAX)) if e.title not in judged]
+    if not said or not items:
+        return None
+    rows, vectors = inputs(config, topic_id, items, embedder)
+    path = model_file(config, topic_id)
+    model = TopicModel.load(path) if path is not None and path.is_file() else None
+    alerts = store.stats.totals().matches.get(topic_id, 0)
+    return unjudged(model, rows, vectors, len(said), alerts)
 
 
 MIN_FEEDBACK = 10          # a topic with no other examples learns from feedback from here on
@@ -194,7 +237,7 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
     beat's `learn` task); the workers take the new models up between batches. A topic whose
     training files cannot be read here waits (its model would learn from less than its
     config says), and so does one with too little to learn from. The topics retrained."""
-    from . import feedback as readers
+    from . import feedback
 
     if embedder is None:                      # no model here: nothing to train with
         return []
@@ -203,7 +246,7 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
         if topic_id not in config.topics or not store.lock(f"learn:{topic_id}", LEARN_LOCK):
             continue
         try:
-            said = readers.examples(store, topic_id)
+            said = feedback.examples(store, topic_id)
             found, skipped = examples(config, topic_id)
             relevant = sum(e.relevant for e in said)
             if skipped:
@@ -214,7 +257,8 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
                 log.info("topic %s: %d readers' verdicts: it learns from %d, with %d of each",
                          topic_id, len(said), MIN_FEEDBACK, MIN_EACH)
             else:
-                outcome = train_topic(config, topic_id, embedder, said)
+                outcome = train_topic(config, topic_id, embedder, said, stream=stream_beside(
+                    store, config, topic_id, said, embedder))
                 f = outcome.model.cv.get("all", {})
                 log.info("topic %s retrained with %d readers' verdicts: cross-validated P %.2f "
                          "R %.2f F1 %.2f", topic_id, len(said), f.get("precision", 0),

@@ -158,7 +158,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..classify.semantic import shared
-    from ..training import as_json, examples, report, train_topic
+    from ..training import as_json, examples, report, stream_beside, train_topic
 
     config = load_config(args.config)
     for topic_id in args.topic or ():
@@ -174,16 +174,19 @@ def _train(args: argparse.Namespace) -> int:
             raise NewswatchError(f"topic {topic_id!r}: training file {skipped[0]}: fix "
                                  "`training:` or pass --allow-missing")
     feedback: dict[str, list[Any]] = {t: [] for t in wanted}
+    streams: dict[str, Any] = {}
+    embedder = shared()
     if args.feedback:
         from .. import feedback as readers
         from ..runner import services
 
         with services(config) as rt:
             feedback = {t: readers.examples(rt.store, t) for t in wanted}
-    embedder = shared()
+            streams = {t: stream_beside(rt.store, config, t, feedback[t], embedder)
+                       for t in wanted}
     into = Path(args.into) if args.into else None
-    outcomes = [train_topic(config, topic_id, embedder, feedback[topic_id], into=into)
-                for topic_id in wanted]
+    outcomes = [train_topic(config, topic_id, embedder, feedback[topic_id], into=into,
+                            stream=streams.get(topic_id)) for topic_id in wanted]
     if args.json:
         print(json.dumps({"topics": [as_json(o) for o in outcomes]}, ensure_ascii=False))
     else:

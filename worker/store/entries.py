@@ -108,13 +108,21 @@ class Entries(Part):
                         self.r.xrange(self.k("recent"), min=start, count=batch))
             if not rows:
                 return
-            legacy = [self.k("entry", fields["k"]) for _, fields in rows if "d" not in fields]
-            kept = dict(zip(legacy, cast(list[str | None], self.r.mget(legacy)),
-                            strict=True)) if legacy else {}
-            raws = [fields.get("d") or kept.get(self.k("entry", fields["k"]))
-                    for _, fields in rows]
-            yield [Entry.from_dict(json.loads(raw)) for raw in raws if raw]
+            yield self._entries(rows)
             start = "(" + rows[-1][0]
+
+    def latest(self, count: int) -> list[Entry]:
+        """The `count` entries taken in last, newest first."""
+        return self._entries(cast(list[tuple[str, dict[str, str]]],
+                                  self.r.xrevrange(self.k("recent"), count=count)))
+
+    def _entries(self, rows: list[tuple[str, dict[str, str]]]) -> list[Entry]:
+        """Records of the recent stream as entries (older records name the entry's key)."""
+        legacy = [self.k("entry", fields["k"]) for _, fields in rows if "d" not in fields]
+        kept = dict(zip(legacy, cast(list[str | None], self.r.mget(legacy)),
+                        strict=True)) if legacy else {}
+        raws = [fields.get("d") or kept.get(self.k("entry", fields["k"])) for _, fields in rows]
+        return [Entry.from_dict(json.loads(raw)) for raw in raws if raw]
 
     def load(self, entry_key: str) -> Entry | None:
         raw = self.r.get(self.k("entry", entry_key))
