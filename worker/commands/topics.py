@@ -158,7 +158,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..classify.semantic import shared
-    from ..training import as_json, examples, report, stream_beside, train_topic
+    from ..training import Latest, as_json, examples, report, stream_beside, train_topic
 
     config = load_config(args.config)
     for topic_id in args.topic or ():
@@ -182,8 +182,8 @@ def _train(args: argparse.Namespace) -> int:
 
         with services(config) as rt:
             feedback = {t: readers.examples(rt.store, t) for t in wanted}
-            streams = {t: stream_beside(rt.store, config, t, feedback[t], embedder)
-                       for t in wanted}
+            latest = Latest(rt.store, embedder)
+            streams = {t: stream_beside(latest, config, t, feedback[t]) for t in wanted}
     into = Path(args.into) if args.into else None
     outcomes = [train_topic(config, topic_id, embedder, feedback[topic_id], into=into,
                             stream=streams.get(topic_id)) for topic_id in wanted]
