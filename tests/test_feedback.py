@@ -324,6 +324,10 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
     model = TopicModel.load(model_path(rt.config, "ceasefire-talks"))
     assert model.examples == {"relevant": 5, "not relevant": 7, "feedback": 12,
                               "unjudged": len(quiet)}
+    from worker.training import Outcome, report
+
+    assert "chosen beside 4 unjudged items of the stream" in report(
+        Outcome("ceasefire-talks", model, model_path(rt.config, "ceasefire-talks"), ()))[0]
     assert learned() == []                 # nothing new since
     feedback.record(rt.store, rt.config, claim("relevant", alert="al5"), via="cli")
     assert learned() == ["ceasefire-talks"]

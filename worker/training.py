@@ -182,7 +182,7 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
                 stream: Unjudged | None = None) -> Outcome:
     """Fit one topic's model on everything it has and save it: in the data folder, where the
     workers take it up (current and versioned), or as `into`/<topic>.json only (a model to
-    ship, such as config/models). `stream`: what readers did not judge (`readers`)."""
+    ship, such as config/models). `stream`: what readers did not judge (`stream_beside`)."""
     found, skipped = examples(config, topic_id, feedback)
     rows, vectors = inputs(config, topic_id, found, embedder)
     topic = config.topics[topic_id]
@@ -356,8 +356,10 @@ def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
 def report(outcome: Outcome) -> list[str]:
     """The cross-validated figures of a trained topic, a line per source."""
     m = outcome.model
+    beside = (f" (chosen beside {m.examples['unjudged']} unjudged items of the stream)"
+              if "unjudged" in m.examples else "")
     lines = [f"{outcome.topic}: {m.examples.get('relevant', 0)} relevant, "
-             f"{m.examples.get('not relevant', 0)} not; threshold {m.threshold:.2f}; "
+             f"{m.examples.get('not relevant', 0)} not; threshold {m.threshold:.2f}{beside}; "
              f"saved {outcome.path}"]
     for source, f in m.cv.items():
         lines.append(f"  {source:24s} P {f['precision']:.3f}  R {f['recall']:.3f}  "
