@@ -1,6 +1,6 @@
 """Learning from readers: the labelled news replayed in publication order, feedback on alerts.
 
-    python bench/feedback.py [--every N] [--draws K] [--json]
+    python bench/feedback.py [--every N] [--draws K] [--filler] [--verdicts-only] [--json]
 
 Each shipped topic starts as a new user's topic would: its query, exclude, examples and
 counterexamples, and a model trained on those alone (what `newswatch train` fits with no
@@ -11,6 +11,10 @@ feedback, and the topic is retrained after every N new verdicts (as the worker's
 does), with the latest items seen that no reader judged and the model did not alert beside the
 verdicts (`training.unjudged`; `--verdicts-only` leaves them out, as newswatch did before). Misses
 are never told: readers see only what they were sent.
+
+The lent items are about a quarter relevant to each topic; news is far sparser. `--filler` deals
+the real feeds' items (../shared/feeds/real) that no topic's query holds for among them,
+presumed not relevant: a few may be relevant news the query misses, counted as false alerts.
 
 Printed per topic and share: precision and recall of the alerts sent in each quarter of the
 stream (the learning curve), and the verdicts given. Which alerts get a verdict is drawn at
@@ -40,14 +44,32 @@ EVAL = ROOT.parent / "shared" / "eval"
 SHARES = (1.0, 0.3, 0.1, 0.0)
 
 
-def stream() -> list[dict[str, Any]]:
+def stream(config: Any = None) -> list[dict[str, Any]]:
+    """The labelled items in publication order; with `config`, real feeds' items that no
+    topic's query holds for (presumed not relevant) dealt evenly among them."""
     items = []
     for name in ("dev.jsonl", "dev2.jsonl", "dev_ml.jsonl"):
         for line in (EVAL / name).read_text(encoding="utf-8").splitlines():
             item = json.loads(line)
             item["_story"] = f"{name}:{item.get('story') or item['id']}"
             items.append(item)
-    return sorted(items, key=lambda i: (i.get("published") is None, i.get("published") or ""))
+    items.sort(key=lambda i: (i.get("published") is None, i.get("published") or ""))
+    if config is None:
+        return items
+    from classify import feed_entries
+
+    from worker.classify import Classifier
+
+    lexical = Classifier(config.topics)
+    filler = [{"title": e.title, "summary": e.summary, "lang": e.lang, "labels": [],
+               "_story": f"filler:{n}", "_filler": True}
+              for n, e in enumerate(feed_entries(seeds=False))
+              if not lexical.classify(e.title, e.summary)]
+    dealt: list[dict[str, Any]] = []
+    for n, item in enumerate(items):
+        dealt += filler[n * len(filler) // len(items):(n + 1) * len(filler) // len(items)]
+        dealt.append(item)
+    return dealt
 
 
 @dataclass
@@ -137,6 +159,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="retrain after N new verdicts")
     parser.add_argument("--draws", type=int, default=3,
                         help="replays per share, pooled (they differ in which alerts are told)")
+    parser.add_argument("--filler", action="store_true",
+                        help="deal the real feeds' items no query holds for (presumed not "
+                             "relevant) among the labelled ones: a stream as sparse as news")
     parser.add_argument("--verdicts-only", action="store_true",
                         help="retrain on verdicts without the unjudged stream beside them")
     parser.add_argument("--json", action="store_true")
@@ -147,8 +172,10 @@ def main() -> None:
 
     config = load_config(ROOT / "config" / "newswatch.yaml")
     embedder = shared()
-    items = stream()
-    out: dict[str, Any] = {"items": len(items), "every": args.every, "draws": args.draws,
+    items = stream(config if args.filler else None)
+    filler = sum(1 for i in items if i.get("_filler"))
+    out: dict[str, Any] = {"items": len(items), "filler": filler, "every": args.every,
+                           "draws": args.draws,
                            "unjudged": not args.verdicts_only, "topics": {}}
     for topic_id in config.topics:
         topic = Topic.of(config, topic_id, items, embedder)
@@ -158,7 +185,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"{len(items)} labelled items in publication order; retrain after every "
+    print(f"{len(items) - filler} labelled items in publication order"
+          + (f" among {filler} of the real feeds' (presumed not relevant)" if filler else "")
+          + "; retrain after every "
           f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream, "
           f"{args.draws} draws pooled (verdicts: mean per draw)")
     print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
