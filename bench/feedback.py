@@ -104,10 +104,10 @@ class Topic:
 
 
 def replay(topic: Topic, embedding: str, share: float, every: int,
-           draws: int = 1, stream: bool = True) -> dict[str, Any]:
+           draws: int = 1, beside: bool = True) -> dict[str, Any]:
     """`draws` replays of the stream (one where no alert is told: nothing is drawn), their
     counts pooled per quarter."""
-    runs = [_replay(topic, embedding, share, every, draw, stream)
+    runs = [_replay(topic, embedding, share, every, draw, beside)
             for draw in range(draws if share > 0 else 1)]
     gold = [e.relevant for e in topic.stream]
     quarters = []
@@ -122,8 +122,9 @@ def replay(topic: Topic, embedding: str, share: float, every: int,
 
 
 def _replay(topic: Topic, embedding: str, share: float, every: int,
-            draw: int, stream: bool) -> tuple[list[bool], int]:
-    """One replay: what was alerted, and how many verdicts were given."""
+            draw: int, beside: bool) -> tuple[list[bool], int]:
+    """One replay: what was alerted, and how many verdicts were given. `beside`: retrain with
+    the unjudged items of the stream beside the verdicts."""
     import numpy
 
     n_seeds = len(topic.seeds)
@@ -150,7 +151,7 @@ def _replay(topic: Topic, embedding: str, share: float, every: int,
                           numpy.vstack([seed_rows, item_rows[told]]),
                           numpy.vstack([seed_vectors, item_vectors[told]]), embedding,
                           unjudged=unjudged(model, item_rows[latest], item_vectors[latest],
-                                            len(told), sum(said)) if stream else None)
+                                            len(told), sum(said)) if beside else None)
     return said, len(told)
 
 

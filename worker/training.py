@@ -243,12 +243,10 @@ def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Exam
     if not kept:
         return None
     rows = query_signals(config, topic_id, [found[n] for n in kept])
-    vectors = embedded[kept]
-    store = latest.store
     path = model_file(config, topic_id)
     model = TopicModel.load(path) if path is not None and path.is_file() else None
-    alerts = store.stats.totals().matches.get(topic_id, 0)
-    return unjudged(model, rows, vectors, len(said), alerts)
+    alerts = latest.store.stats.totals().matches.get(topic_id, 0)
+    return unjudged(model, rows, embedded[kept], len(said), alerts)
 
 
 MIN_FEEDBACK = 10          # a topic with no other examples learns from feedback from here on

@@ -306,7 +306,7 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
     vector_weights, vector_bias = fit(vectors, y, l2)
     kernel_weights, kernel_bias = fit(likeness(vectors, vectors), y, KERNEL_L2)   # lift
     stack_weights, stack_bias = fit(stacked, y, STACK_L2)
-    told = {"feedback": sum(1 for e in examples if e.source == "feedback")}
+    counts = {"feedback": sum(1 for e in examples if e.source == "feedback")}
     model = TopicModel(topic, tuple(map(float, vector_weights)), vector_bias,
                       tuple(map(float, stack_weights)), stack_bias, threshold,
                       training_hash(examples, embedding),
@@ -324,9 +324,9 @@ def train(topic: str, examples: Sequence[Example], signals: np.ndarray[Any, Any]
             [e.relevant for e in examples] * len(held_out) + [False] * len(presumed),
             [1.0] * len(examples) * len(held_out) + [unjudged.weight * len(held_out)]
             * len(presumed))
-        told["unjudged"] = len(presumed)
+        counts["unjudged"] = len(presumed)
     return replace(model, threshold=threshold, cv=figures(examples, held_out, threshold),
-                   examples={**model.examples, **told})
+                   examples={**model.examples, **counts})
 
 
 def select(examples: Sequence[Example], signals: np.ndarray[Any, Any],
