@@ -173,3 +173,12 @@ def test_a_limit_keeps_the_first_ids_and_searches_no_further(ours: tokenizer.Tok
     assert first == whole[:20]
     assert words[0] in ours._words and words[-1] not in ours._words
     assert ours.ids(["short text"], limit=20) == ours.ids(["short text"])
+
+
+def test_a_piece_holding_a_nul_byte_is_refused() -> None:
+    import numpy
+
+    blob = b"ab\x00c"
+    with pytest.raises(ValueError, match="NUL"):
+        tokenizer.pieces(numpy.frombuffer(blob, dtype=numpy.uint8),
+                         numpy.array([0, 2, 4], dtype="<u4"))

@@ -16,7 +16,6 @@ sum of the words before rounds; here, the first found. The same pieces either wa
 
 from __future__ import annotations
 
-import itertools
 import re
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,20 +44,17 @@ class PieceTable(Protocol):
 
 def pieces(blob: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any]) -> list[str]:
     """Every piece as text, from their UTF-8 one after another and the byte offsets between
-    them: the blob decoded at once and cut where the pieces' first characters are (a piece's
-    length in characters is the count of its bytes that start one: summed piece by piece, not
-    counted along the 2.5 MB, whose 20 MB of running totals cost more than the rest)."""
+    them: a NUL put between each two (no piece holds one), the whole decoded at once and split
+    there (30 ms for the 250,000; cut piece by piece, 80)."""
     import numpy
 
-    starts, ends = offsets[:-1].astype(numpy.int64), offsets[1:].astype(numpy.int64)
-    lead = ((blob[:ends[-1] if len(ends) else 0] & 0xC0) != 0x80).view(numpy.uint8)
-    lengths = numpy.zeros(len(starts), dtype=numpy.int64)
-    full = starts < ends                         # reduceat would count an empty piece as one
-    if full.any():
-        lengths[full] = numpy.add.reduceat(lead, starts[full], dtype=numpy.int64)
-    text = bytes(blob).decode()
-    cuts = [0, *numpy.cumsum(lengths).tolist()]
-    return [text[a:b] for a, b in itertools.pairwise(cuts)]
+    blob = numpy.asarray(blob[:int(offsets[-1])] if len(offsets) else blob[:0])
+    if not blob.all():
+        raise ValueError("a tokenizer piece holds a NUL byte")
+    if len(offsets) < 2:
+        return []
+    joined = numpy.insert(blob, offsets[1:-1].astype(numpy.int64), 0)
+    return bytes(joined).decode().split("\x00")
 
 
 class Tokenizer:
