@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -382,6 +382,20 @@ def test_a_topic_that_cannot_learn_is_named_and_the_others_still_do(
     assert set(rt.store.verdicts.unlearned()) == {"ceasefire-talks"}
     blocked.rmdir()
     assert learn(rt.store, rt.config, scorer.embedder) == ["ceasefire-talks"]
+
+
+def test_verdicts_weigh_against_the_stories_alerted(rt: Runtime) -> None:
+    """The share of a topic's alerts that readers judged is read against its stories
+    alerted (not its matched entries: a story's copies are one alert); a store that began
+    counting stories after most of those alerts falls back to the matches."""
+    from worker.training import Latest
+
+    rt.store.stats.add("stories", "ceasefire-talks", 20)
+    rt.store.stats.add("matches", "ceasefire-talks", 50)
+    latest = Latest(rt.store, cast(Any, None))         # nothing is embedded here
+    assert latest.alerted("ceasefire-talks", 10) == 20
+    assert latest.alerted("ceasefire-talks", 30) == 50
+    assert latest.alerted("hostage-releases", 3) == 0
 
 
 def test_the_stream_beside_verdicts_is_embedded_once_for_every_topic(rt: Runtime) -> None:

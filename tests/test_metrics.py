@@ -35,6 +35,7 @@ def test_metrics_are_scraped(tmp_path: Path, feed_server: FeedServer, redis_url:
     assert 'newswatch_polls_total{outcome="error"} 1.0' in lines
     assert "newswatch_entries_total 12.0" in lines
     assert 'newswatch_matches_total{topic="hostage-releases"} 5.0' in lines
+    assert 'newswatch_stories_alerted_total{topic="hostage-releases"} 3.0' in lines
     assert 'newswatch_alerts_total{channel="outbox",outcome="delivered"} 5.0' in lines
     assert 'newswatch_alerts_created_total{subscriber="desk"} 5.0' in lines
     assert "newswatch_dead_letters 0.0" in lines and "newswatch_pending_alerts 0.0" in lines

@@ -80,6 +80,19 @@ def test_two_cycles_one_alert_per_subscriber_and_story(
     }
     assert len(list((tmp_path / "out").glob("*.json"))) == 5
     assert len(list((tmp_path / "out").glob("*.eml"))) == 5
+    # Stories alerted, by topic, once each however many subscribers and copies: what readers
+    # could judge (the learned threshold weighs their verdicts by it); matches count copies.
+    stories: dict[str, set[str]] = {}
+    for alert_id in alerts:
+        record = rt.store.records.load_alert(alert_id)
+        assert record is not None
+        for m in record.alert.matches:
+            stories.setdefault(m.topic_id, set()).add(record.alert.story_id)
+    totals = rt.store.stats.totals()
+    assert totals.stories == {t: len(s) for t, s in stories.items()} == {
+        "ceasefire-talks": 3, "hostage-releases": 3}
+    assert all(totals.matches[t] >= n for t, n in totals.stories.items())
+    assert totals.matches != totals.stories                  # the syndicated copies
 
     requests_before = len(feed_server.requests)
     outcomes, alerts = run_cycle(rt)
@@ -87,6 +100,7 @@ def test_two_cycles_one_alert_per_subscriber_and_story(
     assert feed_server.not_modified == 3
     assert len(feed_server.requests) == requests_before + 3
     assert alerts == []
+    assert rt.store.stats.totals().stories == totals.stories
 
 
 def test_changed_feed_with_old_and_new_items(tmp_path: Path, feed_server: FeedServer,

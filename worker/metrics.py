@@ -30,18 +30,22 @@ class RedisCollector(Collector):
                                       labels=["topic"])
         alerts = CounterMetricFamily("newswatch_alerts", "Alerts by channel and outcome",
                                      labels=["channel", "outcome"])
+        stories = CounterMetricFamily("newswatch_stories_alerted", "Stories (and related "
+                                      "reports) alerted, by topic", labels=["topic"])
         created = CounterMetricFamily("newswatch_alerts_created", "Alerts created, by "
                                       "subscriber", labels=["subscriber"])
         for outcome, n in stats.polls.items():
             polls.add_metric([outcome], n)
         for topic, n in stats.matches.items():
             matches.add_metric([topic], n)
+        for topic, n in stats.stories.items():
+            stories.add_metric([topic], n)
         for subscriber, n in stats.created.items():
             created.add_metric([subscriber], n)
         for outcome, by_channel in (("delivered", stats.delivered), ("dead", stats.dead)):
             for channel, n in by_channel.items():
                 alerts.add_metric([channel, outcome], n)
-        yield from (polls, matches, alerts, created)
+        yield from (polls, matches, stories, alerts, created)
         yield CounterMetricFamily("newswatch_entries", "New entries taken in",
                                   value=stats.counts.get("entries_new", 0))
         yield GaugeMetricFamily("newswatch_dead_letters", "Alerts in the dead-letter list",

@@ -96,6 +96,7 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
     related = _related(proc, placed.related_to) if placed.related_to else None
     now = datetime.now(UTC)
     out = []
+    told: set[str] = set()              # topics this report was alerted for, to anyone
     for sub in proc.config.subscribers:
         mine = tuple(m for m in matches if m.topic_id in sub.topics)
         if not mine:
@@ -117,6 +118,7 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
             elif sub.updates:
                 out += _update(proc, alert, entry_key)
         if created == 1:
+            told.update(m.topic_id for m in mine)
             if placed.thread == story_id:       # it starts its thread: later ones reply to it
                 proc.store.records.first_in_thread(story_id, sub.id, alert.id)
             proc.store.stats.add("created", sub.id, writes=writes)
@@ -125,6 +127,8 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
                                          feed=entry.feed_id, outcome="created",
                                          topics=[m.topic_id for m in mine],
                                          story_thread=placed.thread))
+    for topic_id in sorted(told):
+        proc.store.stats.add("stories", topic_id, writes=writes)
     return out
 
 

@@ -40,6 +40,7 @@ from .parse import item_text
 
 if TYPE_CHECKING:
     from .store import Store
+    from .store.stats import Totals
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,17 @@ class Latest:
                  for n, e in enumerate(self.store.entries.latest(UNJUDGED_MAX))]
         return found, self.embedder.embed([embedding_text(e.title, e.summary) for e in found])
 
+    @functools.cached_property
+    def _totals(self) -> Totals:
+        return self.store.stats.totals()
+
+    def alerted(self, topic_id: str, told: int) -> int:
+        """How many of the topic's stories (and related reports) were alerted: what its
+        readers could judge, `told` of them. A store that began this count after many of
+        those alerts has counted fewer: then its matched entries (a story's copies too)."""
+        stories = self._totals.stories.get(topic_id, 0)
+        return stories if stories >= told else self._totals.matches.get(topic_id, 0)
+
 
 def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Example]
                   ) -> Unjudged | None:
@@ -253,8 +265,7 @@ def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Exam
         except NewswatchError as exc:       # no worker decides by it either: the query does
             log.warning("topic %s: %s; the stream beside its verdicts is what its query "
                         "did not alert", topic_id, exc)
-    alerts = latest.store.stats.totals().matches.get(topic_id, 0)
-    return unjudged(model, rows, embedded[kept], len(said), alerts)
+    return unjudged(model, rows, embedded[kept], len(said), latest.alerted(topic_id, len(said)))
 
 
 MIN_FEEDBACK = 10          # a topic with no other examples learns from feedback from here on

@@ -15,21 +15,23 @@ HISTOGRAMS = {
     "delivery_latency": ("Time from detection to delivery", (1, 5, 15, 60, 300, 3600, 86400)),
 }
 # Families: P:stats:{family} hash, label -> count. P:stats itself: the unlabelled counters.
-FAMILIES = ("polls", "matches", "created", "delivered", "dead")
+FAMILIES = ("polls", "matches", "created", "delivered", "dead", "stories")
 COUNTERS = ("entries_new", "push_received", "push_rejected")
 
 
 @dataclass(frozen=True)
 class Totals:
-    """Every counter: `polls` by outcome, `matches` by topic, `created` by subscriber,
-    `delivered` and `dead` by channel, the unlabelled `counts`, and `histograms` (name ->
-    {bound, "count", "sum_ms"} -> n)."""
+    """Every counter: `polls` by outcome, `matches` by topic (entries, copies of one story
+    included), `created` by subscriber, `delivered` and `dead` by channel, `stories` by topic
+    (stories and related reports alerted to someone: what readers could judge), the
+    unlabelled `counts`, and `histograms` (name -> {bound, "count", "sum_ms"} -> n)."""
 
     polls: dict[str, int] = field(default_factory=dict)
     matches: dict[str, int] = field(default_factory=dict)
     created: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
+    stories: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
 
