@@ -192,9 +192,10 @@ def train_topic(config: Config, topic_id: str, embedder: EmbedderLike,
     path = into / f"{topic_id}.json" if into is not None else model_path(config, topic_id)
     saved = [path] if into is not None else [
         path.with_name(f"{topic_id}.{model.trained_on[:12]}.json"), path]
+    data = model.to_json().encode()
     for where in saved:                     # the current one last: workers never read half
         try:
-            files.replace(where, model.to_json().encode())
+            files.replace(where, data)
         except OSError as exc:
             raise NewswatchError(f"{where}: cannot save the topic model: "
                                  f"{exc.strerror or exc}") from None
