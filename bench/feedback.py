@@ -1,6 +1,7 @@
 """Learning from readers: the labelled news replayed in publication order, feedback on alerts.
 
-    python bench/feedback.py [--every N] [--draws K] [--filler] [--verdicts-only] [--json]
+    python bench/feedback.py [--every N] [--draws K] [--filler] [--verdicts-only]
+                             [--maybe BAND [--maybe-cap N]] [--json]
 
 Each shipped topic starts as a new user's topic would: its query, exclude, examples and
 counterexamples, and a model trained on those alone (what `newswatch train` fits with no
@@ -10,7 +11,10 @@ of the alerts (100%, 30%, 10%, and 0% for the baseline) the reader gives the gol
 feedback, and the topic is retrained after every N new verdicts (as the worker's `learn` task
 does), with the latest items seen that no reader judged and the model did not alert beside the
 verdicts (`training.unjudged`; `--verdicts-only` leaves them out, as newswatch did before). Misses
-are never told: readers see only what they were sent.
+are never told: readers see only what they were sent. `--maybe BAND` measures a way they could
+see some: items not alerted but scored within BAND under the threshold are shown as "maybe"
+lines (as a digest could carry them; `--maybe-cap N`: the N highest of every 50 items) and
+judged as often as alerts.
 
 The lent items are about a quarter relevant to each topic; news is far sparser. `--filler` deals
 the real feeds' items (../shared/feeds/real) that no topic's query holds for among them,
@@ -104,27 +108,38 @@ class Topic:
 
 
 def replay(topic: Topic, embedding: str, share: float, every: int,
-           draws: int = 1, beside: bool = True) -> dict[str, Any]:
+           draws: int = 1, beside: bool = True, maybe: Maybe | None = None) -> dict[str, Any]:
     """`draws` replays of the stream (one where no alert is told: nothing is drawn), their
     counts pooled per quarter."""
-    runs = [_replay(topic, embedding, share, every, draw, beside)
+    runs = [_replay(topic, embedding, share, every, draw, beside, maybe)
             for draw in range(draws if share > 0 else 1)]
     gold = [e.relevant for e in topic.stream]
     quarters = []
     for q in range(4):
         lo, hi = q * len(gold) // 4, (q + 1) * len(gold) // 4
         f = Figures.of([g for _ in runs for g in gold[lo:hi]],
-                       [s for said, _ in runs for s in said[lo:hi]])
+                       [s for said, _, _ in runs for s in said[lo:hi]])
         quarters.append({"precision": f.precision, "recall": f.recall, "f1": f.f1,
-                         "alerts": (f.tp + f.fp) / len(runs)})
-    return {"quarters": quarters, "verdicts": sum(told for _, told in runs) / len(runs),
+                         "alerts": (f.tp + f.fp) / len(runs),
+                         "maybe": sum(sum(m[lo:hi]) for _, _, m in runs) / len(runs)})
+    return {"quarters": quarters, "verdicts": sum(told for _, told, _ in runs) / len(runs),
             "draws": len(runs)}
 
 
-def _replay(topic: Topic, embedding: str, share: float, every: int,
-            draw: int, beside: bool) -> tuple[list[bool], int]:
-    """One replay: what was alerted, and how many verdicts were given. `beside`: retrain with
-    the unjudged items of the stream beside the verdicts."""
+@dataclass(frozen=True)
+class Maybe:
+    """Items shown as "maybe" lines, as a digest could carry them: not alerted, scored within
+    `band` under the threshold; of each `period` items, the `cap` highest such (0: all)."""
+    band: float
+    cap: int = 0
+    period: int = 50
+
+
+def _replay(topic: Topic, embedding: str, share: float, every: int, draw: int, beside: bool,
+            maybe: Maybe | None = None) -> tuple[list[bool], int, list[bool]]:
+    """One replay: what was alerted, how many verdicts were given, and what was shown as
+    "maybe" (`Maybe`: readers judge those as often as alerts). `beside`: retrain with the
+    unjudged items of the stream beside the verdicts."""
     import numpy
 
     n_seeds = len(topic.seeds)
@@ -135,13 +150,24 @@ def _replay(topic: Topic, embedding: str, share: float, every: int,
     model = topic.start
     pending = 0
     said = []
+    shown = [False] * len(topic.stream)
+    near: list[tuple[float, int]] = []         # this period's maybe lines, not yet shown
     for n in range(len(topic.stream)):
-        alerted = bool(model.score(item_vectors[n:n + 1], item_rows[n:n + 1])[0] >=
-                       model.threshold)
+        score = float(model.score(item_vectors[n:n + 1], item_rows[n:n + 1])[0])
+        alerted = score >= model.threshold
         said.append(alerted)
         if alerted and rng.random() < share:
             told.append(n)
             pending += 1
+        if maybe is not None and not alerted and score >= model.threshold - maybe.band:
+            near.append((score, n))
+        if maybe is not None and ((n + 1) % maybe.period == 0 or n + 1 == len(topic.stream)):
+            for _, m in sorted(near, reverse=True)[:maybe.cap or None]:
+                shown[m] = True
+                if rng.random() < share:
+                    told.append(m)
+                    pending += 1
+            near = []
         if pending >= every:
             pending = 0
             chosen = [topic.stream[i] for i in told]
@@ -151,8 +177,9 @@ def _replay(topic: Topic, embedding: str, share: float, every: int,
                           numpy.vstack([seed_rows, item_rows[told]]),
                           numpy.vstack([seed_vectors, item_vectors[told]]), embedding,
                           unjudged=unjudged(model, item_rows[latest], item_vectors[latest],
-                                            len(told), sum(said)) if beside else None)
-    return said, len(told)
+                                            len(told), sum(said) + sum(shown))
+                          if beside else None)
+    return said, len(told), shown
 
 
 def main() -> None:
@@ -165,6 +192,11 @@ def main() -> None:
                              "relevant) among the labelled ones: a stream as sparse as news")
     parser.add_argument("--verdicts-only", action="store_true",
                         help="retrain on verdicts without the unjudged stream beside them")
+    parser.add_argument("--maybe", type=float, default=0.0, metavar="BAND",
+                        help="also show (not alert) items scored within BAND under the "
+                             "threshold, which readers judge as often as alerts")
+    parser.add_argument("--maybe-cap", type=int, default=0, metavar="N",
+                        help="at most the N highest maybe lines of every 50 items (a digest)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not EVAL.is_dir():
@@ -177,11 +209,13 @@ def main() -> None:
     filler = sum(1 for i in items if i.get("_filler"))
     out: dict[str, Any] = {"items": len(items), "filler": filler, "every": args.every,
                            "draws": args.draws,
-                           "unjudged": not args.verdicts_only, "topics": {}}
+                           "unjudged": not args.verdicts_only, "maybe": args.maybe,
+                           "maybe_cap": args.maybe_cap, "topics": {}}
+    maybe = Maybe(args.maybe, args.maybe_cap) if args.maybe > 0 else None
     for topic_id in config.topics:
         topic = Topic.of(config, topic_id, items, embedder)
         out["topics"][topic_id] = {f"{int(share * 100)}%": replay(
-            topic, embedder.name, share, args.every, args.draws, not args.verdicts_only)
+            topic, embedder.name, share, args.every, args.draws, not args.verdicts_only, maybe)
             for share in SHARES}
     if args.json:
         print(json.dumps(out))
@@ -190,12 +224,16 @@ def main() -> None:
           + (f" among {filler} of the real feeds' (presumed not relevant)" if filler else "")
           + "; retrain after every "
           f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream, "
-          f"{args.draws} draws pooled (verdicts: mean per draw)")
+          f"{args.draws} draws pooled (verdicts: mean per draw)"
+          + (f"; in brackets, items shown as 'maybe' (within {args.maybe} under the "
+             "threshold" + (f", at most {args.maybe_cap} of every 50 items" if args.maybe_cap
+                            else "") + ", judged as often as alerts)" if args.maybe else ""))
     print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
           "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)))
     for topic_id, runs in out["topics"].items():
         for share, run in runs.items():
             cells = "  ".join(f"{q['precision']:.2f} / {q['recall']:.2f}"
+                              + (f" ({q['maybe']:.0f})" if args.maybe else "")
                               for q in run["quarters"])
             print(f"{topic_id:18} {share:>5} {run['verdicts']:>8.0f}  {cells}")
 
