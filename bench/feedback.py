@@ -21,10 +21,11 @@ the real feeds' items (../shared/feeds/real) that no topic's query holds for amo
 presumed not relevant: a few may be relevant news the query misses, counted as false alerts.
 
 Printed per topic and share: precision and recall of the alerts sent in each quarter of the
-stream (the learning curve), and the verdicts given. Which alerts get a verdict is drawn at
-random; one draw of a quarter's 10-30 alerts swings by chance alone (precision 0.46 in one
-draw, 1.00 in another), so each share is replayed `--draws` times (the draws differ only in
-which alerts are told) and the counts are pooled; the verdicts are the mean per draw.
+stream (the learning curve), the mean of the quarters' F1, and the verdicts given. Which alerts
+get a verdict is drawn at random; one draw of a quarter's 10-30 alerts swings by chance alone
+(precision 0.46 in one draw, 1.00 in another), so each share is replayed `--draws` times (the
+draws differ only in which alerts are told) and the counts are pooled; the verdicts are the
+mean per draw.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def replay(topic: Topic, embedding: str, share: float, every: int,
                          "alerts": (f.tp + f.fp) / len(runs),
                          "maybe": sum(sum(m[lo:hi]) for _, _, m in runs) / len(runs)})
     return {"quarters": quarters, "verdicts": sum(told for _, told, _ in runs) / len(runs),
-            "draws": len(runs)}
+            "draws": len(runs), "mean_f1": round(sum(q["f1"] for q in quarters) / 4, 3)}
 
 
 @dataclass(frozen=True)
@@ -229,13 +230,14 @@ def main() -> None:
              "threshold" + (f", at most {args.maybe_cap} of every 50 items" if args.maybe_cap
                             else "") + ", judged as often as alerts)" if args.maybe else ""))
     print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
-          "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)))
+          "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)) + "  mean F1")
     for topic_id, runs in out["topics"].items():
         for share, run in runs.items():
             cells = "  ".join(f"{q['precision']:.2f} / {q['recall']:.2f}"
                               + (f" ({q['maybe']:.0f})" if args.maybe else "")
                               for q in run["quarters"])
-            print(f"{topic_id:18} {share:>5} {run['verdicts']:>8.0f}  {cells}")
+            print(f"{topic_id:18} {share:>5} {run['verdicts']:>8.0f}  {cells}  "
+                  f"{run['mean_f1']:.3f}")
 
 
 if __name__ == "__main__":
