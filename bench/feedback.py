@@ -197,7 +197,8 @@ def main() -> None:
                         help="also show (not alert) items scored within BAND under the "
                              "threshold, which readers judge as often as alerts")
     parser.add_argument("--maybe-cap", type=int, default=0, metavar="N",
-                        help="at most the N highest maybe lines of every 50 items (a digest)")
+                        help=f"at most the N highest maybe lines of every {Maybe.period} "
+                             "items (a digest)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not EVAL.is_dir():
@@ -227,8 +228,9 @@ def main() -> None:
           f"{args.every} verdicts; P / R of the alerts sent in each quarter of the stream, "
           f"{args.draws} draws pooled (verdicts: mean per draw)"
           + (f"; in brackets, items shown as 'maybe' (within {args.maybe} under the "
-             "threshold" + (f", at most {args.maybe_cap} of every 50 items" if args.maybe_cap
-                            else "") + ", judged as often as alerts)" if args.maybe else ""))
+             "threshold" + (f", at most {maybe.cap} of every {maybe.period} items"
+                            if maybe and maybe.cap else "")
+             + ", judged as often as alerts)" if maybe else ""))
     print(f"{'topic':18} {'told':>5} {'verdicts':>8}  " +
           "  ".join(f"{'Q' + str(q + 1):>13}" for q in range(4)) + "  mean F1")
     for topic_id, runs in out["topics"].items():

@@ -48,11 +48,11 @@ def pieces(blob: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any]) -> list[st
     there (30 ms for the 250,000; cut piece by piece, 80)."""
     import numpy
 
-    blob = numpy.asarray(blob[:int(offsets[-1])] if len(offsets) else blob[:0])
-    if not blob.all():
-        raise ValueError("a tokenizer piece holds a NUL byte")
     if len(offsets) < 2:
         return []
+    blob = numpy.asarray(blob[:int(offsets[-1])])
+    if not blob.all():
+        raise ValueError("a tokenizer piece holds a NUL byte")
     joined = numpy.insert(blob, offsets[1:-1].astype(numpy.int64), 0)
     return bytes(joined).decode().split("\x00")
 
