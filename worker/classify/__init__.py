@@ -13,7 +13,7 @@ from .compile import Test, compile_holds
 from .index import TopicIndex
 from .learned import TopicModel
 from .query import And, Field, Hits, Near, Node, Not, Or, Phrase, Prefix, Term, parse_query
-from .scoring import Assessment, EmbedderLike, Reference, Scorer, SemanticTopic
+from .scoring import Assessment, EmbedderLike, Miss, Reference, Scorer, SemanticTopic
 from .text import Doc, Lexicon
 
 _CONTEXT_WORDS = 6
@@ -46,6 +46,15 @@ class SemanticLike(Protocol):
 
 # An item's text as the classifier reads it: (title, summary) or (title, summary, language).
 Text = tuple[str, str] | tuple[str, str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the topics made of one item: its matches (config order), and the probabilities
+    of the topics whose models scored it under their thresholds (`missed`, by topic id)."""
+
+    matches: list[Match]
+    missed: dict[str, Miss]
 
 
 @dataclass(frozen=True)
@@ -172,15 +181,19 @@ class Classifier:
 
     def classify_many(self, items: Sequence[Text], *, naive: bool = False
                       ) -> list[list[Match]]:
-        """Many texts at once, so that semantic scoring embeds them in batches. Each Doc is let
-        go once classified unless the model will read it: holding a large batch's Docs made
-        the garbage collector walk them over and over (half the time at 20,000 items)."""
+        """Many texts at once, so that semantic scoring embeds them in batches."""
+        return [d.matches for d in self.decide_many(items, naive=naive)]
+
+    def decide_many(self, items: Sequence[Text], *, naive: bool = False) -> list[Decision]:
+        """`classify_many`, with each item's near misses. Each Doc is let go once classified
+        unless the model will read it: holding a large batch's Docs made the garbage
+        collector walk them over and over (half the time at 20,000 items)."""
         results = []
         wanted: dict[int, tuple[Doc, list[int]]] = {}    # doc -> semantic topics to score
         scorer = self.scorer
         for i, item in enumerate(items):
             doc = self.doc(item[0], item[1], item[2] if len(item) > 2 else None)
-            results.append(self._lexical(doc, naive))
+            results.append(Decision(self._lexical(doc, naive), {}))
             if scorer is not None and (worth := scorer.worth(doc, self.topics)):
                 wanted[i] = (doc, worth)
         if wanted:
@@ -202,7 +215,7 @@ class Classifier:
 
 
     def _add_semantic(self, wanted: dict[int, tuple[Doc, list[int]]],
-                      results: list[list[Match]]) -> None:
+                      results: list[Decision]) -> None:
         scorer = self.scorer
         assert scorer is not None
         order = sorted(wanted)
@@ -211,15 +224,18 @@ class Classifier:
         rank = {t.id: n for n, t in enumerate(self.topics)}
         for row, i in zip(vectors, order, strict=True):
             doc, worth = wanted[i]
-            found = {m.topic_id: m for m in results[i]}
+            found = {m.topic_id: m for m in results[i].matches}
             for k in worth:
                 topic = self.topics[scorer.topics[k].number]
                 decided = scorer.decide(k, topic, doc, row, found.get(topic.id))
-                if decided is None:
-                    found.pop(topic.id, None)
-                else:
+                if isinstance(decided, Match):
                     found[topic.id] = decided
-            results[i] = sorted(found.values(), key=lambda m: rank[m.topic_id])
+                    continue
+                found.pop(topic.id, None)
+                if isinstance(decided, Miss):
+                    results[i].missed[topic.id] = decided
+            results[i] = Decision(sorted(found.values(), key=lambda m: rank[m.topic_id]),
+                                  results[i].missed)
 
 
 def embedding_text(title: str, summary: str) -> str:

@@ -76,6 +76,16 @@ class Assessment:
     probability: float | None         # the topic's model, where it has one
 
 
+@dataclass(frozen=True)
+class Miss:
+    """A topic's model scored the item under its threshold: not a match, but how near it
+    came (a digest may show the nearest as "maybe" lines, for readers to judge)."""
+
+    topic_id: str
+    probability: float
+    threshold: float
+
+
 class Scorer:
     """The semantic side of a classifier: the topics it can score, their vectors."""
 
@@ -105,8 +115,9 @@ class Scorer:
         return out
 
     def decide(self, k: int, topic: TopicLike, doc: Doc, vector: np.ndarray[Any, Any],
-               lexical: Match | None) -> Match | None:
-        """The topic's match for this item, by its model or by similarity."""
+               lexical: Match | None) -> Match | Miss | None:
+        """The topic's match for this item, by its model or by similarity; a `Miss` where
+        its model scored it under the threshold."""
         st = self.topics[k]
         similarities = self.vectors[k] @ vector if self.vectors[k] is not None else None
         closest = int(similarities.argmax()) if similarities is not None else -1
@@ -133,12 +144,12 @@ class Scorer:
         return Assessment(True, similarity, probability)
 
     def _by_model(self, k: int, topic: TopicLike, doc: Doc, vector: np.ndarray[Any, Any],
-                  lexical: Match | None, semantic: float | None, closest: int) -> Match | None:
+                  lexical: Match | None, semantic: float | None, closest: int) -> Match | Miss:
         st = self.topics[k]
         assert st.model is not None
         probability = float(st.model.score(vector[None, :], signals(topic, doc)[None, :])[0])
         if probability < st.model.threshold:
-            return None
+            return Miss(topic.id, round(probability, 3), st.model.threshold)
         p = round(probability, 3)
         decided = f"model {p:.2f} >= {st.model.threshold:.2f}"
         like = self._like(k, vector)
