@@ -230,3 +230,20 @@ def track(rt: Runtime) -> Runtime:
 
 def runtime_for(folder: Path, body: str, redis_url: str) -> Runtime:
     return make_runtime(load_config(write_config(folder, body)), redis_url)
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    """The page at `url` as headless Chromium leaves it once its scripts ran (Debian's
+    chromium; the test is skipped where there is none)."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (apt-get install chromium)")
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=60)
+    assert out.stdout, out.stderr[-500:]
+    return out.stdout

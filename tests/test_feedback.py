@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import runtime_for
+from tests.conftest import dump_dom, runtime_for
 from tests.servers import free_port
 from worker import feedback, websub
 from worker.config import load_config
@@ -235,19 +234,12 @@ def test_the_question_page_in_a_browser_records_nothing(rt: Runtime, server: str
                                                          tmp_path: Path) -> None:
     """Mail scanners and chat previews open links on their own: a browser opening one sees
     the question, and nothing is recorded."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("no chromium here (apt-get install chromium)")
     rt.store.records.create_alert(alert(), origin="f1:e1")
     links = feedback.links(rt.config.settings, alert())
     assert links is not None
-    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--disable-background-networking", "--disable-component-update",
-                          "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}/p",
-                          "--dump-dom", server + path_of(links["ceasefire-talks"]["relevant"])],
-                         capture_output=True, text=True, timeout=60)
-    assert "Mark as relevant for Ceasefire talks?" in out.stdout, out.stderr[-500:]
-    assert "Truce talks resume in Doha" in out.stdout and "<button" in out.stdout
+    dom = dump_dom(server + path_of(links["ceasefire-talks"]["relevant"]), tmp_path / "p")
+    assert "Mark as relevant for Ceasefire talks?" in dom
+    assert "Truce talks resume in Doha" in dom and "<button" in dom
     assert rt.store.verdicts.of("ceasefire-talks") == []
 
 

@@ -272,7 +272,7 @@ def test_an_entry_another_worker_is_processing_is_left_to_it(
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("model file vanished")
-    monkeypatch.setattr(rt.processor.classifier(), "classify_many", broken)
+    monkeypatch.setattr(rt.processor.classifier(), "decide_many", broken)
     with pytest.raises(RuntimeError):
         pipeline.process_entries(rt.processor, keys)
     monkeypatch.undo()

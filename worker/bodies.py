@@ -112,10 +112,26 @@ class DigestStory(TypedDict):
     related: NotRequired[list[DigestStory]]  # the thread's later alerts in the period
 
 
+class DigestMaybe(TypedDict):
+    """An item the topic did not alert, among the nearest its model scored under its
+    threshold: shown for readers to judge (the subscriber's `maybe`)."""
+    id: str                                  # the line (what its feedback links name)
+    title: str
+    url: str | None
+    published: str | None
+    summary: str
+    source: str
+    lang: str | None
+    probability: float
+    threshold: float
+    feedback: NotRequired[dict[str, Links]]
+
+
 class DigestTopic(TypedDict):
     id: str
     name: str
     stories: list[DigestStory]
+    maybe: NotRequired[list[DigestMaybe]]    # only for a subscriber with `maybe`
 
 
 class Period(TypedDict):

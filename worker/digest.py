@@ -9,12 +9,12 @@ under the heading of its first.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .bodies import DigestBody, DigestSource, DigestStory, DigestTopic
+from .bodies import DigestBody, DigestMaybe, DigestSource, DigestStory, DigestTopic
 from .models import Alert, Entry, iso
 
 
@@ -55,11 +55,13 @@ def digest_id(subscriber_id: str, period: Period) -> str:
 
 def digest_body(subscriber_id: str, period: Period,
                 alerts: list[tuple[Alert, list[Entry]]],
-                links: Callable[[Alert], dict[str, dict[str, str]] | None] = lambda a: None
-                ) -> DigestBody:
+                links: Callable[[Alert], dict[str, dict[str, str]] | None] = lambda a: None,
+                maybe: Sequence[tuple[str, str, list[DigestMaybe]]] = ()) -> DigestBody:
     """The digest, as webhook JSON: topics in order of first appearance, each story once (under
     its first topic, naming the others), with all its sources and, when configured, the
-    readers' feedback links of its alert (per topic, as in an alert's body)."""
+    readers' feedback links of its alert (per topic, as in an alert's body); then each
+    topic's "maybe" lines (topic id, name, lines: items it did not alert), a topic with
+    only those last."""
     topics: dict[str, DigestTopic] = {}
     heads: dict[tuple[str, str], DigestStory] = {}     # (topic, thread) -> its first story
     for alert, copies in sorted(alerts, key=lambda a: (a[0].detected_at, a[0].id)):
@@ -87,6 +89,9 @@ def digest_body(subscriber_id: str, period: Period,
                                    "url": alert.related.url}
         heads[(first.topic_id, alert.thread_id)] = story
         topic["stories"].append(story)
+    for topic_id, name, lines in maybe:
+        topics.setdefault(topic_id, {"id": topic_id, "name": name, "stories": []})["maybe"] = \
+            lines
     return {"type": "digest", "id": digest_id(subscriber_id, period),
             "subscriber": subscriber_id,
             "period": {"kind": period.kind, "label": period.label, "timezone": period.timezone,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .classify.learned import Example
 from .errors import NewswatchError
+from .models import Entry
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -112,34 +113,64 @@ def links(settings: Settings, alert: Alert) -> dict[str, dict[str, str]] | None:
     """{topic id: {"relevant": URL, "not_relevant": URL}} for an alert, when feedback links
     are configured. The same alert always gets the same links (they expire `feedback_days`
     after it was detected), so a retried delivery carries the same body."""
+    return record_links(settings, alert.id, [m.topic_id for m in alert.matches],
+                        alert.detected_at)
+
+
+def record_links(settings: Settings, record_id: str, topic_ids: Iterable[str], at: datetime
+                 ) -> dict[str, dict[str, str]] | None:
+    """The links of an alert or a digest's "maybe" line shown `at` (they work for
+    `feedback_days` from then), per topic."""
     if not settings.feedback_links:
         return None
     assert settings.feedback_secret is not None
     secret, base = settings.feedback_secret, f"{settings.public_url}/feedback/"
-    expires = int(alert.detected_at.timestamp()) + settings.feedback_days * 86400
-    return {m.topic_id: {v: base + make_token(secret, Claim(alert.id, m.topic_id, v, expires))
-                         for v in VERDICTS}
-            for m in alert.matches}
+    expires = int(at.timestamp()) + settings.feedback_days * 86400
+    return {t: {v: base + make_token(secret, Claim(record_id, t, v, expires)) for v in VERDICTS}
+            for t in topic_ids}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What a verdict is on: an alert's entry, or that of a digest's "maybe" line (an item
+    the topic did not alert; its own story, for verdicts, is its entry)."""
+
+    entry: Entry
+    story: str
+    subscriber: str
+    topics: tuple[str, ...]        # the topics it was shown for
+    maybe: bool = False
+
+
+def judged(store: Store, record_id: str) -> Judged:
+    found = store.records.load_alert(record_id)
+    if found is not None:
+        alert = found.alert
+        return Judged(alert.entry, alert.story_id, alert.subscriber_id,
+                      tuple(m.topic_id for m in alert.matches))
+    line = store.maybes.line(record_id)
+    if line is not None:
+        return Judged(Entry.from_dict(line["entry"]), line["story"], line["subscriber"],
+                      (line["topic"],), True)
+    raise FeedbackError(f"alert {record_id!r} is not known (or has aged out): nothing recorded")
 
 
 def record(store: Store, config: Config, claim: Claim, *, via: str,
            token: str | None = None) -> Outcome:
     """Record a verdict on the alert's story for the topic, with the alerted entry's text.
     With a token, only once per token (a replay is reported, and changes nothing)."""
-    found = store.records.load_alert(claim.alert_id)
-    if found is None:
-        raise FeedbackError(f"alert {claim.alert_id!r} is not known (or has aged out): "
-                            "nothing recorded")
+    on = judged(store, claim.alert_id)
     if claim.topic_id not in config.topics:
         known = ", ".join(sorted(config.topics))
         raise FeedbackError(f"unknown topic {claim.topic_id!r} (known: {known})")
-    alert = found.alert
-    e = alert.entry
+    e = on.entry
     data = {"verdict": claim.verdict, "title": e.title, "summary": e.summary, "lang": e.lang,
-            "story": alert.story_id, "alert": alert.id, "subscriber": alert.subscriber_id,
+            "story": on.story, "alert": claim.alert_id, "subscriber": on.subscriber,
             "at": round(time.time(), 3), "via": via}
+    if on.maybe:
+        data["maybe"] = True
     ttl = max(60, claim.expires - int(time.time()) + 86400)
-    fresh, before = store.verdicts.record(claim.topic_id, alert.story_id, data,
+    fresh, before = store.verdicts.record(claim.topic_id, on.story, data,
                                           token_key(token) if token else None, ttl)
     if not fresh:
         status: Literal["recorded", "changed", "unchanged", "replayed"] = "replayed"
@@ -212,11 +243,7 @@ def add_routes(app: web.Application, store: Store, config: Config) -> None:
     secret = settings.feedback_secret
 
     def story_line(claim: Claim) -> str:
-        found = store.records.load_alert(claim.alert_id)
-        if found is None:
-            raise FeedbackError(f"alert {claim.alert_id!r} is not known (or has aged out): "
-                                "nothing recorded")
-        e = found.alert.entry
+        e = judged(store, claim.alert_id).entry
         lang = html.escape(e.lang or "", quote=True)
         return f'<p class="story" dir="auto" lang="{lang}">{html.escape(e.title)}</p>'
 

@@ -32,6 +32,9 @@ class RedisCollector(Collector):
                                      labels=["channel", "outcome"])
         stories = CounterMetricFamily("newswatch_stories_alerted", "Stories (and related "
                                       "reports) alerted, by topic", labels=["topic"])
+        maybe = CounterMetricFamily("newswatch_maybe_lines", "Items a topic did not alert "
+                                    "shown as 'maybe' lines in digests, by topic",
+                                    labels=["topic"])
         created = CounterMetricFamily("newswatch_alerts_created", "Alerts created, by "
                                       "subscriber", labels=["subscriber"])
         for outcome, n in stats.polls.items():
@@ -40,12 +43,14 @@ class RedisCollector(Collector):
             matches.add_metric([topic], n)
         for topic, n in stats.stories.items():
             stories.add_metric([topic], n)
+        for topic, n in stats.maybe.items():
+            maybe.add_metric([topic], n)
         for subscriber, n in stats.created.items():
             created.add_metric([subscriber], n)
         for outcome, by_channel in (("delivered", stats.delivered), ("dead", stats.dead)):
             for channel, n in by_channel.items():
                 alerts.add_metric([channel, outcome], n)
-        yield from (polls, matches, stories, alerts, created)
+        yield from (polls, matches, stories, maybe, alerts, created)
         yield CounterMetricFamily("newswatch_entries", "New entries taken in",
                                   value=stats.counts.get("entries_new", 0))
         yield GaugeMetricFamily("newswatch_dead_letters", "Alerts in the dead-letter list",

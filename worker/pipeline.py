@@ -16,18 +16,20 @@ from datetime import UTC, datetime
 from functools import partial
 
 from . import digest, feedback, stories, websub
+from .bodies import DigestMaybe
 from .classify import Classifier
-from .config import Config
+from .classify.scoring import Miss
+from .config import Config, SubscriberConfig
 from .delivery import CLAIM_MARGIN, Deliverer, DeliveryOutcome, _claim_kept, deliver_alert
 from .logs import alert_fields
-from .models import Alert, Entry, Match, Related
+from .models import Alert, Entry, Match, Related, iso
 from .polling import CLAIM_LEASE, Poller, PollOutcome, due_feeds, poll_feed, poll_feeds
-from .store import DigestBucket, Store, Writes
+from .store import DigestBucket, Near, Store, Writes
 
 __all__ = ["CLAIM_LEASE", "CLAIM_MARGIN", "Deliverer", "DeliveryOutcome", "DueWork",
            "PollOutcome", "Poller", "Processor", "_claim_kept", "alert_id", "assign_story",
            "batches", "close_digests", "deliver_alert", "due_feeds", "due_work", "fan_out",
-           "poll_feed", "poll_feeds", "process_entries"]
+           "offer_maybe", "poll_feed", "poll_feeds", "process_entries"]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +71,14 @@ def process_entries(proc: Processor, entry_keys: list[str]) -> list[str]:
     try:
         entries = [(key, entry) for key, entry in claimed if entry is not None]
         classifier = proc.classifier()
-        found = classifier.classify_many([(e.title, e.summary, e.lang) for _, e in entries])
-        for (key, entry), matches in zip(entries, found, strict=True):
-            for m in matches:
+        found = classifier.decide_many([(e.title, e.summary, e.lang) for _, e in entries])
+        for (key, entry), decided in zip(entries, found, strict=True):
+            for m in decided.matches:
                 proc.store.stats.add("matches", m.topic_id, writes=batch)
-            if matches:
-                to_deliver += fan_out(proc, key, entry, matches, batch)
+            if decided.matches:
+                to_deliver += fan_out(proc, key, entry, decided.matches, batch)
+            if decided.missed:
+                offer_maybe(proc, key, entry, decided.missed, batch)
         proc.store.entries.done(*entry_keys, writes=batch)
         batch.send()
     except BaseException:
@@ -108,9 +112,8 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
             first = proc.store.records.first_in_thread(placed.thread, sub.id, alert.id)
             alert = replace(alert, reply_to=first if first != alert.id else None)
         if sub.digest != "none":      # held for the digest of the period it arrives in
-            period = digest.period_of(now, sub.digest, sub.timezone)
-            created = proc.store.records.create_alert(alert, origin=entry_key, hold=DigestBucket(
-                sub.id, period.kind, int(period.start.timestamp()), period.end.timestamp()))
+            created = proc.store.records.create_alert(alert, origin=entry_key,
+                                                      hold=_bucket(sub, now))
         else:
             created = proc.store.records.create_alert(alert, origin=entry_key)
             if created:
@@ -130,6 +133,28 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
     for topic_id in sorted(told):
         proc.store.stats.add("stories", topic_id, writes=writes)
     return out
+
+
+def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str, Miss],
+                writes: Writes | None = None) -> None:
+    """An entry some topics' models scored under their thresholds, offered to the digests of
+    the subscribers of those topics who asked for "maybe" lines (the nearest are kept)."""
+    now = datetime.now(UTC)
+    for sub in proc.config.subscribers:
+        mine = [miss for topic_id, miss in missed.items() if topic_id in sub.topics]
+        if not sub.maybe or sub.digest == "none" or not mine:
+            continue
+        bucket = _bucket(sub, now)
+        for miss in mine:           # twice as many kept: the digest leaves some out
+            proc.store.maybes.offer(bucket, miss.topic_id, Near(
+                entry_key, entry, miss.probability, miss.threshold), 2 * sub.maybe, writes)
+
+
+def _bucket(sub: SubscriberConfig, now: datetime) -> DigestBucket:
+    """The digest bucket of the period `now` is in, for a digest subscriber."""
+    period = digest.period_of(now, sub.digest, sub.timezone)
+    return DigestBucket(sub.id, period.kind, int(period.start.timestamp()),
+                        period.end.timestamp())
 
 
 def _related(proc: Processor, story_id: str) -> Related:
@@ -210,20 +235,71 @@ def close_digests(store: Store, config: Config, now: float) -> list[str]:
     for bucket, alert_ids in store.records.due_digest_buckets(now):
         subscriber_id = bucket.subscriber_id
         try:
-            zone = config.subscriber(subscriber_id).timezone
+            sub: SubscriberConfig | None = config.subscriber(subscriber_id)
         except KeyError:
-            zone = "UTC"              # delivery dead-letters it with the reason
-        period = digest.period_of(datetime.fromtimestamp(bucket.start, UTC), bucket.kind, zone)
+            sub = None                # delivery dead-letters it with the reason
+        period = digest.period_of(datetime.fromtimestamp(bucket.start, UTC), bucket.kind,
+                                  sub.timezone if sub else "UTC")
         items = []
         for alert_id in alert_ids:
             record = store.records.load_alert(alert_id)
             if record is not None:
                 copies = list(store.stories.entries(record.alert.story_id).values())
                 items.append((record.alert, copies))
-        if items:
+        near = maybe_lines(store, config, sub, bucket, period, items) if sub else []
+        if items or near:
             body = digest.digest_body(subscriber_id, period, items,
-                                      partial(feedback.links, config.settings))
-            store.records.create_digest(body["id"], body, subscriber_id)
+                                      partial(feedback.links, config.settings), near)
+            if store.records.create_digest(body["id"], body, subscriber_id) == 1:
+                for topic_id, _, lines in near:
+                    store.stats.add("maybe", topic_id, len(lines))
             out.append(body["id"])
         store.records.close_digest_bucket(bucket, alert_ids)
+        if sub is not None:
+            store.maybes.forget(bucket, list(sub.topics))
     return out
+
+
+def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: DigestBucket,
+                period: digest.Period, items: list[tuple[Alert, list[Entry]]]
+                ) -> list[tuple[str, str, list[DigestMaybe]]]:
+    """A digest's "maybe" lines, (topic id, name, lines) per topic of the subscriber: the
+    period's nearest misses, `sub.maybe` at most, leaving out what the digest alerts (an
+    entry or a headline of its stories) and repeated headlines. Each line is kept for as
+    long as its feedback links work."""
+    if not sub.maybe:
+        return []
+    alerted = {e.key for alert, copies in items for e in (alert.entry, *copies)}
+    headlines = {_headline(e.title) for alert, copies in items
+                 for e in (alert.entry, *copies)}
+    ttl = (config.settings.feedback_days + 1) * 86400
+    out = []
+    for topic_id in sub.topics:
+        lines: list[DigestMaybe] = []
+        shown = set(headlines)
+        for near in store.maybes.nearest(bucket, topic_id):
+            e = near.entry
+            if len(lines) == sub.maybe or e.key in alerted or _headline(e.title) in shown:
+                continue
+            shown.add(_headline(e.title))
+            line_id = "m" + hashlib.sha256(
+                f"{sub.id}\n{topic_id}\n{near.entry_key}".encode()).hexdigest()[:23]
+            store.maybes.show(line_id, {
+                "subscriber": sub.id, "topic": topic_id, "entry": e.to_dict(),
+                "story": stories.new_story_id(near.entry_key),
+                "probability": near.probability, "threshold": near.threshold}, ttl)
+            line: DigestMaybe = {
+                "id": line_id, "title": e.title, "url": e.link, "published": iso(e.published),
+                "summary": e.summary, "source": e.source_title, "lang": e.lang,
+                "probability": near.probability, "threshold": near.threshold}
+            if (said := feedback.record_links(config.settings, line_id, [topic_id],
+                                              period.end)) is not None:
+                line["feedback"] = said
+            lines.append(line)
+        if lines and topic_id in config.topics:
+            out.append((topic_id, config.topics[topic_id].name, lines))
+    return out
+
+
+def _headline(title: str) -> str:
+    return " ".join(title.casefold().split())

@@ -108,7 +108,8 @@ def startup_summary(rt: Runtime, concurrency: int) -> list[str]:
             sub.email or (urlsplit(sub.webhook).netloc if sub.webhook else "") or \
             (sub.apprise or "").split("://", 1)[0] + "://"
         channels.append(f"{sub.id} ({sub.channel} {where}"
-                        f"{', ' + sub.digest + ' digest' if sub.digest != 'none' else ''})")
+                        f"{', ' + sub.digest + ' digest' if sub.digest != 'none' else ''}"
+                        f"{f', {sub.maybe} maybe per topic' if sub.maybe else ''})")
     broker = broker_url(s)
     lines = [
         f"newswatch {__version__} run: config {c.path}",

@@ -239,11 +239,14 @@ class Latest:
         return self.store.stats.totals()
 
     def alerted(self, topic_id: str, told: int) -> int:
-        """How many of the topic's stories (and related reports) were alerted: what its
-        readers could judge, `told` of them. A store that began this count after many of
-        those alerts has counted fewer: then its matched entries (a story's copies too)."""
-        stories = self._totals.stories.get(topic_id, 0)
-        return stories if stories >= told else self._totals.matches.get(topic_id, 0)
+        """How many of the topic's stories (and related reports) were alerted, or shown as
+        digests' "maybe" lines: what its readers could judge, `told` of them. A store that
+        began counting stories after many alerts has counted fewer: then its matched
+        entries (a story's copies too)."""
+        totals = self._totals
+        maybe = totals.maybe.get(topic_id, 0)
+        shown = totals.stories.get(topic_id, 0) + maybe
+        return shown if shown >= told else totals.matches.get(topic_id, 0) + maybe
 
 
 def stream_beside(latest: Latest, config: Config, topic_id: str, said: list[Example]
@@ -344,7 +347,8 @@ def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> st
 
 def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
     """What `check` says of the topics' models: problems (a model that cannot be read, or was
-    fitted on another embedding) and notes (stale ones; models unused without the extra)."""
+    fitted on another embedding) and notes (stale ones; models unused without the extra;
+    "maybe" lines asked of topics that have no model)."""
     from .classify.semantic import MODEL_NAME
 
     problems, notes = [], []
@@ -372,6 +376,13 @@ def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
                          "its query")
         elif why := stale(config, topic_id):
             notes.append(f"topic {topic_id!r}: {why}")
+    for sub in (s for s in config.subscribers if s.maybe):
+        bare = [t for t in sub.topics if t in config.topics and model_file(config, t) is None]
+        if bare or not installed:
+            notes.append(f"subscriber {sub.id!r}: no 'maybe' lines for "
+                         f"{', '.join(bare) if installed else 'any topic'}: they are the near "
+                         "misses of a topic's trained model" + ("" if installed else
+                                                                ", and the model is not used"))
     return problems, notes
 
 

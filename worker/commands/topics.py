@@ -218,10 +218,7 @@ def _feedback(args: argparse.Namespace) -> int:
     if args.verdict is None:
         raise NewswatchError("feedback ALERT needs --relevant or --not-relevant")
     with services(config) as rt:
-        found = rt.store.records.load_alert(args.alert)
-        if found is None:
-            raise NewswatchError(f"alert {args.alert!r} is not known (or has aged out)")
-        topics = args.topic or [m.topic_id for m in found.alert.matches]
+        topics = args.topic or list(feedback.judged(rt.store, args.alert).topics)
         if len(topics) > 1 and not args.topic:
             raise NewswatchError(f"alert {args.alert!r} matched {', '.join(topics)}: say "
                                  "which with --topic")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from ..bodies import AlertBody, Body, DigestBody, DigestStory, DigestTopic, NoticeBody
+from ..bodies import AlertBody, Body, DigestBody, DigestMaybe, DigestStory, DigestTopic, NoticeBody
 from .render import single_line
-from .templates import language_note, safe_link, scores
+from .templates import digest_count, language_note, maybe_score, safe_link, scores
 
 _SPECIAL = re.compile(r"([\\`_\[\]()#+\-!|<>~{}.])")
 _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
@@ -72,13 +72,16 @@ def _digest(body: DigestBody) -> tuple[str, str]:
     period = body["period"]
     kind = "Daily" if period["kind"] == "daily" else "Hourly"
     title = single_line(f"[newswatch] {kind} digest {period['label']} ({period['timezone']}): "
-                        f"{body['stories']} stories")
+                        f"{digest_count(body)}")
     lines = []
     for topic in body["topics"]:
         lines.append(f"**{md(topic['name'])}**")
         for story in topic["stories"]:
             lines.append(f"- {_digest_line(topic, story)}")
             lines += [f"  - ↳ {_digest_line(topic, later)}" for later in story.get("related", [])]
+        if topic.get("maybe"):
+            lines.append(f"_Maybe {md(topic['name'])}? Not alerted, for you to judge:_")
+            lines += [f"- {_maybe_line(topic, near)}" for near in topic["maybe"]]
         lines.append("")
     return title, "\n".join(lines).strip()
 
@@ -89,6 +92,14 @@ def _digest_line(topic: DigestTopic, story: DigestStory) -> str:
     said = (f" · {_link('relevant', links.get('relevant'))} · "
             f"{_link('not relevant', links.get('not_relevant'))}" if links else "")
     return f"{_link(story['title'], story.get('url'))} ({sources}){said}"
+
+
+def _maybe_line(topic: DigestTopic, near: DigestMaybe) -> str:
+    links = (near.get("feedback") or {}).get(topic["id"])
+    said = (f" · {_link('relevant', links.get('relevant'))} · "
+            f"{_link('not relevant', links.get('not_relevant'))}" if links else "")
+    return f"{_link(near['title'], near.get('url'))} ({md(near['source'])}, " \
+           f"{md(maybe_score(near))}){said}"
 
 
 def _notice(body: NoticeBody) -> tuple[str, str]:

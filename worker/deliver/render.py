@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from ..bodies import (
     AlertBody,
     DigestBody,
+    DigestMaybe,
     DigestStory,
     Links,
     NoticeBody,
@@ -19,7 +20,16 @@ from ..bodies import (
     TopicMatch,
 )
 from ..models import Alert, Entry, iso
-from .templates import alert_html, digest_html, language_note, notice_html, scores, when
+from .templates import (
+    alert_html,
+    digest_count,
+    digest_html,
+    language_note,
+    maybe_score,
+    notice_html,
+    scores,
+    when,
+)
 
 MAX_SUBJECT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -111,7 +121,7 @@ def digest_email(body: DigestBody, *, to: str, from_address: str,
     kind = "Daily" if period["kind"] == "daily" else "Hourly"
     msg = EmailMessage()
     msg["Subject"] = single_line(f"[newswatch] {kind} digest {period['label']} "
-                                 f"({period['timezone']}): {body['stories']} stories")
+                                 f"({period['timezone']}): {digest_count(body)}")
     msg["From"], msg["To"] = from_address, to
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = f"<{body['id']}@{domain}>"
@@ -123,6 +133,10 @@ def digest_email(body: DigestBody, *, to: str, from_address: str,
             lines += _digest_story(story, "- ", "  ")
             for later in story.get("related", []):     # its thread, under it
                 lines += _digest_story(later, "    ↳ ", "      ")
+        if topic.get("maybe"):
+            lines += ["", f"Maybe {topic['name']}? Not alerted: the nearest misses, for you "
+                          "to judge (the topic learns from your verdict)"]
+            lines += [line for near in topic["maybe"] for line in _maybe_line(near)]
         lines.append("")
     msg.set_content("\n".join(lines) + "\n")
     msg.add_alternative(digest_html(body), subtype="html")
@@ -138,6 +152,16 @@ def _digest_story(story: DigestStory, bullet: str, indent: str) -> list[str]:
     lines.append(f"{indent}{story.get('url') or ''}  [{sources}]".rstrip())
     for topic_id, links in (story.get("feedback") or {}).items():
         lines.append(f"{indent}{topic_id}: relevant {links['relevant']} · not relevant "
+                     f"{links['not_relevant']}")
+    return lines
+
+
+def _maybe_line(near: DigestMaybe) -> list[str]:
+    url = near.get("url")
+    lines = [f"- {single_line(near['title'], 300)}",
+             f"  {url + '  ' if url else ''}[{near['source']}] {maybe_score(near)}"]
+    for topic_id, links in (near.get("feedback") or {}).items():
+        lines.append(f"  {topic_id}: relevant {links['relevant']} · not relevant "
                      f"{links['not_relevant']}")
     return lines
 

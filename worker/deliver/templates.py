@@ -9,7 +9,16 @@ from datetime import datetime
 from html import escape
 from urllib.parse import urlsplit
 
-from ..bodies import AlertBody, DigestBody, DigestStory, DigestTopic, Links, NoticeBody, TopicMatch
+from ..bodies import (
+    AlertBody,
+    DigestBody,
+    DigestMaybe,
+    DigestStory,
+    DigestTopic,
+    Links,
+    NoticeBody,
+    TopicMatch,
+)
 from ..classify import language
 
 ACCENT, INK, MUTED, RULE = "#b4232a", "#111827", "#6b7280", "#e5e7eb"
@@ -101,7 +110,7 @@ def digest_html(body: DigestBody) -> str:
     rows = [_row(f'<h1 style="margin:0;font-size:22px;color:{INK}">{kind} digest</h1>'
                  f'<p style="margin:4px 0 0;font-size:13px;color:{MUTED}">'
                  f"{escape(period['label'])} ({escape(period['timezone'])}) · "
-                 f"{body['stories']} stories</p>", "24px 28px 6px")]
+                 f"{escape(digest_count(body))}</p>", "24px 28px 6px")]
     for topic in body["topics"]:
         items = []
         for story in topic["stories"]:
@@ -113,8 +122,8 @@ def digest_html(body: DigestBody) -> str:
         rows.append(_row(f'<p style="margin:0 0 6px;font-size:12px;font-weight:600;'
                          f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">'
                          f"{escape(topic['name'])}</p><ul style=\"margin:0;padding-left:18px;"
-                         f'font-size:14px;line-height:1.45;color:{INK}">{"".join(items)}</ul>',
-                         "14px 28px 6px"))
+                         f'font-size:14px;line-height:1.45;color:{INK}">{"".join(items)}</ul>'
+                         f"{_maybe_section(topic)}", "14px 28px 6px"))
     return _page(f"{kind} digest {period['label']}", "", f"{kind} digest", rows,
                  f"Sent to {escape(body['subscriber'])}: one message per period, one line per "
                  "story with all its sources.")
@@ -131,6 +140,35 @@ def _digest_item(topic: DigestTopic, story: DigestStory, thread: str = "") -> st
             f'{_linked(story["title"], safe_link(story.get("url")))}{related}<br>'
             f'<span style="font-size:12px;color:{MUTED}">{escape(sources + also)}'
             f"</span>{said}{thread}</li>")
+
+
+def digest_count(body: DigestBody) -> str:
+    """What a digest holds, for its subject: "3 stories", "3 stories, 2 maybe"."""
+    maybe = sum(len(t.get("maybe", [])) for t in body["topics"])
+    return f"{body['stories']} stories" + (f", {maybe} maybe" if maybe else "")
+
+
+def maybe_score(near: DigestMaybe) -> str:
+    return f"model {near['probability']:.2f}, alerts from {near['threshold']:.2f}"
+
+
+def _maybe_section(topic: DigestTopic) -> str:
+    """A topic's "maybe" lines: items it did not alert, set apart, each with its links."""
+    if not topic.get("maybe"):
+        return ""
+    items = "".join(
+        f'<li dir="auto"{_lang_attr(near.get("lang"))} style="margin:0 0 8px">'
+        f'{_linked(near["title"], safe_link(near.get("url")))}<br>'
+        f'<span style="font-size:12px;color:{MUTED}">{escape(near["source"])} · '
+        f"{escape(maybe_score(near))}</span>"
+        f"{_feedback(topic['name'], near.get('feedback', {}).get(topic['id']))}</li>"
+        for near in topic["maybe"])
+    return (f'<div style="margin:10px 0 0;padding:8px 12px;border:1px dashed {RULE};'
+            f'border-radius:4px"><p style="margin:0 0 6px;font-size:12px;color:{MUTED}">'
+            f"Maybe {escape(topic['name'])}? Not alerted: the nearest misses, for you to judge "
+            "(the topic learns from your verdict).</p>"
+            f'<ul style="margin:0;padding-left:18px;font-size:14px;line-height:1.45;'
+            f'color:{INK}">{items}</ul></div>')
 
 
 def _story_topics(topic: DigestTopic, story: DigestStory) -> list[tuple[str, str]]:

@@ -2,7 +2,8 @@
 
 One part per concept, each with its keys and scripts beside it: `feeds` (feeds.py), `entries`
 (entries.py), `stories` (stories.py), `records` (records.py: alerts, digests, notices),
-`verdicts` (verdicts.py: readers' feedback), `stats` (stats.py). A stage is given the parts it
+`maybes` (maybe.py: a digest's "maybe" lines), `verdicts` (verdicts.py: readers' feedback),
+`stats` (stats.py). A stage is given the parts it
 uses; `Store` holds them all, with the connection (base.py) and the explicit write batch.
 
 Keys (P = settings.key_prefix):
@@ -47,6 +48,9 @@ Keys (P = settings.key_prefix):
   P:digests                zset   digest bucket ([sub, kind, start] as JSON) -> period end, for
                                   `maintain` to close
   P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
+  P:maybe:{h}              zset   a digest bucket's nearest misses of one topic ([entry key,
+                                  entry JSON, threshold] -> probability; 2 x `maybe` highest)
+  P:maybeline:{id}         string a "maybe" line a digest showed (TTL: its links' life)
   P:stats                  hash   counters for summaries
   P:feedback:{topic}       hash   story -> a reader's last verdict, with the alerted text
   P:fbtoken:{h}            string a feedback link already used (TTL: the link's life)
@@ -67,15 +71,16 @@ import redis
 from .base import DAY, UNAVAILABLE, Db, Unavailable, Writes
 from .entries import Entries
 from .feeds import Feeds, FeedState, WebSubState
+from .maybe import Maybes, Near
 from .records import AlertRecord, DeadLetter, DigestBucket, Records, RecordState
 from .stats import HISTOGRAMS, Stats
 from .stories import STORIES_PER_WORD, Stories, StoryClaim
 from .verdicts import Verdicts
 
 __all__ = ["DAY", "HISTOGRAMS", "STORIES_PER_WORD", "UNAVAILABLE", "AlertRecord", "DeadLetter",
-           "DigestBucket", "Entries", "FeedState", "Feeds", "RecordState", "Records", "Stats",
-           "Store", "Stories", "StoryClaim", "Unavailable", "Verdicts", "WebSubState",
-           "Writes"]
+           "DigestBucket", "Entries", "FeedState", "Feeds", "Maybes", "Near", "RecordState",
+           "Records", "Stats", "Store", "Stories", "StoryClaim", "Unavailable", "Verdicts",
+           "WebSubState", "Writes"]
 
 
 class Store:
@@ -91,6 +96,7 @@ class Store:
         self.entries = Entries(self.db)
         self.stories = Stories(self.db)
         self.records = Records(self.db)
+        self.maybes = Maybes(self.db)
         self.verdicts = Verdicts(self.db)
         self.stats = Stats(self.db)
 

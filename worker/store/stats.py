@@ -15,7 +15,7 @@ HISTOGRAMS = {
     "delivery_latency": ("Time from detection to delivery", (1, 5, 15, 60, 300, 3600, 86400)),
 }
 # Families: P:stats:{family} hash, label -> count. P:stats itself: the unlabelled counters.
-FAMILIES = ("polls", "matches", "created", "delivered", "dead", "stories")
+FAMILIES = ("polls", "matches", "created", "delivered", "dead", "stories", "maybe")
 COUNTERS = ("entries_new", "push_received", "push_rejected")
 
 
@@ -23,7 +23,8 @@ COUNTERS = ("entries_new", "push_received", "push_rejected")
 class Totals:
     """Every counter: `polls` by outcome, `matches` by topic (entries, copies of one story
     included), `created` by subscriber, `delivered` and `dead` by channel, `stories` by topic
-    (stories and related reports alerted to someone: what readers could judge), the
+    (stories and related reports alerted to someone: what readers could judge), `maybe` by
+    topic (the "maybe" lines digests showed: readers could judge those too), the
     unlabelled `counts`, and `histograms` (name -> {bound, "count", "sum_ms"} -> n)."""
 
     polls: dict[str, int] = field(default_factory=dict)
@@ -32,6 +33,7 @@ class Totals:
     delivered: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     stories: dict[str, int] = field(default_factory=dict)
+    maybe: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
 

