@@ -64,7 +64,7 @@ def shipped_topics() -> str:
 
 
 def maybe_runtime(tmp_path: Path, server: FeedServer, redis_url: str, maybe: int,
-                  items: list[tuple[str, str]]) -> Runtime:
+                  items: list[tuple[str, str]], digest: str = "daily") -> Runtime:
     server.files["/wire.xml"] = Served(feed(items))
     path = write_config(tmp_path, f"""\
         feeds:
@@ -74,7 +74,7 @@ def maybe_runtime(tmp_path: Path, server: FeedServer, redis_url: str, maybe: int
           - id: briefing
             outbox: out
             topics: [ceasefire-talks, hostage-releases]
-            digest: daily
+            digest: {digest}
             maybe: {maybe}
           - id: desk
             outbox: desk
@@ -95,7 +95,8 @@ def close_day(rt: Runtime) -> dict[str, dict[str, Any]]:
     """Take the feed in, close the day, deliver its digests: the bodies, by subscriber."""
     for f in rt.config.feeds:
         outcome = pipeline.poll_feed(rt.poller, f.id)
-        assert pipeline.process_entries(rt.processor, list(outcome.new_entries)) == []
+        for alert_id in pipeline.process_entries(rt.processor, list(outcome.new_entries)):
+            assert pipeline.deliver_alert(rt.deliverer, alert_id).status == "delivered"
     ids = pipeline.due_work(rt.store, rt.config, now=time.time() + 2 * 86400).alerts
     for record_id in ids:
         assert pipeline.deliver_alert(rt.deliverer, record_id).status == "delivered"
@@ -104,7 +105,8 @@ def close_day(rt: Runtime) -> dict[str, dict[str, Any]]:
     for folder in ("out", "desk"):
         for path in (rt.config.path.parent / folder).glob("*.json"):
             body = json.loads(path.read_text())
-            bodies[body["subscriber"]] = body
+            if body["type"] == "digest":
+                bodies[body["subscriber"]] = body
     return bodies
 
 
@@ -242,16 +244,27 @@ def test_a_day_with_only_near_misses_still_has_its_digest(
     assert {t["id"]: [line["title"] for line in t["maybe"]] for t in body["topics"]} == want
 
 
-def test_maybe_lines_need_a_digest(tmp_path: Path) -> None:
+def test_a_subscriber_alerted_at_once_gets_a_daily_message_of_them(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 2, ITEMS, digest="none")
+    want, alerted = expected(rt, ITEMS, 2)
+    body = close_day(rt)["briefing"]
+    sent = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
+    assert {b["story"]["title"] for b in sent if b["type"] == "alert"} == alerted   # at once
+    assert body["stories"] == 0 and body["period"]["kind"] == "daily"
+    assert {t["id"]: [line["title"] for line in t["maybe"]] for t in body["topics"]} == want
+    message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
+    lines = sum(len(t["maybe"]) for t in body["topics"])
+    assert message["Subject"].endswith(f": {lines} maybe (not alerted)")
+
+
+def test_at_most_twenty_a_topic(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("feeds: [{url: https://a.example/f.xml}]\n"
                     "topics: {t: {name: T, query: truce}}\n"
-                    "subscribers:\n  - {id: s, outbox: out, topics: [t], maybe: 2}\n"
-                    "  - {id: u, outbox: out, topics: [t], digest: daily, maybe: 99}\n")
-    with pytest.raises(ConfigError) as caught:
+                    "subscribers:\n  - {id: u, outbox: out, topics: [t], maybe: 21}\n")
+    with pytest.raises(ConfigError, match="less than or equal to 20"):
         load_config(path)
-    said = str(caught.value)
-    assert "'maybe' lines come in a digest" in said and "less than or equal to 20" in said
 
 
 def test_check_says_which_topics_cannot_have_maybe_lines(tmp_path: Path) -> None:

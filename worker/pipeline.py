@@ -137,12 +137,13 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
 
 def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str, Miss],
                 writes: Writes | None = None) -> None:
-    """An entry some topics' models scored under their thresholds, offered to the digests of
-    the subscribers of those topics who asked for "maybe" lines (the nearest are kept)."""
+    """An entry some topics' models scored under their thresholds, offered to the subscribers
+    of those topics who asked for "maybe" lines (the nearest are kept): in their digest, or
+    for a subscriber alerted at once, in a daily message of them."""
     now = datetime.now(UTC)
     for sub in proc.config.subscribers:
         mine = [miss for topic_id, miss in missed.items() if topic_id in sub.topics]
-        if not sub.maybe or sub.digest == "none" or not mine:
+        if not sub.maybe or not mine:
             continue
         bucket = _bucket(sub, now)
         for miss in mine:           # twice as many kept: the digest leaves some out
@@ -151,8 +152,10 @@ def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str,
 
 
 def _bucket(sub: SubscriberConfig, now: datetime) -> DigestBucket:
-    """The digest bucket of the period `now` is in, for a digest subscriber."""
-    period = digest.period_of(now, sub.digest, sub.timezone)
+    """The digest bucket of the period `now` is in: the subscriber's digest, or for one
+    alerted at once, the day's message of "maybe" lines."""
+    period = digest.period_of(now, sub.digest if sub.digest != "none" else "daily",
+                              sub.timezone)
     return DigestBucket(sub.id, period.kind, int(period.start.timestamp()),
                         period.end.timestamp())
 

@@ -27,7 +27,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Path_ = tuple[str | int, ...]
 CHANNELS = ("email", "webhook", "apprise", "outbox")
-MAX_MAYBE = 20        # "maybe" lines per topic a digest carries at most: each asks a reader
+MAX_MAYBE = 20        # "maybe" lines per topic and period at most: each asks a reader
 
 
 class _Model(BaseModel):
@@ -122,7 +122,8 @@ class SubscriberConfig(_Model):
     digest: Literal["none", "hourly", "daily"] = "none"
     timezone: str = "UTC"         # digest periods follow this clock (IANA name)
     updates: bool = False         # alert again, marked as an update, on material news
-    maybe: int = Field(0, ge=0, le=MAX_MAYBE)   # a digest's "maybe" lines per topic
+    maybe: int = Field(0, ge=0, le=MAX_MAYBE)   # near misses per topic, in the digest
+                                                # (else a daily message of them)
 
     @field_validator("id")
     @classmethod
@@ -152,9 +153,6 @@ class SubscriberConfig(_Model):
                              + (f" (has {', '.join(channels)})" if channels else ""))
         if self.webhook and not self.secret:
             raise ValueError("a webhook subscriber needs a 'secret' (whsec_...)")
-        if self.maybe and self.digest == "none":
-            raise ValueError("'maybe' lines come in a digest: give this subscriber "
-                             "'digest: hourly' or 'digest: daily', or drop 'maybe'")
         return self
 
     @field_validator("email")

@@ -143,8 +143,11 @@ def _digest_item(topic: DigestTopic, story: DigestStory, thread: str = "") -> st
 
 
 def digest_count(body: DigestBody) -> str:
-    """What a digest holds, for its subject: "3 stories", "3 stories, 2 maybe"."""
+    """What a digest holds, for its subject: "3 stories", "3 stories, 2 maybe", or for a
+    subscriber alerted at once, its day's "2 maybe (nothing alerted)"."""
     maybe = sum(len(t.get("maybe", [])) for t in body["topics"])
+    if maybe and not body["stories"]:
+        return f"{maybe} maybe (not alerted)"
     return f"{body['stories']} stories" + (f", {maybe} maybe" if maybe else "")
 
 
