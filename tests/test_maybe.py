@@ -119,9 +119,9 @@ def expected(rt: Runtime, items: list[tuple[str, str]], maybe: int
     near: dict[str, list[tuple[float, str]]] = {}
     for (title, _), d in zip(items, decided, strict=True):
         for topic_id, miss in d.missed.items():
-            assert miss.probability < miss.threshold
+            assert miss.score < miss.threshold
             if title not in alerted:
-                near.setdefault(topic_id, []).append((miss.probability, title))
+                near.setdefault(topic_id, []).append((miss.score - miss.threshold, title))
     return ({t: [title for _, title in sorted(found, reverse=True)[:maybe]]
              for t, found in near.items()}, alerted)
 
@@ -137,10 +137,10 @@ def test_a_digest_shows_each_topic_s_nearest_misses_to_judge(
     assert {t: [line["title"] for line in lines] for t, lines in shown.items() if lines} == want
     lines = [line for found in shown.values() for line in found]
     for topic_id, found in shown.items():
-        assert [line["probability"] for line in found] == sorted(
-            (line["probability"] for line in found), reverse=True)
+        under = [line["score"] - line["threshold"] for line in found]
+        assert under == sorted(under, reverse=True) and all(u < 0 for u in under)
         for line in found:
-            assert line["probability"] < line["threshold"] and line["title"] not in alerted
+            assert line["by"] == "model" and line["title"] not in alerted
             assert line["source"] == "Wire" and line["url"].startswith("https://wire.example/")
             assert set(line["feedback"]) == {topic_id}
     # the subscriber who did not ask has the same stories and no maybe line
@@ -271,13 +271,52 @@ def test_check_says_which_topics_cannot_have_maybe_lines(tmp_path: Path) -> None
     path = tmp_path / "c.yaml"
     path.write_text("feeds: [{url: https://a.example/f.xml}]\n"
                     f"topics: {{t: {{name: T, query: truce, model: {CONFIG}/models/"
-                    "ceasefire-talks.json}, u: {name: U, query: hostage}}\n"
-                    "subscribers:\n  - {id: s, outbox: out, topics: [t, u], digest: daily, "
-                    "maybe: 1}\n  - {id: v, outbox: out, topics: [u], digest: daily}\n")
+                    "ceasefire-talks.json}, u: {name: U, query: hostage},"
+                    " w: {name: W, query: swap, description: Prisoner swaps}}\n"
+                    "subscribers:\n  - {id: s, outbox: out, topics: [t, u, w], "
+                    "digest: daily, maybe: 1}\n  - {id: v, outbox: out, topics: [u]}\n")
     config = load_config(path)
     _, notes = model_notes(config, installed=True)
     assert [n for n in notes if "maybe" in n] == [
-        "subscriber 's': no 'maybe' lines for u: they are the near misses of a topic's "
-        "trained model"]
+        "subscriber 's': no 'maybe' lines for u: they are a topic's near misses by its "
+        "model, or by similarity to its description and examples"]
     _, notes = model_notes(config, installed=False)
     assert "subscriber 's': no 'maybe' lines for any topic" in "\n".join(notes)
+
+
+def test_a_topic_without_a_model_ranks_its_misses_by_similarity(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    """A new topic, before it is trained: its near misses are the items that pass its gate
+    and come nearest its description and examples (what its readers' first verdicts are
+    most worth on)."""
+    feed_server.files["/wire.xml"] = Served(feed(ITEMS))
+    path = write_config(tmp_path, f"""\
+        feeds:
+          - url: {feed_server.url('/wire.xml')}
+            name: Wire
+        topics:
+          swaps:
+            name: Prisoner swaps
+            query: swap* AND (prisoner* OR detainee*)
+            description: Prisoners or detainees exchanged between states or armed groups
+            examples: [Two countries swap jailed citizens in a deal brokered by Oman]
+            semantic: {{gate: hostage* OR prisoner* OR captive* OR truce}}
+        subscribers:
+          - id: briefing
+            outbox: out
+            topics: [swaps]
+            digest: daily
+            maybe: 2
+        settings:
+          allow_private_networks: true
+        """, topics=False)
+    rt = make_runtime(load_config(path), redis_url)
+    want, _ = expected(rt, ITEMS, 2)
+    assert want.get("swaps"), "the gate's items should come near by similarity"
+    body = close_day(rt)["briefing"]
+    [topic] = [t for t in body["topics"] if t["id"] == "swaps"]
+    assert [line["title"] for line in topic["maybe"]] == want["swaps"]
+    assert {line["by"] for line in topic["maybe"]} == {"similarity"}
+    assert "feedback" not in topic["maybe"][0]           # no links configured: none shown
+    text = render.digest_email(body, to="b@example.org", from_address="n@example.org")
+    assert "similarity 0." in text.get_body(("plain",)).get_content()  # type: ignore[union-attr]

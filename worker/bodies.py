@@ -122,8 +122,9 @@ class DigestMaybe(TypedDict):
     summary: str
     source: str
     lang: str | None
-    probability: float
-    threshold: float
+    score: float                             # how near: the topic's model's probability,
+    threshold: float                         # or the similarity where it has no model (`by`)
+    by: str                                  # model | similarity
     feedback: NotRequired[dict[str, Links]]
 
 

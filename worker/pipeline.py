@@ -137,7 +137,7 @@ def fan_out(proc: Processor, entry_key: str, entry: Entry, matches: list[Match],
 
 def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str, Miss],
                 writes: Writes | None = None) -> None:
-    """An entry some topics' models scored under their thresholds, offered to the subscribers
+    """An entry some topics scored under their thresholds, offered to the subscribers
     of those topics who asked for "maybe" lines (the nearest are kept): in their digest, or
     for a subscriber alerted at once, in a daily message of them."""
     now = datetime.now(UTC)
@@ -148,7 +148,7 @@ def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str,
         bucket = _bucket(sub, now)
         for miss in mine:           # twice as many kept: the digest leaves some out
             proc.store.maybes.offer(bucket, miss.topic_id, Near(
-                entry_key, entry, miss.probability, miss.threshold), 2 * sub.maybe, writes)
+                entry_key, entry, miss.score, miss.threshold, miss.by), 2 * sub.maybe, writes)
 
 
 def _bucket(sub: SubscriberConfig, now: datetime) -> DigestBucket:
@@ -290,11 +290,11 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
             store.maybes.show(line_id, {
                 "subscriber": sub.id, "topic": topic_id, "entry": e.to_dict(),
                 "story": stories.new_story_id(near.entry_key),
-                "probability": near.probability, "threshold": near.threshold}, ttl)
+                "score": near.score, "threshold": near.threshold, "by": near.by}, ttl)
             line: DigestMaybe = {
                 "id": line_id, "title": e.title, "url": e.link, "published": iso(e.published),
                 "summary": e.summary, "source": e.source_title, "lang": e.lang,
-                "probability": near.probability, "threshold": near.threshold}
+                "score": near.score, "threshold": near.threshold, "by": near.by}
             if (said := feedback.record_links(config.settings, line_id, [topic_id],
                                               period.end)) is not None:
                 line["feedback"] = said

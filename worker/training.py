@@ -348,7 +348,7 @@ def stale(config: Config, topic_id: str, feedback: Iterable[Example] = ()) -> st
 def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
     """What `check` says of the topics' models: problems (a model that cannot be read, or was
     fitted on another embedding) and notes (stale ones; models unused without the extra;
-    "maybe" lines asked of topics that have no model)."""
+    "maybe" lines asked of topics that have neither a model nor a description)."""
     from .classify.semantic import MODEL_NAME
 
     problems, notes = [], []
@@ -377,12 +377,14 @@ def model_notes(config: Config, installed: bool) -> tuple[list[str], list[str]]:
         elif why := stale(config, topic_id):
             notes.append(f"topic {topic_id!r}: {why}")
     for sub in (s for s in config.subscribers if s.maybe):
-        bare = [t for t in sub.topics if t in config.topics and model_file(config, t) is None]
+        bare = [t for t in sub.topics if t in config.topics and model_file(config, t) is None
+                and not config.topics[t].semantic_texts]
         if bare or not installed:
             notes.append(f"subscriber {sub.id!r}: no 'maybe' lines for "
-                         f"{', '.join(bare) if installed else 'any topic'}: they are the near "
-                         "misses of a topic's trained model" + ("" if installed else
-                                                                ", and the model is not used"))
+                         f"{', '.join(bare) if installed else 'any topic'}: they are a "
+                         "topic's near misses by its model, or by similarity to its "
+                         "description and examples" + ("" if installed else
+                                                       ", and the model is not used"))
     return problems, notes
 
 

@@ -50,8 +50,8 @@ Text = tuple[str, str] | tuple[str, str, str | None]
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the topics made of one item: its matches (config order), and the probabilities
-    of the topics whose models scored it under their thresholds (`missed`, by topic id)."""
+    """What the topics made of one item: its matches (config order), and how near it came to
+    the topics that scored it under their thresholds (`missed`, by topic id)."""
 
     matches: list[Match]
     missed: dict[str, Miss]

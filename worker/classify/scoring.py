@@ -78,12 +78,15 @@ class Assessment:
 
 @dataclass(frozen=True)
 class Miss:
-    """A topic's model scored the item under its threshold: not a match, but how near it
-    came (a digest may show the nearest as "maybe" lines, for readers to judge)."""
+    """The item was scored for a topic and came under its threshold: not a match, but how
+    near it came (a digest may show the nearest as "maybe" lines, for readers to judge). By
+    the topic's model (a probability), or by similarity to its description and examples
+    where it has no model."""
 
     topic_id: str
-    probability: float
+    score: float
     threshold: float
+    by: str = "model"                 # model | similarity
 
 
 class Scorer:
@@ -126,8 +129,10 @@ class Scorer:
             return self._by_model(k, topic, doc, vector, lexical, semantic, closest)
         if lexical is not None:
             return replace(lexical, semantic=semantic)
-        if semantic is None or semantic < st.threshold:
+        if semantic is None:
             return None
+        if semantic < st.threshold:
+            return Miss(topic.id, semantic, st.threshold, "similarity")
         return Match(topic.id, topic.name, semantic,
                      (f'semantic {semantic:.2f}: close to "{st.texts[closest]}"',),
                      (f"semantic similarity {semantic:.2f} >= {st.threshold:.2f}",), semantic)

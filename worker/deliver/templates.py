@@ -152,7 +152,7 @@ def digest_count(body: DigestBody) -> str:
 
 
 def maybe_score(near: DigestMaybe) -> str:
-    return f"model {near['probability']:.2f}, alerts from {near['threshold']:.2f}"
+    return f"{near['by']} {near['score']:.2f}, alerts from {near['threshold']:.2f}"
 
 
 def _maybe_section(topic: DigestTopic) -> str:

@@ -49,7 +49,8 @@ Keys (P = settings.key_prefix):
                                   `maintain` to close
   P:updates:{sub}:{story}  string update alerts sent for a story (capped; TTL window)
   P:maybe:{h}              zset   a digest bucket's nearest misses of one topic ([entry key,
-                                  entry JSON, threshold] -> probability; 2 x `maybe` highest)
+                                  entry JSON, score, threshold, by] -> score - threshold;
+                                  2 x `maybe` nearest)
   P:maybeline:{id}         string a "maybe" line a digest showed (TTL: its links' life)
   P:stats                  hash   counters for summaries
   P:feedback:{topic}       hash   story -> a reader's last verdict, with the alerted text

@@ -15,18 +15,22 @@ from .records import DigestBucket
 
 @dataclass(frozen=True)
 class Near:
-    """An item a topic did not alert, scored `probability` against its `threshold`."""
+    """An item a topic did not alert, scored `score` against its `threshold`, by its model
+    (a probability) or by similarity (`by`)."""
 
     entry_key: str
     entry: Entry
-    probability: float
+    score: float
     threshold: float
+    by: str = "model"
 
 
 class Maybes(Part):
-    """P:maybe:{h} (zset per digest bucket and topic: [entry key, entry JSON, threshold] ->
-    probability, the highest kept), P:maybeline:{id} (a line a digest showed: what its
-    feedback links record a verdict on)."""
+    """P:maybe:{h} (zset per digest bucket and topic: [entry key, entry JSON, score,
+    threshold, by] -> score - threshold, the nearest kept: a model retrained in the period,
+    or one that came, changes the scale, never how far under its own threshold an item
+    was), P:maybeline:{id} (a line a digest showed: what its feedback links record a verdict
+    on)."""
 
     def _key(self, bucket: DigestBucket, topic_id: str) -> str:
         return self.k("maybe", short_hash(f"{bucket.member()}\n{topic_id}"))
@@ -35,11 +39,12 @@ class Maybes(Part):
               writes: Writes | None = None) -> None:
         """Keep the item if it is among the `keep` nearest of the topic's misses this period;
         the bucket is then closed when the period is over, alerts or not. Offering the same
-        item again changes nothing but its probability."""
+        item again changes nothing."""
         w = self._writes(writes)
         key = self._key(bucket, topic_id)
-        member = json.dumps([near.entry_key, near.entry.to_dict(), near.threshold])
-        w.pipe.zadd(key, {member: near.probability})
+        member = json.dumps([near.entry_key, near.entry.to_dict(), near.score, near.threshold,
+                             near.by])
+        w.pipe.zadd(key, {member: near.score - near.threshold})
         w.pipe.zremrangebyrank(key, 0, -(keep + 1))
         w.pipe.expire(key, self.db.seen_ttl)
         w.pipe.zadd(self.k("digests"), {bucket.member(): bucket.end})
@@ -47,13 +52,12 @@ class Maybes(Part):
 
     def nearest(self, bucket: DigestBucket, topic_id: str) -> list[Near]:
         """The topic's kept misses of the period, nearest first."""
-        raw = cast(list[tuple[str, float]], self.r.zrevrange(
-            self._key(bucket, topic_id), 0, -1, withscores=True))
+        raw = cast(list[str], self.r.zrevrange(self._key(bucket, topic_id), 0, -1))
         out = []
-        for member, probability in raw:
-            entry_key, entry, threshold = json.loads(member)
-            out.append(Near(entry_key, Entry.from_dict(entry), float(probability),
-                            float(threshold)))
+        for member in raw:
+            entry_key, entry, score, threshold, by = json.loads(member)
+            out.append(Near(entry_key, Entry.from_dict(entry), float(score), float(threshold),
+                            str(by)))
         return out
 
     def forget(self, bucket: DigestBucket, topic_ids: list[str]) -> None:
