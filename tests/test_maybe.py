@@ -64,12 +64,16 @@ def shipped_topics() -> str:
 
 
 def maybe_runtime(tmp_path: Path, server: FeedServer, redis_url: str, maybe: int,
-                  items: list[tuple[str, str]], digest: str = "daily") -> Runtime:
+                  items: list[tuple[str, str]], digest: str = "daily",
+                  more: tuple[str, ...] = ()) -> Runtime:
+    """The shipped topics, a feed of `items` (and the feeds served at `more`), a subscriber
+    with `maybe` lines and one without."""
     server.files["/wire.xml"] = Served(feed(items))
+    feeds = "".join(f"          - url: {server.url(path)}\n            name: Wire\n"
+                    for path in ("/wire.xml", *more))
     path = write_config(tmp_path, f"""\
         feeds:
-          - url: {server.url('/wire.xml')}
-            name: Wire
+{feeds}
         subscribers:
           - id: briefing
             outbox: out
@@ -110,8 +114,14 @@ def close_day(rt: Runtime) -> dict[str, dict[str, Any]]:
     return bodies
 
 
+def titles(body: dict[str, Any]) -> dict[str, set[str]]:
+    """A digest's maybe lines, per topic (as a set: two items scored alike tie)."""
+    return {t["id"]: {line["title"] for line in t["maybe"]} for t in body["topics"]
+            if t.get("maybe")}
+
+
 def expected(rt: Runtime, items: list[tuple[str, str]], maybe: int
-             ) -> tuple[dict[str, list[str]], set[str]]:
+             ) -> tuple[dict[str, set[str]], set[str]]:
     """What the classifier in force says: per topic, the `maybe` nearest misses (headlines)
     of the items no topic alerted to this subscriber's digest; and the alerted headlines."""
     decided = rt.classifier.decide_many([(t, s, "en") for t, s in items])
@@ -122,7 +132,7 @@ def expected(rt: Runtime, items: list[tuple[str, str]], maybe: int
             assert miss.score < miss.threshold
             if title not in alerted:
                 near.setdefault(topic_id, []).append((miss.score - miss.threshold, title))
-    return ({t: [title for _, title in sorted(found, reverse=True)[:maybe]]
+    return ({t: {title for _, title in sorted(found, reverse=True)[:maybe]}
              for t, found in near.items()}, alerted)
 
 
@@ -134,7 +144,7 @@ def test_a_digest_shows_each_topic_s_nearest_misses_to_judge(
     bodies = close_day(rt)
     body = bodies["briefing"]
     shown = {t["id"]: t.get("maybe", []) for t in body["topics"]}
-    assert {t: [line["title"] for line in lines] for t, lines in shown.items() if lines} == want
+    assert titles(body) == want
     lines = [line for found in shown.values() for line in found]
     for topic_id, found in shown.items():
         under = [line["score"] - line["threshold"] for line in found]
@@ -227,6 +237,24 @@ def test_the_command_line_takes_a_maybe_line_s_id(
     assert f"{topic['id']}: not relevant: recorded ({line['title']})" in done.stdout
     [said] = feedback.examples(rt.store, topic["id"])
     assert (said.title, said.relevant) == (line["title"], False)
+    listed = run_cli("feedback", "list", config=rt.config.path, redis_url=redis_url,
+                     prefix=rt.config.settings.key_prefix)
+    assert f"(cli, maybe line {line['id']}, briefing)" in listed.stdout, listed.stderr
+
+
+def test_an_article_already_alerted_at_its_url_is_no_maybe_line(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str) -> None:
+    """Another feed of the outlet carries the alerted article (same URL) under a headline the
+    topics come near and miss: the subscriber was told of it, so it is not asked about."""
+    again = ("What we know about the Doha meeting", "Troops and shelling along the front.")
+    feed_server.files["/world.xml"] = Served(feed([again], "Wire World"))  # its link: /0
+    rt = maybe_runtime(tmp_path, feed_server, redis_url, 20, ITEMS, more=("/world.xml",))
+    [decided] = rt.classifier.decide_many([(*again, "en")])
+    assert decided.missed and not decided.matches, "the copy should come near and miss"
+    want, alerted = expected(rt, ITEMS, 20)
+    assert ITEMS[0][0] in alerted                       # https://wire.example/0 is alerted
+    body = close_day(rt)["briefing"]
+    assert titles(body) == want                        # the copy: not there
 
 
 def test_a_day_with_only_near_misses_still_has_its_digest(
@@ -241,7 +269,7 @@ def test_a_day_with_only_near_misses_still_has_its_digest(
     assert "desk" not in bodies                      # nothing alerted: no digest for it
     body = bodies["briefing"]
     assert body["stories"] == 0
-    assert {t["id"]: [line["title"] for line in t["maybe"]] for t in body["topics"]} == want
+    assert titles(body) == want
 
 
 def test_a_subscriber_alerted_at_once_gets_a_daily_message_of_them(
@@ -252,7 +280,7 @@ def test_a_subscriber_alerted_at_once_gets_a_daily_message_of_them(
     sent = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
     assert {b["story"]["title"] for b in sent if b["type"] == "alert"} == alerted   # at once
     assert body["stories"] == 0 and body["period"]["kind"] == "daily"
-    assert {t["id"]: [line["title"] for line in t["maybe"]] for t in body["topics"]} == want
+    assert titles(body) == want
     message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
     lines = sum(len(t["maybe"]) for t in body["topics"])
     assert message["Subject"].endswith(f": {lines} maybe (not alerted)")
@@ -315,7 +343,7 @@ def test_a_topic_without_a_model_ranks_its_misses_by_similarity(
     assert want.get("swaps"), "the gate's items should come near by similarity"
     body = close_day(rt)["briefing"]
     [topic] = [t for t in body["topics"] if t["id"] == "swaps"]
-    assert [line["title"] for line in topic["maybe"]] == want["swaps"]
+    assert titles(body) == want
     assert {line["by"] for line in topic["maybe"]} == {"similarity"}
     assert "feedback" not in topic["maybe"][0]           # no links configured: none shown
     text = render.digest_email(body, to="b@example.org", from_address="n@example.org")

@@ -268,7 +268,8 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
                 ) -> list[tuple[str, str, list[DigestMaybe]]]:
     """A digest's "maybe" lines, (topic id, name, lines) per topic of the subscriber: the
     period's nearest misses, `sub.maybe` at most, leaving out what the digest alerts (an
-    entry or a headline of its stories) and repeated headlines. Each line is kept for as
+    entry or a headline of its stories), what the subscriber was alerted of at the same URL,
+    and repeated headlines. Each line is kept for as
     long as its feedback links work."""
     if not sub.maybe:
         return []
@@ -282,7 +283,8 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
         shown = set(headlines)
         for near in store.maybes.nearest(bucket, topic_id):
             e = near.entry
-            if len(lines) == sub.maybe or e.key in alerted or _headline(e.title) in shown:
+            if len(lines) == sub.maybe or e.key in alerted or _headline(e.title) in shown \
+                    or _told(store, sub.id, e):
                 continue
             shown.add(_headline(e.title))
             line_id = "m" + hashlib.sha256(
@@ -302,6 +304,14 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
         if lines and topic_id in config.topics:
             out.append((topic_id, config.topics[topic_id].name, lines))
     return out
+
+
+def _told(store: Store, subscriber_id: str, entry: Entry) -> bool:
+    """Whether the subscriber was alerted of the story at this entry's URL (another copy of
+    an article, in another feed of its outlet, that the topic did match)."""
+    story = store.stories.at_url(entry.link)
+    return story is not None and \
+        store.records.record_data(alert_id(subscriber_id, story)) is not None
 
 
 def _headline(title: str) -> str:

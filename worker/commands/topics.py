@@ -209,8 +209,9 @@ def _feedback(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(row, ensure_ascii=False))
             else:
+                what = "maybe line" if row.get("maybe") else "alert"
                 print(f"{feedback.when(row['at'])}  {row['topic']}  "
-                      f"{row['verdict'].replace('_', ' ')}  ({row['via']}, alert "
+                      f"{row['verdict'].replace('_', ' ')}  ({row['via']}, {what} "
                       f"{row['alert']}, {row['subscriber']})\n    {row['title']}")
         if not rows and not args.json:
             print("no feedback yet")

@@ -212,6 +212,10 @@ class Stories(Part):
     def url_key(self, url: str | None) -> str:
         return self.k("url", short_hash(url)) if url else self.k("url", "-")
 
+    def at_url(self, url: str | None) -> str | None:
+        """The story whose copy has this canonical URL, while the story window holds it."""
+        return cast(str | None, self.r.get(self.url_key(url))) if url else None
+
     def entries(self, story_id: str) -> dict[str, Entry]:
         raw = cast(dict[str, str], self.r.hgetall(self.k("story", story_id)))
         return {k: Entry.from_dict(json.loads(v)) for k, v in raw.items()}
