@@ -247,3 +247,12 @@ def dump_dom(url: str, profile: Path) -> str:
                           "--dump-dom", url], capture_output=True, text=True, timeout=60)
     assert out.stdout, out.stderr[-500:]
     return out.stdout
+
+
+def browse(html: str, script: str, folder: Path) -> str:
+    """An HTML page we render, opened in headless Chromium with `script` run at its end: the
+    DOM as the script leaves it (it reports by setting attributes)."""
+    page = folder / "page.html"
+    page.write_text(html.replace("</body>", f"<script>{script}</script></body>"),
+                    encoding="utf-8")
+    return dump_dom(page.as_uri(), folder / "profile")

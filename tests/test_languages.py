@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SEEDS, dump_dom, shared_dir
+from tests.conftest import ROOT, SEEDS, browse, shared_dir
 from worker.classify import Classifier
 from worker.classify.language import declared, detect
 from worker.config import TopicConfig
@@ -137,13 +137,11 @@ def test_an_arabic_alert_reads_right_to_left_in_a_browser(tmp_path: Path) -> Non
     body = _alert("ar", "استئناف المحادثات في الدوحة")
     message = render.email_message(body, to="desk@example.org", from_address="nw@example.org")
     html = message.get_body(("html",)).get_content()                    # type: ignore[union-attr]
-    probe = ("<script>document.body.setAttribute('data-h1', "
-             "getComputedStyle(document.querySelector('h1')).direction);"
-             "document.body.setAttribute('data-card', "
-             "getComputedStyle(document.querySelector('table')).direction);</script>")
-    page = tmp_path / "alert.html"
-    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
-    dom = dump_dom(page.as_uri(), tmp_path / "p")
+    dom = browse(html, "document.body.setAttribute('data-h1', "
+                       "getComputedStyle(document.querySelector('h1')).direction);"
+                       "document.body.setAttribute('data-card', "
+                       "getComputedStyle(document.querySelector('table')).direction);",
+                 tmp_path)
     assert 'data-h1="rtl"' in dom and 'data-card="ltr"' in dom
 
 

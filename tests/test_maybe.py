@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, dump_dom, make_runtime, write_config
+from tests.conftest import ROOT, browse, make_runtime, write_config
 from tests.servers import FeedServer, Served, free_port
 from tests.test_feedback import SECRET, path_of, run_cli
 from worker import feedback, pipeline, websub
@@ -179,14 +179,12 @@ def test_the_maybe_lines_read_apart_in_a_browser(tmp_path: Path, feed_server: Fe
     body = close_day(rt)["briefing"]
     message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
     html = message.get_body(("html",)).get_content()            # type: ignore[union-attr]
-    probe = ("<script>document.body.setAttribute('data-read', JSON.stringify("
-             "[...document.querySelectorAll('div')].filter(d => d.innerText.startsWith("
-             "'Maybe ')).map(d => [d.innerText.split('?')[0], "
-             "[...d.querySelectorAll('li')].map(li => [li.innerText.split('\\n')[0], "
-             "li.querySelectorAll('a[href*=\"/feedback/\"]').length])])));</script>")
-    page = tmp_path / "digest.html"
-    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
-    dom = dump_dom(page.as_uri(), tmp_path / "p")
+    dom = browse(html, "document.body.setAttribute('data-read', JSON.stringify("
+                       "[...document.querySelectorAll('div')].filter(d => d.innerText"
+                       ".startsWith('Maybe ')).map(d => [d.innerText.split('?')[0], "
+                       "[...d.querySelectorAll('li')].map(li => [li.innerText.split('\\n')[0],"
+                       " li.querySelectorAll('a[href*=\"/feedback/\"]').length])])));",
+                 tmp_path)
     read = json.loads(unescape(dom.split('data-read="', 1)[1].split('"', 1)[0]))
     assert read == [[f"Maybe {t['name']}", [[line["title"], 2] for line in t["maybe"]]]
                     for t in body["topics"] if t.get("maybe")]
