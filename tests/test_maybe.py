@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.conftest import ROOT, browse, make_runtime, write_config
 from tests.servers import FeedServer, Served, free_port
@@ -23,6 +24,7 @@ from worker.config import load_config
 from worker.deliver import chat, render
 from worker.errors import ConfigError
 from worker.feedback import read_token
+from worker.metrics import RedisCollector
 from worker.runtime import Runtime
 from worker.training import Latest, model_notes
 
@@ -169,6 +171,12 @@ def test_a_digest_shows_each_topic_s_nearest_misses_to_judge(
     assert "Not alerted: the nearest misses" in text and "Not alerted" in markdown
     assert rt.store.stats.totals().maybe == {t: len(found) for t, found in shown.items()
                                              if found}
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(rt.store))
+    scraped = set(generate_latest(registry).decode().splitlines())
+    for topic_id, found in shown.items():
+        if found:
+            assert f'newswatch_maybe_lines_total{{topic="{topic_id}"}} {len(found)}.0' in scraped
 
 
 def test_the_maybe_lines_read_apart_in_a_browser(tmp_path: Path, feed_server: FeedServer,

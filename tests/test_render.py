@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import SECRET
-from worker.deliver import render
+from worker.deliver import chat, render
 from worker.deliver.outbox import write_outbox
 from worker.deliver.retry import backoff, decide_failure
 from worker.deliver.webhook import signed_headers
@@ -207,7 +207,10 @@ def test_digest_and_notice_html_escape_feed_text() -> None:
               "period": {"kind": "daily", "label": "2025-01-04", "timezone": "UTC"},
               "topics": [{"id": "t", "name": evil, "stories": [
                   {"id": "s", "title": evil, "url": "javascript:x", "also_topics": [],
-                   "sources": [{"source": evil, "title": evil, "url": None}]}]}]}
+                   "sources": [{"source": evil, "title": evil, "url": None}]}],
+                  "maybe": [{"id": "m", "title": evil, "url": "javascript:y", "source": evil,
+                             "lang": '"><img', "score": 0.4, "threshold": 0.5,
+                             "by": "model"}]}]}
     notice = {"type": "feed_problem", "id": "n1", "subscriber": "ops", "problem": "failing",
               "feed": {"id": "f", "name": evil, "url": "https://x.example/rss"},
               "error_class": "HTTP 500", "error": evil, "errors_in_a_row": 5}
@@ -215,3 +218,5 @@ def test_digest_and_notice_html_escape_feed_text() -> None:
                 render.notice_email(notice, to="a@b.example", from_address="n@b.example")):
         html = msg.get_body(("html",)).get_content()
         assert "<img" not in html and "&lt;img" in html and "javascript:" not in html
+    _, markdown = chat.chat_message(digest)                      # type: ignore[arg-type]
+    assert "javascript:" not in markdown and "<img" not in markdown.replace("\\<", "")

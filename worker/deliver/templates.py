@@ -121,9 +121,8 @@ def digest_html(body: DigestBody) -> str:
             items.append(_digest_item(topic, story, thread))
         rows.append(_row(f'<p style="margin:0 0 6px;font-size:12px;font-weight:600;'
                          f'letter-spacing:.03em;color:{ACCENT};text-transform:uppercase">'
-                         f"{escape(topic['name'])}</p><ul style=\"margin:0;padding-left:18px;"
-                         f'font-size:14px;line-height:1.45;color:{INK}">{"".join(items)}</ul>'
-                         f"{_maybe_section(topic)}", "14px 28px 6px"))
+                         f"{escape(topic['name'])}</p>{_list(items)}{_maybe_section(topic)}",
+                         "14px 28px 6px"))
     return _page(f"{kind} digest {period['label']}", "", f"{kind} digest", rows,
                  f"Sent to {escape(body['subscriber'])}: one message per period, one line per "
                  "story with all its sources.")
@@ -144,7 +143,7 @@ def _digest_item(topic: DigestTopic, story: DigestStory, thread: str = "") -> st
 
 def digest_count(body: DigestBody) -> str:
     """What a digest holds, for its subject: "3 stories", "3 stories, 2 maybe", or for a
-    subscriber alerted at once, its day's "2 maybe (nothing alerted)"."""
+    subscriber alerted at once, its day's "2 maybe (not alerted)"."""
     maybe = sum(len(t.get("maybe", [])) for t in body["topics"])
     if maybe and not body["stories"]:
         return f"{maybe} maybe (not alerted)"
@@ -169,9 +168,15 @@ def _maybe_section(topic: DigestTopic) -> str:
     return (f'<div style="margin:10px 0 0;padding:8px 12px;border:1px dashed {RULE};'
             f'border-radius:4px"><p style="margin:0 0 6px;font-size:12px;color:{MUTED}">'
             f"Maybe {escape(topic['name'])}? Not alerted: the nearest misses, for you to judge "
-            "(the topic learns from your verdict).</p>"
-            f'<ul style="margin:0;padding-left:18px;font-size:14px;line-height:1.45;'
-            f'color:{INK}">{items}</ul></div>')
+            f"(the topic learns from your verdict).</p>{_list([items])}</div>")
+
+
+def _list(items: list[str]) -> str:
+    """A digest's list of stories or maybe lines; nothing for none."""
+    if not any(items):
+        return ""
+    return (f'<ul style="margin:0;padding-left:18px;font-size:14px;line-height:1.45;'
+            f'color:{INK}">{"".join(items)}</ul>')
 
 
 def _story_topics(topic: DigestTopic, story: DigestStory) -> list[tuple[str, str]]:

@@ -1,6 +1,7 @@
-"""A digest's "maybe" lines: of the items a topic's model scored under its threshold in one
-digest period, the nearest few, kept for a subscriber who asked for them (readers' verdicts on
-them teach the topic what it missed); and each line once shown, for its feedback links."""
+"""A digest's "maybe" lines: of the items a topic scored under its threshold in one digest
+period (by its model, or by similarity), the nearest few, kept for a subscriber who asked for
+them (readers' verdicts on them teach the topic what it missed); and each line once shown, for
+its feedback links."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class Maybes(Part):
               writes: Writes | None = None) -> None:
         """Keep the item if it is among the `keep` nearest of the topic's misses this period;
         the bucket is then closed when the period is over, alerts or not. Offering the same
-        item again changes nothing."""
+        item again with the same score (a batch processed twice) adds nothing; with another
+        (a model retrained in between), the digest shows its headline once."""
         w = self._writes(writes)
         key = self._key(bucket, topic_id)
         member = json.dumps([near.entry_key, near.entry.to_dict(), near.score, near.threshold,
