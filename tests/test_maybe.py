@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.conftest import ROOT, browse, make_runtime, write_config
-from tests.servers import FeedServer, Served, free_port
+from tests.servers import FeedServer, Served, SMTPServer, free_port
 from tests.test_feedback import SECRET, path_of, run_cli
 from worker import feedback, pipeline, websub
 from worker.classify import semantic
@@ -290,6 +290,42 @@ def test_a_subscriber_alerted_at_once_gets_a_daily_message_of_them(
     message = render.digest_email(body, to="b@example.org", from_address="n@example.org")
     lines = sum(len(t["maybe"]) for t in body["topics"])
     assert message["Subject"].endswith(f": {lines} maybe (not alerted)")
+
+
+def test_the_day_s_maybe_message_reaches_a_mail_server(
+        tmp_path: Path, feed_server: FeedServer, redis_url: str, smtp: SMTPServer) -> None:
+    """An email subscriber alerted at once: its alerts, then the day's maybe lines in one
+    message, received by a real SMTP server, with the two links of every line."""
+    feed_server.files["/wire.xml"] = Served(feed(ITEMS))
+    path = write_config(tmp_path, f"""\
+        feeds:
+          - url: {feed_server.url('/wire.xml')}
+            name: Wire
+        subscribers:
+          - id: desk
+            email: desk@example.org
+            topics: [ceasefire-talks, hostage-releases]
+            maybe: 1
+        settings:
+          smtp_url: {smtp.url}
+          from_address: newswatch@example.org
+          public_url: https://nw.example.org/
+          feedback_secret: {SECRET}
+          listen: 127.0.0.1:{free_port()}
+          allow_private_networks: true
+        """, topics=False)
+    path.write_text(path.read_text() + shipped_topics())
+    rt = make_runtime(load_config(path), redis_url)
+    want, alerted = expected(rt, ITEMS, 1)
+    close_day(rt)
+    subjects = [m["Subject"] for m in smtp.messages]
+    assert len(subjects) == len(alerted) + 1
+    [day] = [m for m in smtp.messages if "maybe (not alerted)" in m["Subject"]]
+    text = day.get_body(("plain",)).get_content()                # type: ignore[union-attr]
+    for topic_titles in want.values():
+        for title in topic_titles:
+            assert title in text
+    assert text.count("https://nw.example.org/feedback/") == 2 * sum(map(len, want.values()))
 
 
 def test_at_most_twenty_a_topic(tmp_path: Path) -> None:
