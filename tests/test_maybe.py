@@ -65,17 +65,21 @@ def shipped_topics() -> str:
     return yaml.safe_dump({"topics": shipped}, allow_unicode=True)
 
 
+def wire(server: FeedServer, items: list[tuple[str, str]], more: tuple[str, ...] = ()) -> str:
+    """Serve `items` as /wire.xml: the `feeds:` of a test config (with those at `more`)."""
+    server.files["/wire.xml"] = Served(feed(items))
+    return "        feeds:\n" + "".join(f"          - url: {server.url(path)}\n"
+                                        "            name: Wire\n"
+                                        for path in ("/wire.xml", *more))
+
+
 def maybe_runtime(tmp_path: Path, server: FeedServer, redis_url: str, maybe: int,
                   items: list[tuple[str, str]], digest: str = "daily",
                   more: tuple[str, ...] = ()) -> Runtime:
     """The shipped topics, a feed of `items` (and the feeds served at `more`), a subscriber
     with `maybe` lines and one without."""
-    server.files["/wire.xml"] = Served(feed(items))
-    feeds = "".join(f"          - url: {server.url(path)}\n            name: Wire\n"
-                    for path in ("/wire.xml", *more))
     path = write_config(tmp_path, f"""\
-        feeds:
-{feeds}
+{wire(server, items, more)}
         subscribers:
           - id: briefing
             outbox: out
@@ -296,11 +300,8 @@ def test_the_day_s_maybe_message_reaches_a_mail_server(
         tmp_path: Path, feed_server: FeedServer, redis_url: str, smtp: SMTPServer) -> None:
     """An email subscriber alerted at once: its alerts, then the day's maybe lines in one
     message, received by a real SMTP server, with the two links of every line."""
-    feed_server.files["/wire.xml"] = Served(feed(ITEMS))
     path = write_config(tmp_path, f"""\
-        feeds:
-          - url: {feed_server.url('/wire.xml')}
-            name: Wire
+{wire(feed_server, ITEMS)}
         subscribers:
           - id: desk
             email: desk@example.org
@@ -359,11 +360,8 @@ def test_a_topic_without_a_model_ranks_its_misses_by_similarity(
     """A new topic, before it is trained: its near misses are the items that pass its gate
     and come nearest its description and examples (what its readers' first verdicts are
     most worth on)."""
-    feed_server.files["/wire.xml"] = Served(feed(ITEMS))
     path = write_config(tmp_path, f"""\
-        feeds:
-          - url: {feed_server.url('/wire.xml')}
-            name: Wire
+{wire(feed_server, ITEMS)}
         topics:
           swaps:
             name: Prisoner swaps
