@@ -142,8 +142,10 @@ def offer_maybe(proc: Processor, entry_key: str, entry: Entry, missed: dict[str,
     for a subscriber alerted at once, in a daily message of them."""
     now = datetime.now(UTC)
     for sub in proc.config.subscribers:
+        if not sub.maybe:
+            continue
         mine = [miss for topic_id, miss in missed.items() if topic_id in sub.topics]
-        if not sub.maybe or not mine:
+        if not mine:
             continue
         bucket = _bucket(sub, now)
         for miss in mine:           # twice as many kept: the digest leaves some out
@@ -269,8 +271,7 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
     """A digest's "maybe" lines, (topic id, name, lines) per topic of the subscriber: the
     period's nearest misses, `sub.maybe` at most, leaving out what the digest alerts (an
     entry or a headline of its stories), what the subscriber was alerted of at the same URL,
-    and repeated headlines. Each line is kept for as
-    long as its feedback links work."""
+    and repeated headlines. Each line is kept for as long as its feedback links work."""
     if not sub.maybe:
         return []
     alerted = {e.key for alert, copies in items for e in (alert.entry, *copies)}
@@ -282,11 +283,12 @@ def maybe_lines(store: Store, config: Config, sub: SubscriberConfig, bucket: Dig
         lines: list[DigestMaybe] = []
         shown = set(headlines)
         for near in store.maybes.nearest(bucket, topic_id):
-            e = near.entry
-            if len(lines) == sub.maybe or e.key in alerted or _headline(e.title) in shown \
-                    or _told(store, sub.id, e):
+            if len(lines) == sub.maybe:
+                break
+            e, headline = near.entry, _headline(near.entry.title)
+            if e.key in alerted or headline in shown or _told(store, sub.id, e):
                 continue
-            shown.add(_headline(e.title))
+            shown.add(headline)
             line_id = "m" + hashlib.sha256(
                 f"{sub.id}\n{topic_id}\n{near.entry_key}".encode()).hexdigest()[:23]
             store.maybes.show(line_id, {

@@ -225,6 +225,7 @@ class Classifier:
         for row, i in zip(vectors, order, strict=True):
             doc, worth = wanted[i]
             found = {m.topic_id: m for m in results[i].matches}
+            missed: dict[str, Miss] = {}
             for k in worth:
                 topic = self.topics[scorer.topics[k].number]
                 decided = scorer.decide(k, topic, doc, row, found.get(topic.id))
@@ -233,9 +234,9 @@ class Classifier:
                     continue
                 found.pop(topic.id, None)
                 if isinstance(decided, Miss):
-                    results[i].missed[topic.id] = decided
+                    missed[topic.id] = decided
             results[i] = Decision(sorted(found.values(), key=lambda m: rank[m.topic_id]),
-                                  results[i].missed)
+                                  missed)
 
 
 def embedding_text(title: str, summary: str) -> str:

@@ -158,22 +158,22 @@ def _maybe_section(topic: DigestTopic) -> str:
     """A topic's "maybe" lines: items it did not alert, set apart, each with its links."""
     if not topic.get("maybe"):
         return ""
-    items = "".join(
+    items = [
         f'<li dir="auto"{_lang_attr(near.get("lang"))} style="margin:0 0 8px">'
         f'{_linked(near["title"], safe_link(near.get("url")))}<br>'
         f'<span style="font-size:12px;color:{MUTED}">{escape(near["source"])} · '
         f"{escape(maybe_score(near))}</span>"
         f"{_feedback(topic['name'], near.get('feedback', {}).get(topic['id']))}</li>"
-        for near in topic["maybe"])
+        for near in topic["maybe"]]
     return (f'<div style="margin:10px 0 0;padding:8px 12px;border:1px dashed {RULE};'
             f'border-radius:4px"><p style="margin:0 0 6px;font-size:12px;color:{MUTED}">'
             f"Maybe {escape(topic['name'])}? Not alerted: the nearest misses, for you to judge "
-            f"(the topic learns from your verdict).</p>{_list([items])}</div>")
+            f"(the topic learns from your verdict).</p>{_list(items)}</div>")
 
 
 def _list(items: list[str]) -> str:
     """A digest's list of stories or maybe lines; nothing for none."""
-    if not any(items):
+    if not items:
         return ""
     return (f'<ul style="margin:0;padding-left:18px;font-size:14px;line-height:1.45;'
             f'color:{INK}">{"".join(items)}</ul>')
